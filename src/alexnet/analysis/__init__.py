@@ -1,0 +1,1 @@
+"""Looking inside trained networks: filters, neighbours, predictions, curves."""

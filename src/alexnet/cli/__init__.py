@@ -1,0 +1,45 @@
+"""The `alexnet` command line.
+
+Each subcommand lives in its own module of this package and defines
+`register(subparsers)`, which adds its parser and sets `run=<function(args) -> int>`.
+Modules are found by name, so adding a subcommand means adding one file.
+Heavy imports (torch, data code) happen inside `run`, keeping `--help` fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+from alexnet import __version__
+from alexnet.errors import UserError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="alexnet",
+        description="AlexNet (Krizhevsky, Sutskever, Hinton 2012): train, evaluate, inspect.")
+    parser.add_argument("--version", action="version", version=f"alexnet {__version__}")
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
+        if not module.startswith("_"):
+            importlib.import_module(f"{__name__}.{module}").register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.run(args) or 0)
+    except UserError as err:
+        print(f"alexnet: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("alexnet: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,46 @@
+"""`alexnet models`: the registered networks, their sizes and costs."""
+
+from __future__ import annotations
+
+import json
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("models", help="list the available networks",
+                                   description="List the registered networks with their "
+                                   "parameter counts, forward GFLOPs and input sizes.")
+    parser.add_argument("--json", action="store_true", help="print JSON on stdout")
+    parser.set_defaults(run=run)
+
+
+def describe_models() -> list[dict]:
+    from alexnet.models import build_model, count_parameters, forward_flops, list_models, model_spec
+
+    rows = []
+    for name in list_models():
+        spec = model_spec(name)
+        model = build_model(name)
+        rows.append({
+            "name": name,
+            "parameters": count_parameters(model),
+            "gflops": round(forward_flops(model, spec.input_size) / 1e9, 4),
+            "input_size": spec.input_size,
+            "summary": spec.summary,
+        })
+    return rows
+
+
+def run(args) -> int:
+    rows = describe_models()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("model", "parameters", "GFLOPs", "input", "what it is")
+    for row in rows:
+        table.add_row(row["name"], f"{row['parameters']:,}", f"{row['gflops']:.3f}",
+                      f"{row['input_size']}x{row['input_size']}", row["summary"])
+    Console().print(table)
+    return 0

@@ -1,0 +1,1 @@
+"""Data: image sources, the prepared uint8 store, the loader and on-device augmentation."""

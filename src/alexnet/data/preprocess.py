@@ -1,0 +1,56 @@
+"""What turns a stored uint8 image into a model input, carried inside every checkpoint.
+
+The paper (§2): shorter side to `size` (256), central size x size crop, subtract the mean
+image; the network then sees `crop` x `crop` (224) patches. torchvision's recipe instead
+divides by 255 and normalises each channel. Both are a per-pixel (or per-channel) mean and a
+per-channel scale on the 0-255 scale, which is all this records.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import torch
+
+# torchvision's ImageNet statistics, on the 0-255 scale.
+IMAGENET_CHANNEL_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
+IMAGENET_CHANNEL_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    size: int = 256                      # stored image side: shorter side resized, centre crop
+    crop: int = 224                      # model input side
+    mean_image: torch.Tensor | None = field(default=None, compare=False)  # [size, size, 3]
+    channel_mean: tuple[float, float, float] = (0.0, 0.0, 0.0)  # used when no mean image
+    channel_std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+
+    @property
+    def kind(self) -> str:
+        return "mean-image" if self.mean_image is not None else "per-channel"
+
+    def mean_tensor(self, device=None) -> torch.Tensor:
+        """The mean to subtract from [N, 3, size, size] images: [3, size, size] or [3, 1, 1]."""
+        if self.mean_image is not None:
+            return self.mean_image.to(device, torch.float32).permute(2, 0, 1)
+        return torch.tensor(self.channel_mean, device=device).view(3, 1, 1)
+
+    def std_tensor(self, device=None) -> torch.Tensor:
+        return torch.tensor(self.channel_std, device=device).view(3, 1, 1)
+
+    def to_checkpoint(self) -> tuple[dict, dict[str, torch.Tensor]]:
+        """(JSON-able description, tensors) for a safetensors file."""
+        info = {"size": self.size, "crop": self.crop, "kind": self.kind,
+                "channel_mean": list(self.channel_mean), "channel_std": list(self.channel_std)}
+        tensors = {} if self.mean_image is None else {
+            "preprocessing.mean_image": self.mean_image.float().contiguous()}
+        return info, tensors
+
+    @classmethod
+    def from_checkpoint(cls, info: dict | str, tensors: dict[str, torch.Tensor]) -> Preprocessing:
+        if isinstance(info, str):
+            info = json.loads(info)
+        return cls(size=int(info["size"]), crop=int(info["crop"]),
+                   mean_image=tensors.get("preprocessing.mean_image"),
+                   channel_mean=tuple(info["channel_mean"]), channel_std=tuple(info["channel_std"]))

@@ -1,0 +1,1 @@
+"""Training and evaluation: the loop, the paper's optimiser, schedules, checkpoints."""

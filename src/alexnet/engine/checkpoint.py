@@ -1,0 +1,154 @@
+"""Checkpoint files: model weights as safetensors with everything needed to use them.
+
+A weights file holds the state dict plus `preprocessing.*` tensors, and string metadata:
+`format`, `model` (registry name), `options` (JSON), `classes` (JSON list), `preprocessing`
+(JSON) and any extra JSON-able entries. It rebuilds a usable model on its own, and loading
+it runs no code: safetensors holds only tensors and strings.
+
+Every write goes to a temporary file in the same folder, is fsynced, then renamed over the
+target, so a crash mid-write leaves the previous file intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from alexnet.data.preprocess import Preprocessing
+from alexnet.errors import UserError
+
+FORMAT = "alexnet-weights/1"
+PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
+RUN_DIR_CANDIDATES = ("best.safetensors", "last.safetensors")
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success fsync it and rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)  # make the rename itself durable
+        finally:
+            os.close(dir_fd)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+@dataclass
+class LoadedModel:
+    model: nn.Module
+    classes: list[str]
+    preprocessing: Preprocessing
+    path: Path
+    meta: dict = field(default_factory=dict)  # the extra JSON entries, decoded
+
+    @property
+    def name(self) -> str:
+        return self.model.model_name
+
+
+def save_weights(path: str | os.PathLike, model: nn.Module, *, classes: list[str],
+                 preprocessing: Preprocessing, extra: dict | None = None) -> None:
+    """Write `model`'s weights and what is needed to rebuild and use it, atomically."""
+    from safetensors.torch import save_file
+
+    if not hasattr(model, "model_name"):
+        raise ValueError("only models made by alexnet.models.build_model can be saved")
+    model = getattr(model, "_orig_mod", model)  # unwrap torch.compile
+    model = getattr(model, "module", model)      # unwrap DistributedDataParallel
+    pre_info, pre_tensors = preprocessing.to_checkpoint()
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors.update(pre_tensors)
+    metadata = {
+        "format": FORMAT,
+        "model": model.model_name,
+        "options": json.dumps(model.model_options),
+        "classes": json.dumps(list(classes)),
+        "preprocessing": json.dumps(pre_info),
+    }
+    for key, value in (extra or {}).items():
+        metadata[key] = json.dumps(value)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+
+
+def shipped_models() -> list[str]:
+    """Names of the pretrained models inside the package."""
+    return sorted(p.stem for p in PRETRAINED_DIR.glob("*.safetensors"))
+
+
+def resolve_checkpoint(spec: str | os.PathLike) -> Path:
+    """A weights file, a run folder (its best, else last, weights) or a shipped model name."""
+    path = Path(spec)
+    if path.is_file():
+        return path
+    if path.is_dir():
+        for candidate in RUN_DIR_CANDIDATES:
+            if (path / candidate).is_file():
+                return path / candidate
+        raise UserError(f"run folder {str(path)!r} holds no checkpoint "
+                        f"({' or '.join(RUN_DIR_CANDIDATES)})")
+    if str(spec) in shipped_models():
+        return PRETRAINED_DIR / f"{spec}.safetensors"
+    names = ", ".join(shipped_models()) or "none yet"
+    raise UserError(f"no checkpoint file, run folder or shipped model named {str(spec)!r}; "
+                    f"shipped models: {names}")
+
+
+def read_weights_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(tensors, metadata) of a weights file; anything unreadable is a UserError."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise UserError(f"{str(path)!r} is not a readable alexnet weights file ({err})") from None
+    if metadata.get("format") != FORMAT:
+        raise UserError(f"{str(path)!r} is not an alexnet weights file "
+                        f"(format {metadata.get('format')!r}, expected {FORMAT!r})")
+    return tensors, metadata
+
+
+def load_model(spec: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
+    """Rebuild the model stored at `spec` (see `resolve_checkpoint`), in eval mode."""
+    from alexnet.models import build_model
+
+    path = resolve_checkpoint(spec)
+    tensors, metadata = read_weights_file(path)
+    try:
+        options = json.loads(metadata["options"])
+        classes = json.loads(metadata["classes"])
+        preprocessing = Preprocessing.from_checkpoint(metadata["preprocessing"], tensors)
+        model = build_model(metadata["model"], **options)
+        weights = {k: v for k, v in tensors.items() if not k.startswith("preprocessing.")}
+        model.load_state_dict(weights, strict=True)
+    except (KeyError, json.JSONDecodeError, RuntimeError) as err:
+        raise UserError(f"{str(path)!r} is a damaged alexnet weights file ({err})") from None
+    reserved = {"format", "model", "options", "classes", "preprocessing"}
+    meta = {k: json.loads(v) for k, v in metadata.items() if k not in reserved}
+    return LoadedModel(model.to(device).eval(), classes, preprocessing, path, meta)

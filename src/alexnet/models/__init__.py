@@ -1,0 +1,113 @@
+"""The model registry: `build_model(name, **options)`, `list_models()`, `model_info(name)`.
+
+Every model exposes `forward_features(x)`, `forward_head(features, pre_logits=False)`, a
+`num_classes` option and its `input_size`. A built model remembers how it was built
+(`model.model_name`, `model.model_options`) so checkpoints can rebuild it.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from alexnet.errors import UserError, one_of
+from alexnet.models.cifar import Cifar4Layer, CifarConvLocal
+from alexnet.models.layers import LocallyConnected2d, LocalResponseNorm, WithinMapNorm
+from alexnet.models.paper import AlexNetPaper
+from alexnet.models.torchvision_compat import AlexNetTorchvision
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    cls: type[nn.Module]
+    summary: str
+
+    @property
+    def input_size(self) -> int:
+        return self.cls.input_size
+
+    def options(self) -> dict[str, object]:
+        """Option name -> default, read from the constructor."""
+        params = inspect.signature(self.cls.__init__).parameters
+        return {k: p.default for k, p in params.items() if k != "self"}
+
+
+_REGISTRY: dict[str, ModelSpec] = {
+    spec.name: spec for spec in [
+        ModelSpec("alexnet-paper", AlexNetPaper,
+                  "the paper's two-tower network (Fig. 2): LRN, overlapping pooling, dropout"),
+        ModelSpec("alexnet-torchvision", AlexNetTorchvision,
+                  "torchvision's single-tower variant, state dicts interchangeable"),
+        ModelSpec("cifar-conv-local", CifarConvLocal,
+                  "cuda-convnet's 11% CIFAR-10 net (conv-norm-pool x2, 2 locally connected)"),
+        ModelSpec("cifar-4layer", Cifar4Layer,
+                  "cuda-convnet's 18% CIFAR-10 net (3 conv + fc), ReLU or tanh (paper Fig. 1)"),
+    ]
+}
+
+
+def list_models() -> list[str]:
+    return list(_REGISTRY)
+
+
+def model_spec(name: str) -> ModelSpec:
+    if name not in _REGISTRY:
+        raise one_of("model", name, _REGISTRY)
+    return _REGISTRY[name]
+
+
+def build_model(name: str, **options) -> nn.Module:
+    """Build a registered model; unknown names, options or values raise `UserError`."""
+    spec = model_spec(name)
+    valid = spec.options()
+    for key in options:
+        if key not in valid:
+            raise UserError(f"unknown option {key!r} for model {name!r}; "
+                            f"valid options: {', '.join(valid)}")
+    try:
+        model = spec.cls(**options)
+    except (ValueError, TypeError) as err:
+        raise UserError(f"bad option for model {name!r}: {err}") from None
+    model.model_name = name
+    model.model_options = dict(options)
+    return model
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def forward_flops(model: nn.Module, input_size: int) -> int:
+    """Multiply-adds x 2 of the conv, locally connected and linear layers for one image."""
+    total = 0
+
+    def count(module, inputs, output):
+        nonlocal total
+        if isinstance(module, nn.Conv2d):
+            per_output = module.in_channels // module.groups * module.weight[0, 0].numel()
+            total += 2 * output.numel() * per_output
+        elif isinstance(module, LocallyConnected2d):
+            total += 2 * output.numel() * module.weight.shape[-1]
+        elif isinstance(module, nn.Linear):
+            total += 2 * output.numel() * module.in_features
+
+    hooks = [m.register_forward_hook(count) for m in model.modules()
+             if isinstance(m, (nn.Conv2d, nn.Linear, LocallyConnected2d))]
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, 3, input_size, input_size))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return total
+
+
+__all__ = [
+    "AlexNetPaper", "AlexNetTorchvision", "Cifar4Layer", "CifarConvLocal", "LocalResponseNorm",
+    "LocallyConnected2d", "ModelSpec", "WithinMapNorm", "build_model", "count_parameters",
+    "forward_flops", "list_models", "model_spec",
+]

@@ -1,0 +1,131 @@
+"""The layers AlexNet-era networks need that PyTorch does not ship in this form.
+
+- `LocalResponseNorm`: the paper's cross-channel normalisation (§3.3), optionally per tower.
+- `WithinMapNorm`: cuda-convnet's spatial ("within-map") response normalisation.
+- `LocallyConnected2d`: a convolution whose weights are not shared across positions.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def channel_window_matrix(channels: int, size: int, groups: int = 1,
+                          device=None, dtype=None) -> torch.Tensor:
+    """Band matrix B [C, C] with B[j, i] = 1 when channel j lies in channel i's window.
+
+    The window of channel i is i - size//2 .. i + (size-1)//2 (the paper's n/2 either side
+    for odd n), clipped at the edges of i's group so that towers stay separate. Squared
+    activations [..., C] @ B give each channel's window sum as one matrix product, which
+    maps onto tensor cores instead of a chain of small strided reads.
+    """
+    per_group = channels // groups
+    index = torch.arange(channels, device=device)
+    j, i = index[:, None], index[None, :]
+    same_group = (j // per_group) == (i // per_group)
+    in_window = (j - i >= -(size // 2)) & (j - i <= (size - 1) // 2)
+    return (same_group & in_window).to(dtype or torch.float32)
+
+
+class LocalResponseNorm(nn.Module):
+    """b_i = a_i / (k + alpha' * sum_{j in window(i)} a_j^2) ** beta, across channels.
+
+    alpha' = alpha / size when `alpha_per_term` (what the 2012 code and
+    `torch.nn.LocalResponseNorm` compute, the numbers in the paper come from it), else the
+    paper text's literal alpha. `groups` > 1 keeps each window inside its group (tower),
+    as the 2012 code normalised each GPU's maps separately.
+    """
+
+    def __init__(self, channels: int, size: int = 5, alpha: float = 1e-4, beta: float = 0.75,
+                 k: float = 2.0, groups: int = 1, alpha_per_term: bool = True):
+        super().__init__()
+        if channels % groups:
+            raise ValueError(f"{channels} channels do not split into {groups} groups")
+        self.channels, self.size, self.alpha, self.beta, self.k = channels, size, alpha, beta, k
+        self.groups, self.alpha_per_term = groups, alpha_per_term
+        # A constant, not a parameter: kept out of the state dict, moved with the module.
+        self.register_buffer("band", channel_window_matrix(channels, size, groups),
+                             persistent=False)
+
+    @property
+    def term_weight(self) -> float:
+        """The weight of each squared activation in the denominator."""
+        return self.alpha / self.size if self.alpha_per_term else self.alpha
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # [N, C, H, W] -> [N, H, W, C] is free for channels_last tensors; the window sum is
+        # then a [NHW, C] x [C, C] product.
+        band = self.band.to(x.dtype)
+        window_sum = torch.matmul(x.square().movedim(1, -1), band).movedim(-1, 1)
+        return x * (self.k + self.term_weight * window_sum).pow(-self.beta)
+
+    def extra_repr(self) -> str:
+        return (f"{self.channels}, size={self.size}, alpha={self.alpha}, beta={self.beta}, "
+                f"k={self.k}, groups={self.groups}, alpha_per_term={self.alpha_per_term}")
+
+
+class WithinMapNorm(nn.Module):
+    """cuda-convnet's within-map normalisation: b = a / (k + alpha/size^2 * sum a^2)^beta.
+
+    The sum runs over a size x size spatial window centred on each position of the same map
+    (zero beyond the border), as in cuda-convnet's `rnorm` layers.
+    """
+
+    def __init__(self, size: int = 3, alpha: float = 5e-5, beta: float = 0.75, k: float = 1.0):
+        super().__init__()
+        self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pad = (self.size // 2, (self.size - 1) // 2) * 2
+        mean_sq = F.avg_pool2d(F.pad(x.square(), pad), self.size, stride=1)
+        return x * (self.k + self.alpha * mean_sq).pow(-self.beta)
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
+
+
+class LocallyConnected2d(nn.Module):
+    """Like Conv2d, but every output position has its own filters (cuda-convnet's `local`).
+
+    weight: [out_h * out_w, out_channels, in_channels * k * k]; bias: [out_channels, out_h,
+    out_w] (also unshared). The input size is fixed at construction, as positions own weights.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, input_size: int, kernel_size: int,
+                 stride: int = 1, padding: int = 0, bias: bool = True):
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.input_size, self.kernel_size = input_size, kernel_size
+        self.stride, self.padding = stride, padding
+        self.output_size = (input_size + 2 * padding - kernel_size) // stride + 1
+        positions = self.output_size**2
+        fan_in = in_channels * kernel_size**2
+        self.weight = nn.Parameter(torch.empty(positions, out_channels, fan_in))
+        self.bias = (nn.Parameter(torch.empty(out_channels, self.output_size, self.output_size))
+                     if bias else None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # The same bounds Conv2d uses by default, per position.
+        bound = 1 / math.sqrt(self.weight.shape[-1])
+        nn.init.uniform_(self.weight, -bound, bound)
+        if self.bias is not None:
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
+            raise ValueError(f"LocallyConnected2d expects {self.input_size}x{self.input_size} "
+                             f"inputs, got {tuple(x.shape[-2:])}")
+        # patches [N, C*k*k, L] -> per position L: [N, C*k*k] @ [C*k*k, out]
+        patches = F.unfold(x, self.kernel_size, padding=self.padding, stride=self.stride)
+        out = torch.einsum("nil,loi->nol", patches, self.weight)
+        out = out.reshape(x.shape[0], self.out_channels, self.output_size, self.output_size)
+        return out if self.bias is None else out + self.bias
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, input_size={self.input_size}, "
+                f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}")
