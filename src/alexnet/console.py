@@ -61,8 +61,14 @@ def progress(total: int | None, description: str, unit: str = "img",
         yield tracker
         return
     from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RichProgress,
-                               TaskProgressColumn, TextColumn, TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        TaskProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+    from rich.progress import Progress as RichProgress
 
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TaskProgressColumn(), TimeRemainingColumn(), TextColumn("{task.fields[extra]}")]

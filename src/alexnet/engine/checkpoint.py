@@ -125,7 +125,7 @@ def read_weights_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
     except (SafetensorError, OSError, ValueError) as err:
         raise UserError(f"{str(path)!r} is not a readable alexnet weights file ({err})") from None
     if metadata.get("format") != FORMAT:

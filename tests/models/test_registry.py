@@ -1,0 +1,102 @@
+"""The registry, torchvision interchangeability, the CIFAR nets and the `models` command."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+import torchvision
+
+from alexnet.cli import main
+from alexnet.errors import UserError
+from alexnet.models import build_model, count_parameters, list_models, model_spec
+
+NAMES = ["alexnet-paper", "alexnet-torchvision", "cifar-conv-local", "cifar-4layer"]
+
+
+def test_registry_lists_the_four_models():
+    assert list_models() == NAMES
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_model_runs_forward_and_backward(name):
+    torch.manual_seed(0)
+    size = model_spec(name).input_size
+    model = build_model(name, num_classes=5)
+    logits = model(torch.randn(2, 3, size, size))
+    assert logits.shape == (2, 5) and torch.isfinite(logits).all()
+    logits.square().mean().backward()
+    assert all(p.grad is not None for p in model.parameters())
+    assert model.model_name == name and model.model_options == {"num_classes": 5}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_features_and_head_compose_to_forward(name):
+    size = model_spec(name).input_size
+    model = build_model(name).eval()
+    x = torch.randn(2, 3, size, size)
+    pre_logits = model.forward_head(model.forward_features(x), pre_logits=True)
+    assert pre_logits.ndim == 2
+    torch.testing.assert_close(model.forward_head(model.forward_features(x)), model(x))
+
+
+def test_torchvision_state_dict_round_trip_gives_identical_logits():
+    torch.manual_seed(0)
+    theirs = torchvision.models.alexnet(weights=None).eval()
+    ours = build_model("alexnet-torchvision").eval()
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        assert torch.equal(ours(x), theirs(x))
+    back = torchvision.models.alexnet(weights=None)
+    back.load_state_dict(ours.state_dict(), strict=True)
+    assert count_parameters(ours) == 61_100_840
+
+
+def test_cifar_conv_local_shapes_and_13pct_variant():
+    model = build_model("cifar-conv-local")
+    x = torch.zeros(1, 3, 24, 24)
+    assert model.forward_features(x).shape == (1, 32, 6, 6)
+    assert model.features.local3.weight.shape == (36, 32, 64 * 9)  # unshared per position
+    without = build_model("cifar-conv-local", lrn=False)
+    assert isinstance(without.features.norm1, torch.nn.Identity)
+    assert count_parameters(without) == count_parameters(model)
+
+
+def test_cifar_4layer_activations():
+    relu = build_model("cifar-4layer")
+    tanh = build_model("cifar-4layer", activation="tanh", norm=False)
+    assert isinstance(relu.features.act1, torch.nn.ReLU)
+    assert isinstance(tanh.features.act2, torch.nn.Tanh)
+    assert isinstance(tanh.features.norm1, torch.nn.Identity)
+    assert relu.forward_features(torch.zeros(1, 3, 32, 32)).shape == (1, 64, 4, 4)
+
+
+def test_unknown_name_option_and_value_are_user_errors():
+    with pytest.raises(UserError, match="valid models: alexnet-paper, alexnet-torchvision"):
+        build_model("alexnet-huge")
+    with pytest.raises(UserError, match="valid options: num_classes, lrn"):
+        build_model("alexnet-paper", lnr=False)
+    with pytest.raises(UserError, match="towers must be 1 or 2"):
+        build_model("alexnet-paper", towers=3)
+    with pytest.raises(UserError, match="activation"):
+        build_model("cifar-4layer", activation="sigmoid")
+
+
+def test_models_command_json(capsys):
+    assert main(["models", "--json"]) == 0
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    assert list(rows) == NAMES
+    assert rows["alexnet-paper"]["parameters"] == 60_965_224
+    assert rows["alexnet-torchvision"]["parameters"] == 61_100_840
+    assert rows["alexnet-paper"]["input_size"] == 224
+    assert 1.3 < rows["alexnet-paper"]["gflops"] < 1.6  # about 0.72 G multiply-adds
+
+
+def test_cli_version_and_unknown_command_exit_codes():
+    version = subprocess.run([sys.executable, "-m", "alexnet", "--version"],
+                             capture_output=True, text=True)
+    assert version.returncode == 0 and version.stdout.startswith("alexnet ")
+    bad = subprocess.run([sys.executable, "-m", "alexnet", "fly"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr
