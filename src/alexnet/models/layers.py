@@ -38,11 +38,21 @@ class LocalResponseNorm(nn.Module):
     `torch.nn.LocalResponseNorm` compute, the numbers in the paper come from it), else the
     paper text's literal alpha. `groups` > 1 keeps each window inside its group (tower),
     as the 2012 code normalised each GPU's maps separately.
+
+    `backend`: "band" computes the window sums as one [C, C] band-matrix product (exact, any
+    device; the reference); "triton" uses the fused kernels of `alexnet.kernels.lrn_triton`
+    (CUDA, odd sizes); "auto" picks triton where it can run, else band.
     """
 
+    backends = ("auto", "band", "triton")
+
     def __init__(self, channels: int, size: int = 5, alpha: float = 1e-4, beta: float = 0.75,
-                 k: float = 2.0, groups: int = 1, alpha_per_term: bool = True):
+                 k: float = 2.0, groups: int = 1, alpha_per_term: bool = True,
+                 backend: str = "auto"):
         super().__init__()
+        if backend not in self.backends:
+            raise ValueError(f"backend must be one of {self.backends}, got {backend!r}")
+        self.backend = backend
         if channels % groups:
             raise ValueError(f"{channels} channels do not split into {groups} groups")
         self.channels, self.size, self.alpha, self.beta, self.k = channels, size, alpha, beta, k
@@ -56,7 +66,18 @@ class LocalResponseNorm(nn.Module):
         """The weight of each squared activation in the denominator."""
         return self.alpha / self.size if self.alpha_per_term else self.alpha
 
+    def use_kernel(self, x: torch.Tensor) -> bool:
+        if self.backend == "band" or self.size % 2 == 0:  # the kernel needs symmetric windows
+            return False
+        from alexnet.kernels import triton_available
+
+        return self.backend == "triton" or (x.is_cuda and triton_available())
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.use_kernel(x):
+            from alexnet.kernels.lrn_triton import lrn
+
+            return lrn(x, self.size, self.groups, self.k, self.term_weight, self.beta)
         # [N, C, H, W] -> [N, H, W, C] is free for channels_last tensors; the window sum is
         # then a [NHW, C] x [C, C] product.
         band = self.band.to(x.dtype)

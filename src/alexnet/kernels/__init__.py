@@ -1,0 +1,19 @@
+"""Fused GPU kernels for the layers where PyTorch's own ops are slow (see benchmarks/)."""
+
+from __future__ import annotations
+
+import functools
+
+
+@functools.cache
+def triton_available() -> bool:
+    """Triton is importable and a CUDA device exists (or the interpreter is on)."""
+    import os
+
+    import torch
+
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1"
