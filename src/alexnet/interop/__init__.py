@@ -1,0 +1,1 @@
+"""Running trained networks elsewhere: ONNX / TorchScript / torch.export, torchvision weights."""

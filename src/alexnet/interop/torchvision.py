@@ -1,0 +1,149 @@
+"""torchvision interoperability: its AlexNet state-dict files in, project checkpoints out, and back.
+
+`alexnet-torchvision` keeps torchvision's parameter names, so a torchvision state dict
+(`torchvision.models.alexnet().state_dict()`, or the published `alexnet-owt-*.pth`) loads into
+it with `strict=True`. An imported checkpoint also records what torchvision's weights expect:
+the 1000 ImageNet category names and torchvision's preprocessing (shorter side to 256, centre
+224 crop, per-channel mean/std), so `alexnet predict` and `alexnet eval` use them correctly.
+Files are read with `torch.load(weights_only=True)` only: no pickled code is ever run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+from pathlib import Path
+
+import torch
+
+from alexnet.data.preprocess import IMAGENET_CHANNEL_MEAN, IMAGENET_CHANNEL_STD, Preprocessing
+from alexnet.errors import UserError
+
+MODEL_NAME = "alexnet-torchvision"
+# Wrappers that training scripts commonly put around a state dict, and key prefixes added
+# by DataParallel / DistributedDataParallel and torch.compile.
+_WRAPPER_KEYS = ("state_dict", "model", "model_state_dict")
+_KEY_PREFIXES = ("module.", "_orig_mod.")
+
+
+def imagenet_categories() -> list[str]:
+    """The 1000 ILSVRC-2012 category names in torchvision's label order (shipped, no download)."""
+    from torchvision.models import AlexNet_Weights
+
+    return list(AlexNet_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+def torchvision_preprocessing() -> Preprocessing:
+    """torchvision's ImageNet eval transform: resize shorter side to 256, centre 224, normalise."""
+    return Preprocessing(size=256, crop=224, channel_mean=IMAGENET_CHANNEL_MEAN,
+                         channel_std=IMAGENET_CHANNEL_STD)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The tensors of a torchvision AlexNet state-dict file, unwrapped and without prefixes."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"torchvision weights file {str(path)!r} does not exist")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise UserError(f"{str(path)!r} is not a plain state dict (torch.load with "
+                        f"weights_only=True refused it: {str(err).splitlines()[0]}); save "
+                        f"model.state_dict() instead of the whole model") from None
+    except (RuntimeError, OSError, EOFError, ValueError) as err:
+        raise UserError(f"{str(path)!r} is not a readable PyTorch file ({err})") from None
+    if isinstance(obj, dict):
+        for key in _WRAPPER_KEYS:
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise UserError(f"{str(path)!r} does not hold a state dict (a mapping of names to "
+                        f"tensors)")
+    state = {}
+    for key, value in obj.items():
+        for prefix in _KEY_PREFIXES:
+            if key.startswith(prefix):
+                key = key[len(prefix):]
+        state[key] = value
+    return state
+
+
+def model_from_state_dict(state: dict[str, torch.Tensor], source: str = "state dict"):
+    """An `alexnet-torchvision` model holding `state` (its class count read from fc8)."""
+    from alexnet.models import build_model
+
+    if "classifier.6.weight" not in state:
+        raise UserError(f"{source} is not a torchvision AlexNet state dict (no "
+                        f"'classifier.6.weight'; keys start {sorted(state)[:3]})")
+    num_classes = int(state["classifier.6.weight"].shape[0])
+    model = build_model(MODEL_NAME, num_classes=num_classes)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        first = str(err).splitlines()[1:3]
+        raise UserError(f"{source} does not fit torchvision's AlexNet: "
+                        f"{' '.join(s.strip() for s in first)}") from None
+    return model.eval()
+
+
+def read_class_names(path: str | os.PathLike) -> list[str]:
+    """One class name per line (blank lines ignored)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"class-name file {str(path)!r} does not exist")
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def import_torchvision(weights: str | os.PathLike, out: str | os.PathLike,
+                       classes: list[str] | None = None) -> dict:
+    """Write a project checkpoint for a torchvision AlexNet state-dict file; return a summary.
+
+    Without `classes`, a 1000-class file gets the ImageNet category names; other class
+    counts need them given (one per class, in label order).
+    """
+    from alexnet.engine.checkpoint import save_weights
+
+    weights = Path(weights)
+    model = model_from_state_dict(read_state_dict(weights), repr(str(weights)))
+    num_classes = model.classifier[6].out_features
+    if classes is None:
+        if num_classes != 1000:
+            raise UserError(f"{str(weights)!r} has {num_classes} classes, not ImageNet's "
+                            f"1000; give their names with --classes FILE (one per line)")
+        classes = imagenet_categories()
+    if len(classes) != num_classes:
+        raise UserError(f"{len(classes)} class names given but {str(weights)!r} has "
+                        f"{num_classes} outputs")
+    sha = file_sha256(weights)
+    save_weights(out, model, classes=classes, preprocessing=torchvision_preprocessing(),
+                 extra={"source": "torchvision", "imported_from": weights.name,
+                        "imported_sha256": sha})
+    return {"weights": str(weights), "out": str(out), "model": MODEL_NAME,
+            "classes": num_classes, "sha256": sha}
+
+
+def torchvision_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict `torchvision.models.alexnet()` loads with strict=True."""
+    if getattr(model, "model_name", None) != MODEL_NAME:
+        raise UserError(f"only {MODEL_NAME!r} checkpoints have torchvision's layout; this one "
+                        f"is {getattr(model, 'model_name', 'unknown')!r} (a different network)")
+    return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+
+
+def export_torchvision(model: torch.nn.Module, out: str | os.PathLike) -> None:
+    """Save `model`'s weights as a torchvision state-dict file (torch.save), atomically."""
+    from alexnet.engine.checkpoint import atomic_path
+
+    state = torchvision_state_dict(model)
+    with atomic_path(out) as tmp:
+        torch.save(state, tmp)

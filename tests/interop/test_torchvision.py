@@ -1,0 +1,120 @@
+"""torchvision AlexNet state dicts import into checkpoints, predict identically, and go back."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+
+from alexnet.cli import main
+from alexnet.data.preprocess import IMAGENET_CHANNEL_MEAN, IMAGENET_CHANNEL_STD
+from alexnet.engine.checkpoint import load_model, save_weights
+from alexnet.errors import UserError
+from alexnet.interop.torchvision import imagenet_categories, import_torchvision
+from alexnet.models import build_model
+
+
+@pytest.fixture(scope="module")
+def torchvision_file(tmp_path_factory):
+    """(torchvision model with random weights, its state dict saved with torch.save)."""
+    torch.manual_seed(0)
+    model = torchvision.models.alexnet(weights=None).eval()
+    path = tmp_path_factory.mktemp("tv") / "alexnet-random.pth"
+    torch.save(model.state_dict(), path)
+    return model, path
+
+
+@pytest.fixture(scope="module")
+def imported(torchvision_file, tmp_path_factory):
+    _, path = torchvision_file
+    out = tmp_path_factory.mktemp("ckpt") / "tv.safetensors"
+    assert main(["import-torchvision", str(path), "--out", str(out)]) == 0
+    return out
+
+
+def test_import_predicts_identically_to_torchvision(torchvision_file, imported):
+    model, _ = torchvision_file
+    loaded = load_model(imported)
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        assert torch.equal(loaded.model(x), model(x))
+    assert loaded.name == "alexnet-torchvision"
+
+
+def test_import_records_imagenet_classes_and_torchvision_preprocessing(imported):
+    loaded = load_model(imported)
+    assert len(loaded.classes) == 1000 and loaded.classes[:2] == ["tench", "goldfish"]
+    assert loaded.classes == imagenet_categories()
+    pre = loaded.preprocessing
+    assert (pre.size, pre.crop, pre.kind) == (256, 224, "per-channel")
+    assert pre.channel_mean == pytest.approx(IMAGENET_CHANNEL_MEAN)
+    assert pre.channel_std == pytest.approx(IMAGENET_CHANNEL_STD)
+    assert loaded.meta["source"] == "torchvision" and len(loaded.meta["imported_sha256"]) == 64
+
+
+def test_export_back_to_torchvision_round_trips(torchvision_file, imported, tmp_path):
+    model, _ = torchvision_file
+    out = tmp_path / "back.pth"
+    assert main(["export", str(imported), "--format", "torchvision", "--out", str(out)]) == 0
+    state = torch.load(out, weights_only=True)
+    fresh = torchvision.models.alexnet(weights=None)
+    fresh.load_state_dict(state, strict=True)
+    for key, value in model.state_dict().items():
+        assert torch.equal(state[key], value), key
+
+
+def test_wrapped_and_prefixed_state_dicts_import(torchvision_file, tmp_path):
+    model, _ = torchvision_file
+    path = tmp_path / "wrapped.pth"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in model.state_dict().items()},
+                "epoch": 3}, path)
+    import_torchvision(path, tmp_path / "w.safetensors")
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        assert torch.equal(load_model(tmp_path / "w.safetensors").model(x), model(x))
+
+
+def test_other_class_counts_need_names(torchvision_file, tmp_path, capsys):
+    model, _ = torchvision_file
+    state = dict(model.state_dict())
+    state["classifier.6.weight"] = state["classifier.6.weight"][:3].clone()
+    state["classifier.6.bias"] = state["classifier.6.bias"][:3].clone()
+    path = tmp_path / "three.pth"
+    torch.save(state, path)
+    out = tmp_path / "three.safetensors"
+    assert main(["import-torchvision", str(path), "--out", str(out)]) == 2
+    assert "3 classes" in capsys.readouterr().err and not out.exists()
+    names = tmp_path / "names.txt"
+    names.write_text("cat\ndog\n")
+    assert main(["import-torchvision", str(path), "--out", str(out), "--classes", str(names)]) == 2
+    assert "2 class names" in capsys.readouterr().err
+    names.write_text("cat\ndog\nbird\n")
+    assert main(["import-torchvision", str(path), "--out", str(out), "--classes", str(names)]) == 0
+    assert load_model(out).classes == ["cat", "dog", "bird"]
+
+
+def test_bad_files_are_user_errors(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        import_torchvision(tmp_path / "missing.pth", tmp_path / "o.safetensors")
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"not a torch file")
+    with pytest.raises(UserError, match="junk.pth"):
+        import_torchvision(junk, tmp_path / "o.safetensors")
+    pickled = tmp_path / "whole-model.pth"
+    torch.save(build_model("cifar-4layer"), pickled)  # a pickled module, not a state dict
+    with pytest.raises(UserError, match="state dict"):
+        import_torchvision(pickled, tmp_path / "o.safetensors")
+    other = tmp_path / "other.pth"
+    torch.save(build_model("cifar-4layer").state_dict(), other)
+    with pytest.raises(UserError, match="not a torchvision AlexNet"):
+        import_torchvision(other, tmp_path / "o.safetensors")
+
+
+def test_only_torchvision_layout_exports_as_torchvision(tmp_path, capsys):
+    ckpt = tmp_path / "small.safetensors"
+    from alexnet.data.preprocess import Preprocessing
+
+    save_weights(ckpt, build_model("cifar-4layer"), classes=list("abcdefghij"),
+                 preprocessing=Preprocessing(32, 32))
+    assert main(["export", str(ckpt), "--format", "torchvision"]) == 2
+    assert "alexnet-torchvision" in capsys.readouterr().err
