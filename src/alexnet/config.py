@@ -1,0 +1,232 @@
+"""A training run's settings: one frozen dataclass, named recipes, `key=value` overrides.
+
+`resolve_config(recipe, overrides)` is what `alexnet train` calls; `recipe_names()` lists the
+recipes. Every field can be overridden from the command line (`epochs=2 lr=0.01`), model
+options with `model.<option>=value` (`model.lrn=false`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+
+from alexnet.errors import UserError, one_of
+
+NORMALIZATIONS = ("mean-image", "mean-image-std", "imagenet")
+AMP_MODES = ("auto", "bf16", "fp16", "none")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything that decides a training run (the data path and output folder included)."""
+
+    recipe: str = "cifar10"
+    # network
+    model: str = "cifar-conv-local"
+    model_options: dict = field(default_factory=dict)
+    # data
+    data: str | None = None          # prepared store or image folder; None: recipe's default
+    data_size: int = 32              # side of the stored images
+    val_per_class: int = 500         # held out from the training store, per class, seeded
+    # optimisation
+    epochs: int = 4
+    batch_size: int = 128            # global: split evenly across distributed ranks
+    optimizer: str = "paper"         # "paper": lr inside the velocity; "sgd": torch.optim.SGD
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    bias_lr_mult: float = 1.0
+    bias_weight_decay: float | None = None      # None: same as weight_decay
+    no_decay: tuple[str, ...] = ()   # parameter-name prefixes whose weights get no decay
+    schedule: str = "cosine"         # constant | step | multistep | cosine | plateau
+    warmup_epochs: float = 0.0
+    step_size: int = 30
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.1
+    plateau_patience: int = 2
+    plateau_max_drops: int = 3
+    # augmentation and views
+    crop: int = 24
+    flip: bool = True
+    lighting_std: float = 0.0        # the paper's PCA colour noise: 0.1
+    normalize: str = "mean-image-std"
+    eval_views: str = "ten"          # the final evaluation; per-epoch validation is centre-only
+    eval_batch_size: int = 500
+    # execution
+    seed: int = 0
+    deterministic: bool = False
+    compile: bool = False
+    channels_last: bool | None = None   # None: on CUDA only
+    amp: str = "auto"                   # auto: bf16 on CUDA, none on CPU
+    device: str = "auto"
+    checkpoint_minutes: float = 10.0    # also save `last` mid-epoch this often (0: every step)
+
+    def validate(self) -> Config:
+        from alexnet.engine.evaluate import VIEWS
+        from alexnet.engine.optim import OPTIMIZERS
+        from alexnet.engine.schedule import SCHEDULES
+        from alexnet.models import model_spec
+
+        valid_options = model_spec(self.model).options()
+        for key in self.model_options:
+            if key not in valid_options:
+                raise UserError(f"unknown option model.{key} for model {self.model!r}; "
+                                f"valid options: {', '.join(valid_options)}")
+        for name, value, valid in [("optimizer", self.optimizer, OPTIMIZERS),
+                                   ("schedule", self.schedule, SCHEDULES),
+                                   ("normalize", self.normalize, NORMALIZATIONS),
+                                   ("amp", self.amp, AMP_MODES),
+                                   ("eval_views", self.eval_views, VIEWS)]:
+            if value not in valid:
+                raise one_of(name, value, valid)
+        for name in ("epochs", "batch_size", "crop", "data_size", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise UserError(f"lr must be positive, got {self.lr}")
+        if self.crop > self.data_size:
+            raise UserError(f"crop={self.crop} is larger than the stored images "
+                            f"(data_size={self.data_size})")
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> Config:
+        names = {f.name for f in dataclasses.fields(cls)}
+        kept = {k: v for k, v in values.items() if k in names}
+        for key in ("no_decay", "milestones"):
+            if key in kept and kept[key] is not None:
+                kept[key] = tuple(kept[key])
+        return cls(**kept)
+
+
+def _cifar10() -> Config:
+    """cuda-convnet's "11%" net on CIFAR-10 (paper §3.3): 24x24 random crops + flips.
+
+    Mean-image subtraction and a per-channel scale, the paper's SGD, biases at 2x lr, no decay
+    on the two conv layers (as in cuda-convnet's layer file), a cosine schedule over `epochs`.
+    The default is a short run (minutes on a laptop CPU); `epochs=150` is the full recipe.
+    """
+    return Config(recipe="cifar10", model="cifar-conv-local", data_size=32,
+                  val_per_class=500, epochs=4, batch_size=128, optimizer="paper", lr=0.02,
+                  momentum=0.9, weight_decay=4e-3, bias_lr_mult=2.0, bias_weight_decay=0.0,
+                  no_decay=("features.conv",), schedule="cosine", warmup_epochs=0.5,
+                  crop=24, flip=True, lighting_std=0.0, normalize="mean-image-std",
+                  eval_views="ten")
+
+
+def _imagenet_paper() -> Config:
+    """The paper (§4-§5): alexnet-paper, batch 128, lr 0.01 inside the velocity, momentum 0.9,
+    weight decay 5e-4, lr / 10 when validation error stops improving (at most 3 times),
+    90 epochs, random 224 crops of the 256 images, flips, PCA lighting 0.1, mean image.
+    Biases get 2x lr and no decay, as in the 2012 code (layer-params-145.cfg)."""
+    return Config(recipe="imagenet-paper", model="alexnet-paper", data_size=256,
+                  val_per_class=10, epochs=90, batch_size=128, optimizer="paper", lr=0.01,
+                  momentum=0.9, weight_decay=5e-4, bias_lr_mult=2.0, bias_weight_decay=0.0,
+                  schedule="plateau", gamma=0.1, plateau_patience=2, plateau_max_drops=3,
+                  crop=224, flip=True, lighting_std=0.1, normalize="mean-image",
+                  eval_views="ten", eval_batch_size=128, checkpoint_minutes=10.0)
+
+
+def _imagenet_torchvision() -> Config:
+    """torchvision's reference recipe for `alexnet`: SGD lr 0.01, momentum 0.9, weight decay
+    1e-4, lr x 0.1 every 30 epochs, 90 epochs, batch 256, per-channel ImageNet normalisation,
+    flips. Crops are random 224 patches of the 256 store (torchvision: RandomResizedCrop)."""
+    return Config(recipe="imagenet-torchvision", model="alexnet-torchvision", data_size=256,
+                  val_per_class=10, epochs=90, batch_size=256, optimizer="sgd", lr=0.01,
+                  momentum=0.9, weight_decay=1e-4, schedule="step", step_size=30, gamma=0.1,
+                  crop=224, flip=True, lighting_std=0.0, normalize="imagenet",
+                  eval_views="center", eval_batch_size=128)
+
+
+RECIPES: dict[str, typing.Callable[[], Config]] = {
+    "cifar10": _cifar10,
+    "imagenet-paper": _imagenet_paper,
+    "imagenet-torchvision": _imagenet_torchvision,
+}
+DEFAULT_RECIPE = "cifar10"
+
+
+def recipe_names() -> list[str]:
+    return list(RECIPES)
+
+
+def describe_recipe(name: str) -> str:
+    return " ".join((RECIPES[name].__doc__ or "").split())
+
+
+def _parse_scalar(text: str):
+    """A model option's value: JSON when it parses (true, 3, 0.5, "x"), else the string."""
+    lowered = text.lower()
+    if lowered in ("true", "false", "null", "none"):
+        return {"true": True, "false": False}.get(lowered)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _cast(key: str, text: str, hint):
+    """Cast an override's text to the field type `hint` (int, float, bool, str, tuples, X|None)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if text.lower() in ("none", "null", "auto", ""):
+            return None
+        hint = next(a for a in args if a is not type(None))
+        return _cast(key, text, hint)
+    if origin is tuple:
+        return tuple(_cast(key, part.strip(), args[0]) for part in text.split(",") if part.strip())
+    try:
+        if hint is bool:
+            if text.lower() in ("true", "1", "yes", "on"):
+                return True
+            if text.lower() in ("false", "0", "no", "off"):
+                return False
+            raise ValueError
+        if hint is int:
+            return int(text)
+        if hint is float:
+            return float(text)
+    except ValueError:
+        raise UserError(f"{key}={text!r} is not a valid {hint.__name__}") from None
+    return text
+
+
+def apply_overrides(config: Config, overrides: list[str]) -> Config:
+    """Apply `key=value` strings; unknown keys raise UserError listing the valid ones."""
+    hints = typing.get_type_hints(Config)
+    valid = [f.name for f in dataclasses.fields(Config) if f.name not in ("recipe", "model_options")]
+    changes: dict = {}
+    options = dict(config.model_options)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UserError(f"override {item!r} is not of the form key=value")
+        if key.startswith("model."):
+            options[key[len("model."):]] = _parse_scalar(text)
+        elif key in valid:
+            changes[key] = _cast(key, text.strip(), hints[key])
+        else:
+            raise UserError(f"unknown setting {key!r}; valid settings: {', '.join(valid)}, "
+                            f"model.<option>")
+    if changes.get("model", config.model) != config.model:
+        from alexnet.models import model_spec
+
+        # Another network: the recipe's options and crop were for the old one.
+        options = {k: v for k, v in options.items() if k not in config.model_options}
+        changes.setdefault("crop", model_spec(changes["model"]).input_size)
+    return dataclasses.replace(config, **changes, model_options=options)
+
+
+def resolve_config(recipe: str | None = None, overrides: list[str] | None = None) -> Config:
+    """The named recipe (default `cifar10`) with `overrides` applied, validated."""
+    name = recipe or DEFAULT_RECIPE
+    if name not in RECIPES:
+        raise one_of("recipe", name, RECIPES)
+    return apply_overrides(RECIPES[name](), overrides or []).validate()
