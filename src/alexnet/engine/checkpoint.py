@@ -152,3 +152,82 @@ def load_model(spec: str | os.PathLike, device: str | torch.device = "cpu") -> L
     reserved = {"format", "model", "options", "classes", "preprocessing"}
     meta = {k: json.loads(v) for k, v in metadata.items() if k not in reserved}
     return LoadedModel(model.to(device).eval(), classes, preprocessing, path, meta)
+
+
+# ---------------------------------------------------------------------------------------------
+# Training state: what a run needs to continue exactly where it stopped.
+#
+# A `<name>.state.pt` file holds plain containers of tensors, numbers and strings (model and
+# optimiser state dicts, the schedule, epoch and step, every RNG state, the data position) and
+# is read with `torch.load(weights_only=True)`, which refuses any pickle that would build
+# arbitrary objects or run code. The model weights are in it too, so weights and optimiser
+# state always come from one atomic write.
+
+STATE_SUFFIX = ".state.pt"
+STATE_FORMAT = "alexnet-train-state/1"
+
+
+def save_training_state(path: str | os.PathLike, state: dict) -> None:
+    """Write `state` (tensors, numbers, strings, lists, tuples, dicts) atomically."""
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_training_state(path: str | os.PathLike) -> dict:
+    """Read a training state written by `save_training_state`; never unpickles code."""
+    import pickle
+
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"no training state at {str(path)!r}") from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError,
+            AttributeError, TypeError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise UserError(f"{str(path)!r} is not a loadable training state, refused "
+                        f"({reason[:160]})") from None
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise UserError(f"{str(path)!r} is not an alexnet training state "
+                        f"(expected format {STATE_FORMAT!r})")
+    return state
+
+
+
+def capture_rng(generator: torch.Generator | None = None) -> dict:
+    """Every RNG a training step draws from: python, numpy, torch CPU and CUDA, and the
+    augmentation `generator`; as tensors and plain numbers (weights_only-loadable)."""
+    import random
+
+    import numpy as np
+
+    version, internal, gauss = random.getstate()
+    np_state = np.random.get_state()
+    state = {
+        "python": [version, list(internal), gauss],
+        "numpy": {"key": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+    if generator is not None:
+        state["augment"] = generator.get_state()
+    return state
+
+
+def restore_rng(state: dict, generator: torch.Generator | None = None) -> None:
+    """Undo `capture_rng`: put every generator back where it was."""
+    import random
+
+    import numpy as np
+
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    np_state = state["numpy"]
+    np.random.set_state(("MT19937", np_state["key"].numpy().astype(np.uint32), np_state["pos"],
+                         np_state["has_gauss"], np_state["cached_gaussian"]))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    if generator is not None and "augment" in state:
+        generator.set_state(state["augment"])
