@@ -1,0 +1,13 @@
+"""Model-step throughput of alexnet-paper: our LRN vs nn.LocalResponseNorm vs no LRN.
+
+    python benchmarks/bench_model.py [--compile] [--batch 256] [--json]
+
+Same as `alexnet bench model`; prints each variant's img/s and the ratios.
+"""
+
+import sys
+
+from alexnet.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["bench", "model", *sys.argv[1:]]))

@@ -1,0 +1,55 @@
+"""Side-by-side measurements: the project's path and the standard one, in the same run.
+
+Each benchmark returns a dict with the settings, the environment and one row per variant
+(`images_per_s`), and the ratios the issues ask about; `format_report` prints it.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from collections.abc import Callable
+
+import torch
+
+
+def environment() -> dict:
+    """What the figures were measured on."""
+    info = {"torch": torch.__version__, "python": platform.python_version(),
+            "cpu": platform.processor() or platform.machine(), "cpu_cores": os.cpu_count()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+def time_steps(step: Callable[[], None], steps: int, warmup: int, device: torch.device) -> float:
+    """Seconds per call of `step`, after `warmup` calls (compilation happens there)."""
+    for _ in range(warmup):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(steps):
+            step()
+        end.record()
+        torch.cuda.synchronize()
+        return start.elapsed_time(end) / 1000 / steps
+    begin = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - begin) / steps
+
+
+def format_report(report: dict) -> str:
+    lines = [f"{report['benchmark']}: " + ", ".join(f"{k}={v}" for k, v in
+                                                   report["settings"].items()),
+             "environment: " + ", ".join(f"{k}={v}" for k, v in report["environment"].items())]
+    width = max(len(row["variant"]) for row in report["rows"])
+    for row in report["rows"]:
+        lines.append(f"  {row['variant']:<{width}}  {row['images_per_s']:>12,.0f} "
+                     f"{row.get('unit', 'img/s')}")
+    for name, value in report.get("ratios", {}).items():
+        lines.append(f"  ratio {name}: {value:.2f}x")
+    return "\n".join(lines)

@@ -1,0 +1,35 @@
+"""`alexnet bench`: the project's fast paths against the standard ones, in the same run."""
+
+from __future__ import annotations
+
+import json
+
+TARGETS = ("model",)
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "bench", help="measure throughput against the standard alternative",
+        description="Time the project's path and the standard alternative in the same run "
+                    "and print both and their ratio, with the hardware and settings.")
+    parser.add_argument("target", nargs="?", default="model", choices=TARGETS,
+                        help="what to measure (default: model)")
+    parser.add_argument("--model", default="alexnet-paper", help="registry name")
+    parser.add_argument("--batch", type=int, help="batch size (default: 256 on GPU, 16 on CPU)")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps after warm-up")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument("--device", help="cuda or cpu (default: cuda when available)")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from alexnet.bench import format_report
+    from alexnet.bench.model import bench_model
+    from alexnet.models import model_spec
+
+    model_spec(args.model)  # an unknown name ends here, with the list of valid ones
+    report = bench_model(args.model, batch=args.batch, steps=args.steps,
+                         compile_model=args.compile, device=args.device)
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0
