@@ -1,0 +1,170 @@
+"""The paper's training augmentation as batched tensor functions (paper §4.1).
+
+Everything here runs on whatever device the images are on (GPU in training, CPU in tests) and
+takes a `torch.Generator` on that device, so a run is reproducible. No per-image Python loops:
+crops are read through a strided window view (`unfold`) indexed by per-sample offsets, which
+is one gather over the batch.
+
+Layouts: uint8 images are NHWC ([B, H, W, 3], as stored); float images are NCHW.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from alexnet.data.preprocess import Preprocessing
+
+
+def _is_nhwc(images: torch.Tensor) -> bool:
+    return images.dtype == torch.uint8
+
+
+def random_offsets(batch: int, side: int, crop: int, generator: torch.Generator,
+                   device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top and left offsets, each int64 [B], uniform over all side - crop + 1 positions."""
+    if crop > side:
+        raise ValueError(f"crop {crop} is larger than the image side {side}")
+    top = torch.randint(0, side - crop + 1, (batch,), generator=generator, device=device)
+    left = torch.randint(0, side - crop + 1, (batch,), generator=generator, device=device)
+    return top, left
+
+
+def crop_at(images: torch.Tensor, top: torch.Tensor, left: torch.Tensor, crop: int) -> torch.Tensor:
+    """Per-sample crops at offsets top, left (int64 [B]) -> [B, C, crop, crop], contiguous.
+
+    uint8 NHWC [B,H,W,C] and float NCHW [B,C,H,W] are cropped per sample; a single CHW
+    image [C,H,W] (the mean image) is cropped once per offset pair.
+    """
+    if images.dim() == 3:
+        windows = images.unfold(1, crop, 1).unfold(2, crop, 1)     # [C, H', W', c, c]
+        return windows[:, top, left].transpose(0, 1).contiguous()
+    batch = torch.arange(images.shape[0], device=images.device)
+    if _is_nhwc(images):
+        windows = images.unfold(1, crop, 1).unfold(2, crop, 1)     # [B, H', W', C, c, c]
+        return windows[batch, top, left]
+    windows = images.unfold(2, crop, 1).unfold(3, crop, 1)         # [B, C, H', W', c, c]
+    return windows[batch, :, top, left]
+
+
+def random_crop(images: torch.Tensor, crop: int, generator: torch.Generator) -> torch.Tensor:
+    """Random crop x crop patches at uniformly drawn offsets, same layout as the input."""
+    side = images.shape[1] if _is_nhwc(images) else images.shape[2]
+    top, left = random_offsets(images.shape[0], side, crop, generator, images.device)
+    out = crop_at(images, top, left, crop)
+    return out.permute(0, 2, 3, 1).contiguous() if _is_nhwc(images) else out
+
+
+def _flip_where(images: torch.Tensor, flip: torch.Tensor, w_dim: int) -> torch.Tensor:
+    mask = flip.view(-1, *([1] * (images.dim() - 1)))
+    return torch.where(mask, images.flip(w_dim), images)
+
+
+def random_flip(images: torch.Tensor, generator: torch.Generator, p: float = 0.5) -> torch.Tensor:
+    """Mirror each image left-right with probability p (uint8 NHWC or float NCHW)."""
+    flip = torch.rand(images.shape[0], generator=generator, device=images.device) < p
+    return _flip_where(images, flip, 2 if _is_nhwc(images) else 3)
+
+
+def lighting_shifts(batch: int, eigvals: torch.Tensor, eigvecs: torch.Tensor, std: float,
+                    generator: torch.Generator) -> torch.Tensor:
+    """The paper's PCA colour shift per image, float [B, 3] on the 0-255 scale:
+    eigvecs @ (alpha * sqrt(eigvals)), alpha ~ N(0, std) drawn per image."""
+    alpha = torch.randn(batch, 3, generator=generator, device=eigvals.device) * std
+    return (alpha * eigvals.clamp_min(0).sqrt()) @ eigvecs.T
+
+
+def pca_lighting(images: torch.Tensor, eigvals, eigvecs, std: float,
+                 generator: torch.Generator) -> torch.Tensor:
+    """Add a PCA colour shift to every pixel of each image. float NCHW in, float NCHW out;
+    uint8 NHWC in, float NHWC out (0-255 scale, not clipped)."""
+    eigvals = torch.as_tensor(eigvals, dtype=torch.float32, device=images.device)
+    eigvecs = torch.as_tensor(eigvecs, dtype=torch.float32, device=images.device)
+    shift = lighting_shifts(images.shape[0], eigvals, eigvecs, std, generator)
+    if _is_nhwc(images):
+        return images.float() + shift[:, None, None, :]
+    return images + shift[:, :, None, None].to(images.dtype)
+
+
+def _per_sample(value, default: int, batch: int, device) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    return torch.full((batch,), default if value is None else int(value), device=device)
+
+
+def normalize(images: torch.Tensor, preprocessing: Preprocessing, top=None, left=None,
+              dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """(x - mean) / std as float NCHW [B,3,h,w] from uint8 NHWC or float NCHW.
+
+    A mean image is taken at the images' own location: the whole mean when h equals
+    `preprocessing.size`, else the h x h crop at (top, left) (ints or int64 [B]; default: the
+    centre crop's offset).
+    """
+    x = images.permute(0, 3, 1, 2).float() if _is_nhwc(images) else images.float()
+    batch, h = x.shape[0], x.shape[-1]
+    mean = preprocessing.mean_tensor(x.device)                     # [3,S,S] or [3,1,1]
+    if mean.shape[-1] > 1 and h != mean.shape[-1]:
+        centre = int(round((mean.shape[-1] - h) / 2.0))
+        mean = crop_at(mean, _per_sample(top, centre, batch, x.device),
+                       _per_sample(left, centre, batch, x.device), h)   # [B,3,h,h]
+    return ((x - mean) * (1.0 / preprocessing.std_tensor(x.device))).to(dtype)
+
+
+class TrainAugment:
+    """Random crop to `preprocessing.crop`, flip, PCA lighting, mean subtraction at the crop's
+    own location of the mean image, division by std: uint8 [B,S,S,3] -> float [B,3,c,c].
+
+    The mean is subtracted before the flip (cuda-convnet's order), so a flipped patch is the
+    mirror of the normalised patch. The mean is looked up in [mean, mirrored mean] at the
+    mirrored offset, which makes the flip a cheap uint8 operation on the images only.
+    """
+
+    def __init__(self, preprocessing: Preprocessing, eigvals, eigvecs, flip: bool = True,
+                 lighting_std: float = 0.1, channels_last: bool = False,
+                 dtype: torch.dtype = torch.float32):
+        self.preprocessing = preprocessing
+        self.eigvals = torch.as_tensor(eigvals, dtype=torch.float32)
+        self.eigvecs = torch.as_tensor(eigvecs, dtype=torch.float32)
+        self.flip, self.lighting_std = flip, float(lighting_std)
+        self.channels_last, self.dtype = channels_last, dtype
+        self._cache: dict = {}
+
+    def _constants(self, device):
+        key = str(device)
+        if key not in self._cache:
+            mean = self.preprocessing.mean_tensor(device)          # [3,S,S] or [3,1,1]
+            means = None
+            if mean.shape[-1] > 1:
+                # [2,S,S,3]: HWC like the images, so the cropped means share their strides.
+                means = torch.stack([mean, mean.flip(-1)]).permute(0, 2, 3, 1).contiguous()
+            self._cache[key] = (means, mean, (1.0 / self.preprocessing.std_tensor(device)),
+                                self.eigvals.to(device), self.eigvecs.to(device))
+        return self._cache[key]
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        batch, side, crop = images.shape[0], images.shape[1], self.preprocessing.crop
+        device = images.device
+        means, mean, inv_std, eigvals, eigvecs = self._constants(device)
+        top, left = random_offsets(batch, side, crop, generator, device)
+        x = crop_at(images, top, left, crop)                        # uint8 [B,3,c,c]
+        flip = torch.zeros(batch, dtype=torch.bool, device=device)
+        if self.flip:
+            flip = torch.rand(batch, generator=generator, device=device) < 0.5
+            x = _flip_where(x, flip, 3)
+        x = x.float()
+        if means is not None:
+            if side != means.shape[1]:
+                raise ValueError(f"images are {side}x{side} but the mean image is "
+                                 f"{means.shape[1]}x{means.shape[1]}")
+            # Flipped patch at `left` = mirror of the patch of the mirrored mean at side-c-left.
+            mleft = torch.where(flip, side - crop - left, left)
+            windows = means.unfold(1, crop, 1).unfold(2, crop, 1)   # [2,S',S',3,c,c]
+            m = windows[flip.long(), top, mleft]                    # [B,3,c,c]
+        else:
+            m = mean.unsqueeze(0)
+        if self.lighting_std > 0:
+            shift = lighting_shifts(batch, eigvals, eigvecs, self.lighting_std, generator)
+            m = m - shift[:, :, None, None]
+        x = x.sub_(m).mul_(inv_std)
+        # The gathers above produce channels-last strides; make the layout the one asked for.
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        return x.to(self.dtype, memory_format=fmt)

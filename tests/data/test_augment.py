@@ -1,0 +1,129 @@
+"""Batched augmentation: crops, flips, PCA lighting and normalisation as tensor functions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from alexnet.data.augment import (
+    TrainAugment,
+    crop_at,
+    lighting_shifts,
+    normalize,
+    pca_lighting,
+    random_crop,
+    random_flip,
+)
+from alexnet.data.preprocess import Preprocessing
+
+
+def _positions(side: int, batch: int) -> torch.Tensor:
+    """uint8 [B, side, side, 3] whose pixel (y, x) holds y in channel 0 and x in channel 1."""
+    ys, xs = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
+    img = torch.stack([ys, xs, torch.zeros_like(ys)], -1).to(torch.uint8)
+    return img.expand(batch, side, side, 3).contiguous()
+
+
+def test_random_crop_covers_all_offsets_and_matches_slicing():
+    side, crop = 12, 8
+    images = _positions(side, 2000)
+    out = random_crop(images, crop, torch.Generator().manual_seed(0))
+    assert out.shape == (2000, crop, crop, 3) and out.dtype == torch.uint8
+    tops, lefts = out[:, 0, 0, 0].long(), out[:, 0, 0, 1].long()
+    seen = set(zip(tops.tolist(), lefts.tolist(), strict=True))
+    assert seen == {(t, left) for t in range(side - crop + 1) for left in range(side - crop + 1)}
+    for i in range(0, 2000, 97):  # every crop is the plain slice at its offset
+        t, left = int(tops[i]), int(lefts[i])
+        assert torch.equal(out[i], images[i, t:t + crop, left:left + crop])
+
+
+def test_random_crop_float_nchw_and_crop_at():
+    images = torch.randn(5, 3, 10, 10)
+    top, left = torch.tensor([0, 1, 2, 3, 4]), torch.tensor([4, 3, 2, 1, 0])
+    out = crop_at(images, top, left, 6)
+    for i in range(5):
+        assert torch.equal(out[i], images[i, :, top[i]:top[i] + 6, left[i]:left[i] + 6])
+    assert random_crop(images, 6, torch.Generator().manual_seed(1)).shape == (5, 3, 6, 6)
+
+
+def test_flip_twice_is_identity_and_flips_about_half():
+    images = torch.randint(0, 256, (400, 6, 7, 3), dtype=torch.uint8)
+    once = random_flip(images, torch.Generator().manual_seed(3))
+    twice = random_flip(once, torch.Generator().manual_seed(3))
+    assert torch.equal(twice, images)
+    flipped = (once != images).flatten(1).any(1).float().mean().item()
+    assert 0.4 < flipped < 0.6
+    same_or_mirror = [torch.equal(o, i) or torch.equal(o, i.flip(1)) for o, i in zip(once, images, strict=True)]
+    assert all(same_or_mirror)
+    floats = images.permute(0, 3, 1, 2).float()
+    g = torch.Generator().manual_seed(5)
+    assert torch.equal(random_flip(random_flip(floats, g.manual_seed(5)), g.manual_seed(5)), floats)
+
+
+def test_pca_lighting_covariance_matches_eigendecomposition():
+    q, _ = torch.linalg.qr(torch.randn(3, 3, generator=torch.Generator().manual_seed(0)))
+    eigvals = torch.tensor([1500.0, 140.0, 40.0])
+    std = 0.1
+    shifts = lighting_shifts(200_000, eigvals, q, std, torch.Generator().manual_seed(1))
+    empirical = torch.cov(shifts.T.double())
+    expected = (q @ torch.diag(eigvals) @ q.T * std**2).double()
+    assert torch.allclose(empirical, expected, atol=0.02 * eigvals[0].item() * std**2)
+    # Applied to images: one constant shift per image, the same at every pixel.
+    images = torch.zeros(4, 3, 5, 5)
+    out = pca_lighting(images, eigvals, q, std, torch.Generator().manual_seed(2))
+    assert torch.allclose(out, out[:, :, :1, :1].expand_as(out))
+    assert not torch.allclose(out, images)
+
+
+def _preprocessing(side=32, crop=24):
+    mean = torch.rand(side, side, 3, generator=torch.Generator().manual_seed(9)) * 255
+    return Preprocessing(size=side, crop=crop, mean_image=mean, channel_std=(2.0, 3.0, 4.0))
+
+
+def test_train_augment_equals_explicit_per_image_computation():
+    pre = _preprocessing()
+    images = torch.randint(0, 256, (64, 32, 32, 3), dtype=torch.uint8)
+    aug = TrainAugment(pre, eigvals=torch.zeros(3), eigvecs=torch.eye(3), lighting_std=0.0)
+    out = aug(images, torch.Generator().manual_seed(4))
+    assert out.shape == (64, 3, 24, 24) and out.dtype == torch.float32 and out.is_contiguous()
+    mean = pre.mean_image.permute(2, 0, 1)
+    std = torch.tensor([2.0, 3.0, 4.0]).view(3, 1, 1)
+    full = (images.permute(0, 3, 1, 2).float() - mean) / std    # normalised whole images
+    for i in range(64):  # each output is some crop of its normalised image, maybe mirrored
+        candidates = full[i].unfold(1, 24, 1).unfold(2, 24, 1)  # [3, 9, 9, 24, 24]
+        diffs = [(candidates - o[:, None, None]).abs().amax(dim=(0, 3, 4))
+                 for o in (out[i], out[i].flip(-1))]
+        assert min(d.min().item() for d in diffs) < 1e-4
+
+
+def test_train_augment_layout_dtype_and_per_channel():
+    pre = Preprocessing(size=32, crop=24, channel_mean=(10.0, 20.0, 30.0))
+    images = torch.full((3, 32, 32, 3), 40, dtype=torch.uint8)
+    aug = TrainAugment(pre, torch.zeros(3), torch.eye(3), lighting_std=0.0, channels_last=True,
+                       dtype=torch.bfloat16)
+    out = aug(images, torch.Generator().manual_seed(0))
+    assert out.dtype == torch.bfloat16
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(out[:, :, 0, 0].float(), torch.tensor([[30.0, 20.0, 10.0]] * 3))
+
+
+def test_normalize_takes_mean_at_the_given_location():
+    pre = _preprocessing()
+    images = torch.randint(0, 256, (2, 32, 32, 3), dtype=torch.uint8)
+    whole = normalize(images, pre)
+    part = normalize(images[:, 3:27, 5:29], pre, top=3, left=5)
+    assert torch.allclose(part, whole[:, :, 3:27, 5:29])
+
+
+def test_crop_larger_than_image_is_refused():
+    with pytest.raises(ValueError):
+        random_crop(torch.zeros(1, 8, 8, 3, dtype=torch.uint8), 9, torch.Generator())
+
+
+def test_numpy_free_of_python_loops_on_big_batches():
+    """A 256 -> 224 batch goes through in one call (shape check; timing is in benchmarks/)."""
+    pre = Preprocessing(size=256, crop=224, mean_image=torch.zeros(256, 256, 3))
+    images = torch.from_numpy(np.zeros((4, 256, 256, 3), np.uint8))
+    out = TrainAugment(pre, torch.ones(3), torch.eye(3))(images, torch.Generator())
+    assert out.shape == (4, 3, 224, 224)
