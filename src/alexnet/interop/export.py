@@ -41,8 +41,10 @@ class Preprocessed(nn.Module):
         crop, size = preprocessing.crop, preprocessing.size
         mean = preprocessing.mean_tensor()
         if mean.shape[-1] != 1:  # a mean image: the part under the centre crop, as in eval
-            top = (size - crop) // 2
-            mean = mean[:, top:top + crop, top:top + crop]
+            from alexnet.data.views import view_offsets
+
+            top, left = view_offsets(size, crop)[4]
+            mean = mean[:, top:top + crop, left:left + crop]
         self.register_buffer("mean", mean.unsqueeze(0).contiguous())
         self.register_buffer("std", preprocessing.std_tensor().unsqueeze(0))
 

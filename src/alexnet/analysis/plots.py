@@ -1,0 +1,155 @@
+"""Drawing the figures with matplotlib (Agg backend: files only, no display needed).
+
+Each `plot_*` function takes plain numbers and arrays, writes one PNG atomically and
+returns its path; the numbers come from filters.py, neighbours.py, predictions.py.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path: str | os.PathLike, dpi: int = 100) -> Path:
+    from alexnet.engine.checkpoint import atomic_path
+
+    path = Path(path)
+    plt = _pyplot()
+    try:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            fig.savefig(f, format="png", dpi=dpi)
+    finally:
+        plt.close(fig)
+    return path
+
+
+def mosaic(tiles: np.ndarray, columns: int, border: int = 1) -> np.ndarray:
+    """Tiles [K, h, w, 3] in [0, 1] -> one image [rows*(h+b)+b, columns*(w+b)+b, 3], white gaps."""
+    k, h, w, _ = tiles.shape
+    rows = math.ceil(k / columns)
+    out = np.ones((rows * (h + border) + border, columns * (w + border) + border, 3),
+                  dtype=np.float32)
+    for i in range(k):
+        r, c = divmod(i, columns)
+        top, left = border + r * (h + border), border + c * (w + border)
+        out[top:top + h, left:left + w] = tiles[i]
+    return out
+
+
+def plot_filters(towers: Sequence[dict], path: str | os.PathLike, title: str) -> Path:
+    """One panel per tower: its kernel mosaic, titled with its colour specificity.
+
+    towers: [{"name", "tiles" [K, h, w, 3] in [0, 1], "colour_specificity"}].
+    """
+    plt = _pyplot()
+    images = [mosaic(t["tiles"], columns=min(8, len(t["tiles"]))) for t in towers]
+    height = max(im.shape[0] for im in images)
+    width = sum(im.shape[1] for im in images)
+    scale = 3.2 / max(height, width / len(images))
+    fig, axes = plt.subplots(1, len(towers), squeeze=False,
+                             figsize=(max(4.0, width * scale + 1), height * scale + 1.0))
+    for ax, tower, image in zip(axes[0], towers, images, strict=True):
+        ax.imshow(image, interpolation="nearest")
+        label = "all kernels" if tower["name"] == "all" else f"tower {tower['name']}"
+        ax.set_title(f"{label} ({len(tower['tiles'])})\ncolour specificity "
+                     f"{tower['colour_specificity']:.2f}", fontsize=9)
+        ax.axis("off")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, path, dpi=150)
+
+
+def plot_curves(epochs: np.ndarray, series: dict[str, np.ndarray], path: str | os.PathLike,
+                title: str) -> Path:
+    """Loss, error and learning-rate columns against epoch (panels for the kinds present)."""
+    plt = _pyplot()
+    groups = {"loss": [k for k in series if "loss" in k],
+              "error": [k for k in series if "error" in k or k.endswith("acc")],
+              "learning rate": [k for k in series if k == "lr" or k.startswith("lr")]}
+    groups = {k: v for k, v in groups.items() if v}
+    fig, axes = plt.subplots(1, len(groups), squeeze=False, figsize=(4.5 * len(groups), 3.6))
+    for ax, (kind, columns) in zip(axes[0], groups.items(), strict=True):
+        for column in columns:
+            values = series[column]
+            keep = ~np.isnan(values)
+            ax.plot(epochs[keep], values[keep], label=column,
+                    marker="o" if keep.sum() < 30 else None, markersize=3)
+        if kind == "learning rate" and np.nanmin([np.nanmin(series[c]) for c in columns]) > 0:
+            ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.set_title(kind)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_predictions(items: Sequence[dict], path: str | os.PathLike, columns: int = 4) -> Path:
+    """Fig. 4 left: each image with its top-k bars underneath.
+
+    items: [{"image" uint8 [H, W, 3], "title", "top": [(label, prob)], "truth": label|None}];
+    the bar of the true label (when known) is red, the others blue.
+    """
+    plt = _pyplot()
+    columns = min(columns, len(items))
+    rows = math.ceil(len(items) / columns)
+    fig, axes = plt.subplots(2 * rows, columns, squeeze=False,
+                             figsize=(2.6 * columns, 4.2 * rows),
+                             gridspec_kw={"height_ratios": [1.3, 1] * rows})
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, item in enumerate(items):
+        r, c = divmod(i, columns)
+        image_ax, bar_ax = axes[2 * r, c], axes[2 * r + 1, c]
+        image_ax.imshow(item["image"])
+        image_ax.set_title(item["title"], fontsize=8)
+        labels = [label for label, _ in item["top"]][::-1]
+        probs = [prob for _, prob in item["top"]][::-1]
+        colours = ["tab:red" if label == item.get("truth") else "tab:blue" for label in labels]
+        bar_ax.axis("on")
+        bar_ax.barh(range(len(labels)), probs, color=colours)
+        bar_ax.set_xlim(0, 1)
+        bar_ax.set_yticks(range(len(labels)), [_short(label) for label in labels], fontsize=7)
+        bar_ax.tick_params(axis="x", labelsize=7)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_neighbours(rows: Sequence[dict], path: str | os.PathLike) -> Path:
+    """Fig. 4 right: each query (first column) and its nearest training images.
+
+    rows: [{"image" uint8 [H, W, 3], "title", "neighbours": [{"image", "title"}]}].
+    """
+    plt = _pyplot()
+    columns = 1 + max(len(r["neighbours"]) for r in rows)
+    fig, axes = plt.subplots(len(rows), columns, squeeze=False,
+                             figsize=(1.6 * columns, 1.9 * len(rows)))
+    for ax in axes.flat:
+        ax.axis("off")
+    for r, row in enumerate(rows):
+        axes[r, 0].imshow(row["image"])
+        axes[r, 0].set_title(row["title"], fontsize=7, color="tab:red")
+        for c, neighbour in enumerate(row["neighbours"], start=1):
+            axes[r, c].imshow(neighbour["image"])
+            axes[r, c].set_title(neighbour["title"], fontsize=6)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def _short(label: str, width: int = 22) -> str:
+    label = label.split(",")[0]
+    return label if len(label) <= width else label[:width - 1] + "…"

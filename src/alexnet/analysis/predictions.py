@@ -1,0 +1,127 @@
+"""Top-k predictions for image files, through the same preprocessing as training.
+
+Each file is decoded like the training data (`load_image` at the checkpoint's stored size:
+shorter side resized, central crop), then cut into the evaluation views (centre crop, or the
+paper's ten patches) and normalised with the checkpoint's own statistics. Files that cannot
+be read become `{"file", "error"}` entries; the rest are still predicted.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from alexnet.errors import UserError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".ppm"}
+
+
+def expand_inputs(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Files as given, and the image files inside directories (recursively, sorted).
+
+    Files are kept whatever their suffix (they are reported if unreadable); inside folders
+    only image suffixes count, so notes and metadata beside images are not "broken images".
+    """
+    files: list[Path] = []
+    for spec in paths:
+        path = Path(spec)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*")
+                           if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise UserError(f"folder {str(path)!r} holds no image files "
+                                f"({', '.join(sorted(IMAGE_SUFFIXES))})")
+            files.extend(found)
+        else:
+            files.append(path)  # missing files are reported per file, like broken ones
+    return files
+
+
+def output_count(model) -> int:
+    """The number of classes a model scores: its last linear layer's outputs."""
+    last = [m for m in model.modules() if hasattr(m, "out_features")]
+    return int(last[-1].out_features)
+
+
+def check_classes(loaded, top: int) -> None:
+    """The checkpoint's class list fits its model's outputs and the request for `top`."""
+    num_outputs = output_count(loaded.model)
+    if num_outputs != len(loaded.classes):
+        raise UserError(f"checkpoint {str(loaded.path)!r} names {len(loaded.classes)} classes "
+                        f"but its model has {num_outputs} outputs")
+    if top < 1:
+        raise UserError(f"--top must be at least 1, got {top}")
+    if top > len(loaded.classes):
+        raise UserError(f"--top {top} asks for more classes than checkpoint "
+                        f"{str(loaded.path)!r} has ({len(loaded.classes)})")
+
+
+def decode_files(files: list[Path], size: int) -> Iterator[tuple[Path, np.ndarray | None, str]]:
+    """(file, uint8 [size, size, 3] or None, error reason) for each file, in order."""
+    from alexnet.data.images import BadImage, load_image
+
+    for path in files:
+        if not path.exists():
+            yield path, None, "no such file"
+            continue
+        if path.is_dir():
+            yield path, None, "is a folder"
+            continue
+        try:
+            yield path, load_image(path, size), ""
+        except BadImage as err:
+            yield path, None, err.reason
+
+
+def top_k(probs, classes: list[str], k: int) -> list[dict]:
+    """probs [classes] (tensor) -> [{"label", "prob"}] for the k most probable, best first."""
+    values, indices = probs.float().topk(k)
+    return [{"label": classes[int(i)], "prob": round(float(v), 6)}
+            for v, i in zip(values, indices, strict=True)]
+
+
+def predict_files(loaded, files: list[Path], top: int = 5, views: str = "center",
+                  batch_size: int = 64, keep_images: bool = False) -> list[dict]:
+    """Per file: {"file", "top": [{"label", "prob"}]} or {"file", "error"}, in input order.
+
+    Images are decoded and classified `batch_size` at a time (memory stays bounded for large
+    folders). With `keep_images`, successful entries also carry "image" (the decoded uint8
+    [size, size, 3] array) for drawing.
+    """
+    from alexnet.console import progress
+    from alexnet.engine.evaluate import check_views, view_probabilities
+
+    check_views(views)
+    check_classes(loaded, top)
+    size = loaded.preprocessing.size
+    results: list[dict] = []
+    pending: list[tuple[dict, np.ndarray]] = []
+
+    def flush() -> None:
+        if not pending:
+            return
+        batch = np.stack([image for _, image in pending])
+        probs = view_probabilities(loaded.model, batch, loaded.preprocessing, views=views,
+                                   batch_size=batch_size).cpu()
+        for (entry, image), row in zip(pending, probs, strict=True):
+            entry["top"] = top_k(row, loaded.classes, top)
+            if keep_images:
+                entry["image"] = image
+        pending.clear()
+
+    with progress(len(files), "predict", unit="img", enabled=len(files) > batch_size) as bar:
+        for path, image, reason in decode_files(files, size):
+            entry: dict = {"file": str(path)}
+            results.append(entry)
+            if image is None:
+                entry["error"] = reason
+            else:
+                pending.append((entry, image))
+            if len(pending) == batch_size:
+                flush()
+            bar.advance(1)
+        flush()
+    return results

@@ -1,0 +1,196 @@
+"""`alexnet figures`: the paper's figures for a trained network (PNG, numbers with --json).
+
+    filters CKPT                          conv1 kernels by tower, colour specificity (Fig. 3)
+    curves RUN_DIR                        loss / error / lr against epoch from metrics.csv
+    predictions CKPT IMAGE...             images with their top-5 bars (Fig. 4 left)
+    neighbours CKPT --data STORE --query IMAGE...   nearest training images in fc7 space
+                                          (Fig. 4 right)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("figures", help="draw the paper's figures (filters, "
+                                   "curves, predictions, neighbours)",
+                                   description=__doc__.split("\n", 1)[1],
+                                   formatter_class=_raw())
+    kinds = parser.add_subparsers(title="figures", metavar="FIGURE", required=True)
+
+    p = _figure(kinds, "filters", "conv1 kernels as a grid, by tower, with colour specificity")
+    p.add_argument("checkpoint", metavar="CKPT", help="weights file, run folder or shipped name")
+    p.set_defaults(run=run_filters)
+
+    p = _figure(kinds, "curves", "training curves from RUN_DIR/metrics.csv")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="run folder (or a metrics.csv file)")
+    p.set_defaults(run=run_curves)
+
+    p = _figure(kinds, "predictions", "images with their top-k predictions")
+    p.add_argument("checkpoint", metavar="CKPT", help="weights file, run folder or shipped name")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders")
+    p.add_argument("--top", type=int, default=5, help="predictions per image (default 5)")
+    p.add_argument("--views", choices=["center", "ten"], default="center",
+                   help="centre crop, or the paper's ten patches averaged")
+    p.add_argument("--max-images", type=int, default=16,
+                   help="draw at most this many images (default 16)")
+    p.set_defaults(run=run_predictions)
+
+    p = _figure(kinds, "neighbours", "training images nearest to each query in fc7 space")
+    p.add_argument("checkpoint", metavar="CKPT", help="weights file, run folder or shipped name")
+    p.add_argument("--data", required=True, metavar="STORE",
+                   help="the training images: a prepared store (or a folder to prepare)")
+    p.add_argument("--query", required=True, nargs="+", metavar="IMAGE", help="query images")
+    p.add_argument("-k", type=int, default=6, help="neighbours per query (default 6)")
+    p.add_argument("--cache", metavar="DIR", help="feature cache folder (default "
+                   "$ALEXNET_CACHE/features or ~/.cache/alexnet/features)")
+    p.add_argument("--batch-size", type=int, default=256, help="feature extraction batch")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if any)")
+    p.set_defaults(run=run_neighbours)
+
+
+def _raw():
+    import argparse
+
+    return argparse.RawDescriptionHelpFormatter
+
+
+def _figure(kinds, name: str, help_text: str):
+    p = kinds.add_parser(name, help=help_text, description=help_text + ".")
+    p.add_argument("--out", metavar="PNG", help=f"image to write (default: {name}.png here, "
+                   "or in RUN_DIR for curves)")
+    p.add_argument("--json", action="store_true", help="print the numbers as JSON on stdout")
+    return p
+
+
+def _finish(args, png: Path, numbers: dict, line: str) -> int:
+    from alexnet.console import info
+
+    numbers = {"png": str(png), **numbers}
+    if args.json:
+        print(json.dumps(numbers, indent=2))
+    info(f"wrote {png}: {line}")
+    return 0
+
+
+def run_filters(args) -> int:
+    from alexnet.analysis.filters import filter_report, kernel_tiles
+    from alexnet.analysis.plots import plot_filters
+    from alexnet.engine.checkpoint import load_model
+
+    loaded = load_model(args.checkpoint)
+    report = filter_report(loaded.model)
+    towers = [{"name": t["name"], "tiles": kernel_tiles(t["kernels"]).numpy(),
+               "colour_specificity": t["colour_specificity"]} for t in report["towers"]]
+    png = plot_filters(towers, args.out or f"{loaded.path.stem}-filters.png",
+                       f"{loaded.name} conv1 kernels ({loaded.path.name})")
+    for t in report["towers"]:
+        del t["kernels"]
+    scores = ", ".join(f"{'tower ' + t['name'] if t['name'] != 'all' else 'all kernels'} "
+                       f"{t['colour_specificity']:.3f}" for t in report["towers"])
+    return _finish(args, png, {"checkpoint": str(loaded.path), **report},
+                   f"colour specificity {scores} (0 grey, 1 pure colour, random 0.667)")
+
+
+def run_curves(args) -> int:
+    from alexnet.analysis.curves import metrics_path, read_metrics, summarise
+    from alexnet.analysis.plots import plot_curves
+
+    path = metrics_path(args.run_dir)
+    epochs, series = read_metrics(path)
+    summary = summarise(epochs, series)
+    png = plot_curves(epochs, series, args.out or path.parent / "curves.png",
+                      str(path.parent.name or path))
+    best = summary["best"].get("val_top1_error")
+    line = f"{summary['epochs']} epochs" + (
+        f", best val top-1 error {best['value']:.4f} at epoch {best['epoch']:g}" if best else "")
+    return _finish(args, png, {"metrics": str(path), **summary}, line)
+
+
+def run_predictions(args) -> int:
+    from alexnet.analysis.plots import plot_predictions
+    from alexnet.analysis.predictions import expand_inputs, predict_files
+    from alexnet.console import info
+    from alexnet.engine.checkpoint import load_model
+    from alexnet.errors import UserError
+
+    loaded = load_model(args.checkpoint)
+    files = expand_inputs(args.images)[:args.max_images]
+    results = predict_files(loaded, files, top=args.top, views=args.views, keep_images=True)
+    for r in results:
+        if "error" in r:
+            info(f"{r['file']}: skipped: {r['error']}")
+    good = [r for r in results if "top" in r]
+    if not good:
+        raise UserError("none of the images could be read")
+    items = [{"image": r["image"], "title": Path(r["file"]).name,
+              "top": [(t["label"], t["prob"]) for t in r["top"]],
+              "truth": Path(r["file"]).parent.name} for r in good]
+    png = plot_predictions(items, args.out or "predictions.png")
+    for r in results:
+        r.pop("image", None)
+    return _finish(args, png, {"checkpoint": str(loaded.path), "views": args.views,
+                               "images": results}, f"{len(good)} images")
+
+
+def run_neighbours(args) -> int:
+    import time
+
+    import numpy as np
+    import torch
+
+    from alexnet.analysis.neighbours import extract_features, nearest, store_features
+    from alexnet.analysis.plots import plot_neighbours
+    from alexnet.analysis.predictions import decode_files, expand_inputs
+    from alexnet.console import info
+    from alexnet.engine.checkpoint import load_model
+    from alexnet.errors import UserError
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    loaded = load_model(args.checkpoint, device=device)
+    store = open_training_store(args.data, loaded.preprocessing.size)
+    features, cache = store_features(loaded, store, args.cache, batch_size=args.batch_size)
+    started = time.perf_counter()
+    queries = []
+    for path, image, why in decode_files(expand_inputs(args.query), loaded.preprocessing.size):
+        if image is None:
+            info(f"{path}: skipped: {why}")
+        else:
+            queries.append((path, image))
+    if not queries:
+        raise UserError("none of the query images could be read")
+    query_features = extract_features(loaded.model, np.stack([im for _, im in queries]),
+                                      loaded.preprocessing, show_progress=False)
+    indices, distances = nearest(features, query_features, args.k)
+    search_s = time.perf_counter() - started
+    rows, numbers = [], []
+    for (path, image), idx, dist in zip(queries, indices, distances, strict=True):
+        found = [{"index": int(i), "file": store.files[i],
+                  "label": store.class_names[int(store.labels[i])], "distance": float(d)}
+                 for i, d in zip(idx, dist, strict=True)]
+        numbers.append({"file": str(path), "neighbours": found})
+        rows.append({"image": image, "title": Path(path).name, "neighbours": [
+            {"image": np.asarray(store.images[n["index"]]),
+             "title": f"{n['label'][:14]}\n{n['distance']:.3g}"} for n in found]})
+    png = plot_neighbours(rows, args.out or "neighbours.png")
+    cache["query_seconds"] = round(search_s, 3)
+    how = "cached" if cache["cached"] else "extracted"
+    return _finish(args, png, {"checkpoint": str(loaded.path), "store": str(store.path),
+                               "features": cache, "queries": numbers},
+                   f"{len(queries)} queries over {cache['images']:,} images ({cache['dim']}-d "
+                   f"features {how} in {cache['seconds']:.1f}s, search {search_s:.2f}s)")
+
+
+def open_training_store(data: str, size: int):
+    """A prepared store as is; a folder of images is prepared once into the store cache."""
+    from alexnet.data.store import is_store, open_store
+
+    if is_store(data):
+        return open_store(data)
+    try:
+        from alexnet.data import ensure_store
+    except ImportError:
+        return open_store(data)
+    return ensure_store(data, size)
