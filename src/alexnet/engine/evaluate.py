@@ -118,7 +118,9 @@ def evaluate(model: nn.Module, store_or_images, labels=None, preprocessing=None,
     device = model_device(model)
     counts = torch.zeros(3, dtype=torch.long, device=device)   # top1, top5 correct, images
     total = len(labels) if indices is None else len(indices)
-    with progress(total, f"evaluating ({views})", unit="img", enabled=show_progress) as bar:
+    # No total when quiet: the console prints a last line on reaching its total.
+    with progress(total if show_progress else None, f"evaluating ({views})", unit="img",
+                  enabled=show_progress) as bar:
         for x, y in iterate_images(images, labels, indices, batch_size):
             probs = view_probabilities(model, x, preprocessing, views, batch_size, amp_dtype)
             y = y.to(device)

@@ -1,0 +1,48 @@
+"""Several trained networks averaged, as the paper's "5 CNNs" rows: the softmax outputs of
+the members are averaged (after each member averaged its own views)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from alexnet.engine.evaluate import check_views, iterate_images, view_probabilities
+from alexnet.engine.metrics import topk_correct
+
+
+def ensemble_evaluate(models: Sequence[torch.nn.Module], preprocessings: Sequence,
+                      images, labels, views: str = "center", *, indices=None,
+                      batch_size: int = 256, show_progress: bool = False) -> dict:
+    """Top-1/top-5 error of each member and of their averaged softmax, as fractions.
+
+    models and preprocessings: one per member (members may differ in crop or normalisation
+    but read the same uint8 images [N, H, W, 3]). Returns {"members": [{top1_error,
+    top5_error, images}, ...], "ensemble": {...}, "views": views}.
+    """
+    from alexnet.console import progress
+
+    check_views(views)
+    if not models:
+        raise ValueError("an ensemble needs at least one model")
+    counts = torch.zeros(len(models) + 1, 2, dtype=torch.long)   # members..., ensemble
+    seen = 0
+    total = len(labels) if indices is None else len(indices)
+    with progress(total if show_progress else None, f"ensemble of {len(models)} ({views})", enabled=show_progress) as bar:
+        for x, y in iterate_images(images, labels, indices, batch_size):
+            mean = None
+            for i, (model, pre) in enumerate(zip(models, preprocessings, strict=True)):
+                probs = view_probabilities(model, x, pre, views, batch_size).float().cpu()
+                counts[i] += topk_correct(probs, y, (1, 5))
+                mean = probs if mean is None else mean + probs
+            counts[-1] += topk_correct(mean / len(models), y, (1, 5))
+            seen += y.numel()
+            bar.advance(y.numel())
+
+    def errors(row: torch.Tensor) -> dict:
+        n = max(seen, 1)
+        return {"top1_error": 1 - row[0].item() / n, "top5_error": 1 - row[1].item() / n,
+                "images": seen}
+
+    return {"members": [errors(counts[i]) for i in range(len(models))],
+            "ensemble": errors(counts[-1]), "views": views}

@@ -1,0 +1,118 @@
+"""The files a run writes beside its checkpoints: the resolved config, the environment and
+git revision, metrics.csv (and TensorBoard when installed), the final evaluation."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from alexnet.engine.checkpoint import atomic_write_text
+
+METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_top1_error", "val_top1_error",
+                  "val_top5_error", "images_per_s", "epoch_seconds", "lr_dropped")
+
+
+def git_revision() -> dict:
+    """The commit of the source tree this package runs from, and whether it had changes."""
+    here = Path(__file__).resolve().parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
+                             text=True, timeout=10)
+        if rev.returncode != 0:
+            return {"commit": None}
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=here, capture_output=True, text=True, timeout=10)
+        return {"commit": rev.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None}
+
+
+def environment(world_size: int, device: torch.device) -> dict:
+    import numpy
+    import torchvision
+
+    from alexnet import __version__
+
+    env = {
+        "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "argv": sys.argv,
+        "alexnet": __version__,
+        "git": git_revision(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": numpy.__version__,
+        "platform": platform.platform(),
+        "host": socket.gethostname(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": str(device),
+        "world_size": world_size,
+    }
+    if device.type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(device)
+        env["cuda"] = torch.version.cuda
+    return env
+
+
+def write_json(path: Path, value) -> None:
+    atomic_write_text(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
+
+
+def record_start(out: Path, config_dict: dict, env: dict, resumed: bool) -> None:
+    """config.json once; run.json lists every start of the run (first and resumes)."""
+    if not resumed:
+        write_json(out / "config.json", config_dict)
+    starts = []
+    if resumed and (out / "run.json").is_file():
+        try:
+            starts = json.loads((out / "run.json").read_text()).get("starts", [])
+        except (json.JSONDecodeError, OSError):
+            starts = []
+    write_json(out / "run.json", {"starts": [*starts, {**env, "resumed": resumed}]})
+
+
+def write_metrics(out: Path, history: list[dict]) -> None:
+    """Rewrite metrics.csv from the whole history (kept in the training state), atomically,
+    so a crash never leaves a duplicated or missing row."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in METRIC_COLUMNS})
+    atomic_write_text(out / "metrics.csv", buffer.getvalue())
+
+
+class TensorBoard:
+    """Scalars per epoch in out/tensorboard when the tensorboard package is installed."""
+
+    def __init__(self, out: Path, enabled: bool):
+        self.writer = None
+        if enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                return
+            self.writer = SummaryWriter(str(out / "tensorboard"))
+
+    def log(self, row: dict) -> None:
+        if self.writer is None:
+            return
+        for key, value in row.items():
+            if key != "epoch" and isinstance(value, (int, float)):
+                self.writer.add_scalar(key, value, row["epoch"])
+        self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
