@@ -1,0 +1,56 @@
+"""`alexnet prepare SRC OUT`: decode images once into the uint8 store training reads."""
+
+from __future__ import annotations
+
+import json
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "prepare", help="decode an image source once into a uint8 store",
+        description="Decode SRC (an ImageFolder tree, an ILSVRC-2012 train or validation "
+        "folder, a CIFAR-10 python folder) in parallel: shorter side to SIZE, central "
+        "SIZE x SIZE crop, written to the store OUT with labels, classes, the mean image and "
+        "the RGB covariance's eigen-decomposition. Re-running on a finished store does "
+        "nothing; on an interrupted one it continues.")
+    parser.add_argument("src", help="image source folder (or a CIFAR-10 batch file)")
+    parser.add_argument("out", help="store folder to create")
+    parser.add_argument("--size", type=int, default=256,
+                        help="stored image side (default 256, the paper's; CIFAR-10: 32)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="decoding processes (default: all CPU cores)")
+    parser.add_argument("--split", choices=["train", "test"], default=None,
+                        help="CIFAR-10 python folder: which batches (default train)")
+    parser.add_argument("--labels", default=None, help="validation labels: the devkit's "
+                        "ILSVRC2012_validation_ground_truth.txt or Kaggle's LOC_val_solution.csv "
+                        "(default: looked for beside SRC and in its parents)")
+    parser.add_argument("--devkit", default=None,
+                        help="folder holding the devkit's meta.mat (default: beside --labels)")
+    parser.add_argument("--strict", action="store_true",
+                        help="exit with status 1 when any file was skipped")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    parser.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from alexnet.console import info
+    from alexnet.data.prepare import prepare_store
+
+    summary = prepare_store(args.src, args.out, size=args.size, workers=args.workers,
+                            strict=False, progress=True, split=args.split, labels=args.labels,
+                            devkit=args.devkit)
+    skipped = summary["skipped"]
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        if summary["status"] == "already prepared":
+            info(f"{summary['store']} is already prepared: {summary['images']:,} images, "
+                 f"{summary['num_classes']} classes; nothing to do")
+        for item in skipped[:20]:
+            info(f"skipped {item['file']}: {item['reason']}")
+        if len(skipped) > 20:
+            info(f"... and {len(skipped) - 20} more skipped (all listed in the manifest)")
+    if args.strict and skipped:
+        info(f"alexnet: {len(skipped)} files were skipped (--strict)")
+        return 1
+    return 0

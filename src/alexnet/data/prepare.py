@@ -1,0 +1,347 @@
+"""`prepare`: decode a source once, in parallel worker processes, into a store (see store.py).
+
+Workers decode chunks of images and write each one at its index of `<out>.partial/images.u8`
+(pwrite at index * bytes-per-image, so no process holds more than a chunk), and return the
+chunk's statistics sums. The main process keeps a status byte per image and checkpoints it
+with the sums every few seconds (after an fsync of the images), so an interrupted prepare
+continues where the last checkpoint left it. Skipped images leave holes that are closed by
+moving later rows forward; then labels, names, statistics and the manifest are written and
+the folder is renamed to `<out>`. Memory: refs and one status byte per image in the main
+process, one chunk per worker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from alexnet.console import info
+from alexnet.console import progress as progress_display
+from alexnet.data import store as fmt
+from alexnet.data.images import ALPHA_BACKGROUND_NAME, BadImage, decode_image
+from alexnet.data.sources import Source, cifar_row, find_source, read_cifar_batch
+from alexnet.data.stats import RGBStats
+from alexnet.errors import UserError
+
+PENDING, DONE, SKIPPED = 0, 1, 2
+CHECKPOINT_EVERY_S = 15.0
+PLAN, STATE, EVENTS = "plan.json", "state.npz", "events.json"
+
+
+# ---- worker side -------------------------------------------------------------------------
+
+_worker: dict = {}
+
+
+def _init_worker(root: str, reader: str, size: int, images_path: str) -> None:
+    _worker.update(root=Path(root), reader=reader, size=size, cache={},
+                   fd=os.open(images_path, os.O_WRONLY))
+
+
+def _read_one(ref: str) -> tuple[np.ndarray, list[str]]:
+    size = _worker["size"]
+    if _worker["reader"] == "file":
+        return decode_image(_worker["root"] / ref, size)
+    batch, row = ref.rsplit("/", 1)
+    cache = _worker["cache"]
+    if batch not in cache:
+        cache.clear()  # chunks are contiguous: one batch in memory at a time
+        cache[batch] = read_cifar_batch(_worker["root"] / batch)[b"data"]
+    image = cifar_row(cache[batch], int(row))
+    if size == 32:
+        return np.ascontiguousarray(image), []
+    from PIL import Image
+
+    from alexnet.data.images import _resize_center_crop
+    return _resize_center_crop(Image.fromarray(image), size), [f"32x32 resized to {size}"]
+
+
+def _work(task: tuple[list[int], list[str]]):
+    """Decode and write one chunk: (indices, status codes, {index: [kind, text]}, sums)."""
+    indices, refs = task
+    size, fd = _worker["size"], _worker["fd"]
+    stats = RGBStats(size)
+    codes = np.zeros(len(indices), np.int8)
+    events: dict[int, list[str]] = {}
+    for k, (index, ref) in enumerate(zip(indices, refs, strict=True)):
+        try:
+            image, notes = _read_one(ref)
+        except BadImage as err:
+            codes[k], events[index] = SKIPPED, ["skipped", err.reason]
+            continue
+        except Exception as err:  # never let one file end a long run
+            codes[k], events[index] = SKIPPED, ["skipped", f"{type(err).__name__}: {err}"]
+            continue
+        os.pwrite(fd, image.tobytes(), index * image.nbytes)
+        stats.add_image(image)
+        codes[k] = DONE
+        if notes:
+            events[index] = ["converted", "; ".join(notes)]
+    return indices, codes, events, stats.to_arrays()
+
+
+# ---- main side ---------------------------------------------------------------------------
+
+def _fingerprint(source: Source, size: int) -> str:
+    digest = hashlib.sha256(json.dumps([size, source.kind, source.classes]).encode())
+    for ref in source.refs:
+        digest.update(ref.encode() + b"\0")
+    digest.update(np.ascontiguousarray(source.labels).tobytes())
+    return digest.hexdigest()
+
+
+def _atomic_savez(path: Path, **arrays) -> None:
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def _atomic_json(path: Path, data) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
+class _Run:
+    """The state of one prepare in `<out>.partial`: status per image, sums, events."""
+
+    def __init__(self, partial: Path, count: int, size: int):
+        self.partial, self.count, self.size = partial, count, size
+        self.bytes_per_image = size * size * 3
+        self.status = np.zeros(count, np.int8)
+        self.stats = RGBStats(size)
+        self.events: dict[int, list[str]] = {}
+        self.resumed = 0
+
+    def load(self) -> None:
+        with np.load(self.partial / STATE, allow_pickle=False) as state:
+            if bool(state["compacting"]):
+                raise ValueError("interrupted while compacting")
+            self.status = np.array(state["status"], np.int8)
+            self.stats = RGBStats.from_arrays(state)
+        events = json.loads((self.partial / EVENTS).read_text())
+        self.events = {int(k): v for k, v in events.items() if self.status[int(k)] != PENDING}
+        self.resumed = int((self.status != PENDING).sum())
+
+    def checkpoint(self, fd: int, compacting: bool = False) -> None:
+        os.fsync(fd)  # images first: the status must never claim rows that are not on disk
+        _atomic_json(self.partial / EVENTS, self.events)
+        _atomic_savez(self.partial / STATE, status=self.status, compacting=np.asarray(compacting),
+                      **self.stats.to_arrays())
+
+    def absorb(self, result) -> int:
+        indices, codes, events, sums = result
+        self.status[np.asarray(indices, np.int64)] = codes
+        self.events.update(events)
+        self.stats.merge(RGBStats.from_arrays(sums))
+        return len(indices)
+
+
+def _tasks(source: Source, pending: np.ndarray, chunk: int):
+    for start in range(0, len(pending), chunk):
+        idx = pending[start:start + chunk].tolist()
+        yield idx, [source.refs[i] for i in idx]
+
+
+def _decode_all(run: _Run, source: Source, images_path: Path, workers: int, show: bool) -> None:
+    pending = np.flatnonzero(run.status == PENDING)
+    chunk = int(np.clip(len(pending) // max(workers * 8, 1), 8, 256 if run.size <= 64 else 64))
+    init = (str(source.root), source.reader, run.size, str(images_path))
+    fd = os.open(images_path, os.O_RDWR)
+    try:
+        with progress_display(len(source.refs), f"prepare {source.root.name}", unit="img",
+                              enabled=show) as bar:
+            bar.advance(run.resumed)
+            last = time.monotonic()
+            if workers <= 1 or len(pending) <= chunk:
+                _init_worker(*init)
+                results = map(_work, _tasks(source, pending, chunk))
+                pool = None
+            else:
+                pool = multiprocessing.get_context("spawn").Pool(workers, _init_worker, init)
+                results = pool.imap_unordered(_work, _tasks(source, pending, chunk))
+            try:
+                for result in results:
+                    bar.advance(run.absorb(result))
+                    if time.monotonic() - last > CHECKPOINT_EVERY_S:
+                        run.checkpoint(fd)
+                        last = time.monotonic()
+            finally:
+                if pool is not None:
+                    pool.terminate()
+                    pool.join()
+                if _worker.get("fd") is not None:
+                    os.close(_worker.pop("fd"))
+            run.checkpoint(fd)
+    finally:
+        os.close(fd)
+
+
+def _compact(run: _Run, images_path: Path) -> np.ndarray:
+    """Move kept rows forward over the holes of skipped ones; returns the kept indices."""
+    kept = np.flatnonzero(run.status == DONE)
+    bpi = run.bytes_per_image
+    first_hole = int(np.argmax(kept != np.arange(len(kept)))) if len(kept) else 0
+    if len(kept) and kept[-1] != len(kept) - 1:
+        fd = os.open(images_path, os.O_RDWR)
+        try:
+            run.checkpoint(fd, compacting=True)
+            for j in range(first_hole, len(kept)):  # j <= kept[j]: reads never see new data
+                row = os.pread(fd, bpi, int(kept[j]) * bpi)
+                os.pwrite(fd, row, j * bpi)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    os.truncate(images_path, len(kept) * bpi)
+    return kept
+
+
+def _summary(manifest: dict, out: Path, status: str, seconds: float | None = None) -> dict:
+    summary = {"status": status, "store": str(out), "source": manifest["source"],
+               "kind": manifest["source_kind"], "size": manifest["size"],
+               "images": manifest["count"], "num_classes": len(manifest["classes"]),
+               "classes": manifest["classes"], "per_class": manifest["per_class"],
+               "skipped": manifest["skipped"], "converted": manifest["converted"]}
+    if seconds is not None:
+        summary.update(seconds=round(seconds, 2), workers=manifest["workers"],
+                       images_per_second=round(manifest["planned"] / max(seconds, 1e-9), 1))
+    return summary
+
+
+def _finish(run: _Run, source: Source, partial: Path, out: Path, workers: int) -> dict:
+    images_path = partial / fmt.IMAGES
+    kept = _compact(run, images_path)
+    labels = source.labels[kept]
+    stats = run.stats.finish()
+    np.save(partial / fmt.LABELS, labels.astype(np.int64))
+    (partial / fmt.FILES).write_text(json.dumps([source.refs[i] for i in kept]))
+    np.savez(partial / fmt.STATS, **stats)
+    skipped = source.unlabelled + [
+        {"file": source.refs[i], "reason": text}
+        for i, (kind, text) in sorted(run.events.items()) if kind == "skipped"]
+    converted = [{"file": source.refs[i], "notes": text}
+                 for i, (kind, text) in sorted(run.events.items()) if kind == "converted"]
+    manifest = {
+        "format": fmt.FORMAT, "version": fmt.VERSION, "count": int(len(kept)),
+        "size": run.size, "shape": [int(len(kept)), run.size, run.size, 3],
+        "planned": run.count, "source": str(source.root), "source_kind": source.kind,
+        "classes": source.classes, "class_names": source.class_names,
+        "per_class": np.bincount(labels, minlength=len(source.classes)).tolist(),
+        "preprocessing": f"shorter side to {run.size} (bilinear, antialiased), central "
+                         f"{run.size}x{run.size} crop",
+        "alpha_background": ALPHA_BACKGROUND_NAME, "workers": workers,
+        "channel_mean": stats["channel_mean"].tolist(), "eigvals": stats["eigvals"].tolist(),
+        "eigvecs": stats["eigvecs"].tolist(), "notes": source.notes,
+        "skipped": skipped, "converted": converted,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    (partial / fmt.MANIFEST).write_text(json.dumps(manifest, indent=1))
+    for name in (PLAN, STATE, EVENTS):
+        (partial / name).unlink(missing_ok=True)
+    if out.is_dir():
+        out.rmdir()  # only an empty folder reaches here
+    os.replace(partial, out)
+    return manifest
+
+
+def _start_or_resume(source: Source, partial: Path, size: int) -> _Run:
+    plan = {"fingerprint": _fingerprint(source, size), "size": size, "count": len(source.refs),
+            "source": str(source.root)}
+    run = _Run(partial, len(source.refs), size)
+    if partial.exists():
+        try:
+            same = json.loads((partial / PLAN).read_text()) == plan
+            if same:
+                run.load()
+                info(f"continuing the interrupted prepare in {partial} "
+                     f"({run.resumed:,} of {run.count:,} images done)")
+                return run
+        except (OSError, ValueError, KeyError) as err:
+            if not (partial / PLAN).is_file():
+                raise UserError(f"{partial} exists and was not made by `alexnet prepare`; "
+                                f"move it away") from None
+            info(f"starting {partial} afresh ({err})")
+        shutil.rmtree(partial)
+        run = _Run(partial, len(source.refs), size)
+    partial.mkdir(parents=True)
+    with open(partial / fmt.IMAGES, "wb") as f:
+        f.truncate(len(source.refs) * size * size * 3)  # sparse until written
+    _atomic_json(partial / PLAN, plan)
+    return run
+
+
+def prepare_store(src, out, size: int = 256, workers: int | None = None, strict: bool = False,
+                  progress: bool = True, *, split: str | None = None, labels: str | None = None,
+                  devkit: str | None = None) -> dict:
+    """Decode `src` into a store at `out`; returns the summary (counts, classes, skipped
+    files with reasons, converted files with what was done).
+
+    A finished store at `out` is left as it is (summary status "already prepared"); an
+    interrupted one is continued. `strict`: raise UserError (exit code 1) after writing the
+    store when any file was skipped. split: CIFAR python "train" (default) or "test";
+    labels / devkit: validation labels file and devkit folder when not found automatically.
+    """
+    if size < 1:
+        raise UserError(f"--size must be positive, got {size}")
+    out = Path(out).expanduser()
+    if fmt.is_store(out):
+        manifest = fmt.open_store(out).manifest
+        if int(manifest["size"]) != size:
+            raise UserError(f"{out} already holds a store of {manifest['size']}x"
+                            f"{manifest['size']} images, not {size}x{size}; choose another OUT")
+        summary = _summary(manifest, out, "already prepared")
+    else:
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise UserError(f"{out} exists and is not a store; choose an empty or new folder")
+        source = find_source(src, split=split, labels=labels, devkit=devkit)
+        if not source.refs:
+            raise UserError(f"no labelled images in {source.root}")
+        workers = max(1, min(workers or os.cpu_count() or 1, 64))
+        started = time.perf_counter()
+        partial = fmt.partial_path(out)
+        run = _start_or_resume(source, partial, size)
+        _decode_all(run, source, partial / fmt.IMAGES, workers, progress)
+        manifest = _finish(run, source, partial, out, workers)
+        summary = _summary(manifest, out, "prepared", time.perf_counter() - started)
+        summary["resumed_from"] = run.resumed
+        if progress:
+            info(f"prepared {manifest['count']:,} images of {len(source.classes)} classes into "
+                 f"{out} ({len(manifest['skipped'])} skipped, {len(manifest['converted'])} "
+                 f"converted) in {summary['seconds']:.1f} s")
+    if strict and summary["skipped"]:
+        raise UserError(f"{len(summary['skipped'])} files were skipped (see the manifest in "
+                        f"{out})", exit_code=1)
+    return summary
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("ALEXNET_CACHE", "~/.cache/alexnet")).expanduser() / "stores"
+
+
+def ensure_store(data_path, size: int, cache_dir=None):
+    """A Store for `data_path`: opened as is when it is a store, else prepared once into
+    `cache_dir` (default ~/.cache/alexnet/stores/<name>-<size>-<hash>) and opened."""
+    path = Path(data_path).expanduser()
+    if fmt.is_store(path):
+        store = fmt.open_store(path)
+        if store.size != size:
+            raise UserError(f"{path} holds {store.size}x{store.size} images but {size}x{size} "
+                            f"are needed; prepare it with --size {size}")
+        return store
+    if not path.exists():
+        raise UserError(f"no such data folder or store: {path}")
+    key = hashlib.sha256(f"{path.resolve()}|{size}".encode()).hexdigest()[:16]
+    out = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    out = out / f"{path.resolve().name}-{size}-{key}"
+    if not fmt.is_store(out):
+        info(f"preparing {path} once into {out}")
+        out.parent.mkdir(parents=True, exist_ok=True)
+    prepare_store(path, out, size=size, progress=True)
+    return fmt.open_store(out)
