@@ -1,0 +1,52 @@
+"""`alexnet ensemble`: several checkpoints and their averaged softmax (the paper's "5 CNNs")."""
+
+from __future__ import annotations
+
+import json
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "ensemble", help="errors of several checkpoints and of their average",
+        description="Evaluate each checkpoint and the ensemble that averages their softmax "
+        "outputs, as the paper's \"5 CNNs\" rows.")
+    parser.add_argument("checkpoints", nargs="+", metavar="CKPT")
+    parser.add_argument("--data", required=True, help="a prepared store or an image folder")
+    parser.add_argument("--views", default="center", choices=["center", "ten"])
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--json", action="store_true", help="print the errors (fractions)")
+    parser.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from alexnet.console import info
+    from alexnet.engine.checkpoint import load_model
+    from alexnet.engine.distributed import pick_device
+    from alexnet.engine.ensemble import ensemble_evaluate
+    from alexnet.engine.inputs import check_classes, open_eval_store
+    from alexnet.errors import UserError
+
+    device = pick_device(args.device)
+    members = [load_model(spec, device) for spec in args.checkpoints]
+    sizes = {m.preprocessing.size for m in members}
+    if len(sizes) > 1:
+        raise UserError(f"the checkpoints expect different stored image sizes {sorted(sizes)}")
+    store = open_eval_store(args.data, sizes.pop())
+    for m in members:
+        check_classes(store, m.classes, f"the checkpoint {str(m.path)!r}")
+    result = ensemble_evaluate([m.model for m in members], [m.preprocessing for m in members],
+                               store.images, store.labels, args.views,
+                               batch_size=args.batch_size, show_progress=True)
+    for m, r in zip(members, result["members"], strict=True):
+        r["checkpoint"] = str(m.path)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    for r in result["members"]:
+        info(f"{r['checkpoint']}: top-1 {100 * r['top1_error']:.2f}%, "
+             f"top-5 {100 * r['top5_error']:.2f}%")
+    e = result["ensemble"]
+    info(f"ensemble of {len(members)} (softmax averaged, {args.views}): top-1 "
+         f"{100 * e['top1_error']:.2f}%, top-5 {100 * e['top5_error']:.2f}% on {e['images']} images")
+    return 0

@@ -1,0 +1,87 @@
+"""`alexnet train`: train a network with a named recipe and key=value overrides."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+EPILOG = """\
+recipes: cifar10 (default; cuda-convnet's 11%% net, short run, epochs=150 is the full recipe),
+imagenet-paper (the paper's), imagenet-torchvision (torchvision's reference); see --recipes.
+
+examples:
+  alexnet train --data ../shared/data/cifar10/train
+  alexnet train --recipe cifar10 epochs=150 --out runs/cifar10-full
+  alexnet train --recipe imagenet-paper --data /data/ilsvrc2012 --out runs/paper
+  torchrun --nproc_per_node=8 -m alexnet train --recipe imagenet-paper --data ... --out ...
+Re-running with the same --out continues an interrupted run exactly where it stopped."""
+
+
+def register(subparsers) -> None:
+    import argparse
+
+    parser = subparsers.add_parser(
+        "train", help="train a network (default: CIFAR-10, a short run)",
+        description="Train a network with a named recipe. Settings are overridden with "
+        "key=value (e.g. epochs=2 lr=0.01 batch_size=64 deterministic=true model.lrn=false).",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="settings to change (unknown keys are listed with the valid ones)")
+    parser.add_argument("--recipe", help="named recipe (default: cifar10)")
+    parser.add_argument("--data", help="a prepared store or an image folder (prepared on the "
+                        "fly into a cache); cifar10 without it downloads CIFAR-10")
+    parser.add_argument("--out", help="run folder (default: runs/<recipe>-<time>); an "
+                        "existing run there is resumed")
+    parser.add_argument("--resume", action="store_true",
+                        help="require --out to hold a run to continue")
+    parser.add_argument("--recipes", action="store_true", help="list the recipes and exit")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.set_defaults(run=run)
+
+
+def resolve(args):
+    """(config, out folder, whether a saved run is continued)."""
+    from alexnet.config import apply_overrides, resolve_config
+    from alexnet.engine.train import saved_config
+    from alexnet.errors import UserError
+
+    overrides = list(args.overrides)
+    if args.data:
+        overrides.append(f"data={Path(args.data).expanduser().resolve()}")
+    if args.out:
+        out = Path(args.out)
+    elif args.resume:
+        raise UserError("--resume needs --out RUN_DIR, the run folder to continue")
+    elif int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise UserError("distributed runs need --out RUN_DIR (every process writes there)")
+    else:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        out = Path("runs") / f"{args.recipe or 'cifar10'}-{stamp}"
+    saved = saved_config(out)
+    if saved is None:
+        return resolve_config(args.recipe, overrides), out
+    if args.recipe and args.recipe != saved.recipe:
+        raise UserError(f"the run in {str(out)!r} uses recipe {saved.recipe!r}, not "
+                        f"{args.recipe!r}; pass a new --out for a new run")
+    return apply_overrides(saved, overrides).validate(), out
+
+
+def run(args) -> int:
+    from alexnet.config import describe_recipe, recipe_names
+
+    if args.recipes:
+        for name in recipe_names():
+            print(f"{name}: {describe_recipe(name)}")
+        return 0
+    from alexnet.engine.train import train
+
+    config, out = resolve(args)
+    summary = train(config, out, resume=True if args.resume else None)
+    if args.json and int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps(summary, indent=2))
+    if summary.get("status") == "stopped":
+        return 128 + int(getattr(signal, summary["signal"]))
+    return 0

@@ -1,0 +1,446 @@
+"""Training: `train(config, out_dir)` and the plain functions it is made of.
+
+One epoch is `train_one_epoch`; validation is `evaluate` on the centre view; the run ends
+with the paper's 10-view evaluation on the held-out split. A run folder holds:
+
+    config.json  run.json  metrics.csv  [tensorboard/]  final.json
+    last.safetensors  last.state.pt      (every epoch, and every `checkpoint_minutes`)
+    best.safetensors                      (best validation top-1 so far)
+
+`last.state.pt` (weights, optimiser, schedule, epoch, step, RNG states, history) is all a
+resume needs; re-running with the same folder continues from it exactly. Randomness that a
+step uses (crop/flip/lighting, dropout) is seeded from (seed, rank, global step), so the
+same step draws the same numbers whether or not the run was interrupted before it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from alexnet import console
+from alexnet.config import Config
+from alexnet.engine import checkpoint as ckpt
+from alexnet.engine import distributed as dist
+from alexnet.engine.evaluate import evaluate
+from alexnet.engine.optim import build_optimizer, parameter_groups, set_lr
+from alexnet.engine.schedule import Plateau, Schedule
+from alexnet.errors import UserError
+
+STATE_FILE = "last" + ckpt.STATE_SUFFIX
+# Settings that may change when a run is resumed (they do not change what is computed).
+RESUMABLE_CHANGES = {"epochs", "checkpoint_minutes", "eval_batch_size", "data", "compile",
+                     "device", "deterministic"}
+
+
+class Diverged(UserError):
+    """The loss became NaN or infinite; the last checkpoint on disk is from before it."""
+
+    def __init__(self, message: str):
+        super().__init__(message, exit_code=3)
+
+
+@dataclass
+class Progress:
+    """Where the run is; saved in the training state."""
+
+    epoch: int = 0                    # the epoch being trained (0-based)
+    step: int = 0                     # batches of it already done
+    global_step: int = 0
+    best_top1: float | None = None
+    history: list = field(default_factory=list)  # one metrics row per finished epoch
+    sums: dict = field(default_factory=dict)     # this epoch's loss/error sums so far
+
+
+class StopFlag:
+    """SIGTERM/SIGINT set a flag; the loop finishes its step, saves and leaves."""
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._previous = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(ValueError):  # not the main thread: no handlers
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C: stop now
+        self.signum = signum
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def step_seed(seed: int, rank: int, global_step: int) -> int:
+    return ((seed * 1_000_003 + rank) * 1_000_000_007 + global_step) % (2 ** 63)
+
+
+def configure_backends(config: Config, device: torch.device) -> None:
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed % 2 ** 32)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = not config.deterministic
+    if config.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+
+
+def amp_dtype(config: Config, device: torch.device) -> torch.dtype | None:
+    mode = config.amp
+    if mode == "auto":
+        mode = "bf16" if device.type == "cuda" else "none"
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}[mode]
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+               labels: torch.Tensor, dtype: torch.dtype | None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One SGD step on a normalised batch x [B,3,c,c]; returns (loss, wrong count) tensors."""
+    with torch.autocast(x.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        logits = model(x)
+    loss = F.cross_entropy(logits.float(), labels)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    wrong = (logits.detach().argmax(dim=1) != labels).sum()
+    return loss.detach(), wrong
+
+
+@dataclass
+class Run:
+    """Everything a training loop needs, built once by `train`."""
+
+    config: Config
+    out: Path
+    ddp: dist.DistInfo
+    store: object
+    preprocessing: object
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    model: nn.Module            # the plain module (saved, evaluated)
+    train_model: nn.Module      # what the loop calls: maybe DDP- and compile-wrapped
+    optimizer: torch.optim.Optimizer
+    schedule: Schedule
+    loader: object
+    augment: object
+    generator: torch.Generator
+    dtype: torch.dtype | None
+    progress: Progress
+    stop: StopFlag
+    last_save: float = 0.0
+
+    # -- checkpoints ---------------------------------------------------------------------
+
+    def state(self) -> dict:
+        p = self.progress
+        return {"format": ckpt.STATE_FORMAT, "config": self.config.to_dict(),
+                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "schedule": self.schedule.state_dict(), "epoch": p.epoch, "step": p.step,
+                "global_step": p.global_step, "best_top1": p.best_top1,
+                "history": p.history, "sums": p.sums, "classes": list(self.store.classes),
+                "rng": ckpt.capture_rng(self.generator)}
+
+    def weights_extra(self) -> dict:
+        last = self.progress.history[-1] if self.progress.history else {}
+        return {"recipe": self.config.recipe, "config": self.config.to_dict(),
+                "class_names": list(self.store.class_names), "epoch": self.progress.epoch,
+                "step": self.progress.step, "val_top1_error": last.get("val_top1_error"),
+                "val_top5_error": last.get("val_top5_error")}
+
+    def save(self, best: bool = False) -> None:
+        """Write last (and best) atomically; only rank 0 writes."""
+        self.last_save = time.monotonic()
+        if not self.ddp.is_main:
+            return
+        ckpt.save_training_state(self.out / STATE_FILE, self.state())
+        kwargs = {"classes": list(self.store.classes), "preprocessing": self.preprocessing,
+                  "extra": self.weights_extra()}
+        ckpt.save_weights(self.out / "last.safetensors", self.model, **kwargs)
+        if best:
+            ckpt.save_weights(self.out / "best.safetensors", self.model, **kwargs)
+
+    def load(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.progress = Progress(epoch=state["epoch"], step=state["step"],
+                                 global_step=state["global_step"],
+                                 best_top1=state["best_top1"], history=list(state["history"]),
+                                 sums=dict(state["sums"]))
+        ckpt.restore_rng(state["rng"], self.generator)
+
+    def check_finite(self, bad: torch.Tensor) -> None:
+        if bool(bad.item()):
+            raise Diverged(f"training diverged: the loss became NaN or infinite in epoch "
+                           f"{self.progress.epoch + 1} near step {self.progress.step}; the last "
+                           f"good checkpoint is {str(self.out / 'last.safetensors')!r}; try a "
+                           f"smaller lr (now lr={self.config.lr})")
+
+
+def train_one_epoch(run: Run) -> dict | None:
+    """Train `run.progress.epoch` from batch `run.progress.step` on; None when stopped by a
+    signal (state saved). Returns the epoch's train loss/error, img/s, seconds and lr."""
+    cfg, p, device = run.config, run.progress, run.ddp.device
+    steps = len(run.loader)
+    if steps == 0:
+        raise UserError(f"the training split ({len(run.train_idx)} images) is smaller than "
+                        f"one batch (batch_size={cfg.batch_size}); lower batch_size")
+    world = run.ddp.world_size
+    # Sums kept as tensors so a resumed epoch adds up bit for bit like an uninterrupted one.
+    sums = p.sums if (p.sums and run.ddp.is_main) else {}
+    loss_sum = torch.as_tensor(sums.get("loss", 0.0), dtype=torch.float64).to(device)
+    wrong_sum = torch.as_tensor(sums.get("wrong", 0), dtype=torch.int64).to(device)
+    seen = torch.as_tensor(sums.get("images", 0), dtype=torch.int64).to(device)
+    bad = torch.zeros((), dtype=torch.bool, device=device)
+    check_every = 1 if device.type == "cpu" else 25  # a .item() per step stalls a GPU
+    run.train_model.train()
+    batch_images = run.loader.batch_size * world
+    start, done, lr = time.perf_counter(), 0, cfg.lr
+    total = (steps - p.step) * batch_images if run.ddp.is_main else None
+    with console.progress(total, f"epoch {p.epoch + 1}/{cfg.epochs}",
+                  unit="img", enabled=run.ddp.is_main) as bar:
+        for images, labels in run.loader.iterate(p.epoch, start_batch=p.step):
+            lr = set_lr(run.optimizer, cfg.lr, run.schedule.factor(p.epoch, p.step / steps))
+            seed = step_seed(cfg.seed, run.ddp.rank, p.global_step)
+            run.generator.manual_seed(seed)
+            torch.manual_seed(seed)  # dropout
+            x = run.augment(images, run.generator)
+            loss, wrong = train_step(run.train_model, run.optimizer, x, labels, run.dtype)
+            bad |= ~torch.isfinite(loss)
+            loss_sum += loss.double() * labels.numel()
+            wrong_sum += wrong
+            seen += labels.numel()
+            p.step += 1
+            p.global_step += 1
+            done += labels.numel() * world
+            if p.step % check_every == 0:
+                run.check_finite(bad)
+                bar.advance(batch_images * check_every, loss=f"{loss.item():.3f}",
+                            lr=f"{lr:.3g}")
+            if _debug_sleep:
+                time.sleep(_debug_sleep)
+            stop = dist.any_rank(run.stop.signum is not None, device)
+            due = time.monotonic() - run.last_save >= cfg.checkpoint_minutes * 60
+            if stop or (due and p.step < steps):
+                run.check_finite(bad)  # never save weights that went non-finite
+                p.sums = {"loss": loss_sum.cpu(), "wrong": wrong_sum.cpu(),
+                          "images": seen.cpu()}
+                run.save()
+                if stop:
+                    return None
+    run.check_finite(bad)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elapsed = time.perf_counter() - start
+    totals = dist.all_reduce_sum(torch.stack([loss_sum, wrong_sum.double(), seen.double()]))
+    n = max(totals[2].item(), 1.0)
+    return {"lr": lr, "train_loss": totals[0].item() / n, "train_top1_error": totals[1].item() / n,
+            "images_per_s": done / max(elapsed, 1e-9), "epoch_seconds": elapsed}
+
+
+# Seconds to sleep after every step: lets tests kill a run reliably mid-epoch.
+_debug_sleep = float(os.environ.get("ALEXNET_DEBUG_STEP_SLEEP", "0") or 0)
+
+
+def validate(run: Run, views: str = "center") -> dict:
+    """Held-out top-1/top-5 error on `views`, the split sharded over ranks and summed."""
+    if len(run.val_idx) == 0:
+        return {}
+    shard = run.val_idx[run.ddp.rank::run.ddp.world_size]
+    return evaluate(run.model, run.store.images, run.store.labels, run.preprocessing, views,
+                    indices=shard, batch_size=run.config.eval_batch_size, amp_dtype=run.dtype,
+                    reduce=dist.all_reduce_sum,
+                    show_progress=run.ddp.is_main and views != "center")
+
+
+def build_run(config: Config, out: Path, ddp: dist.DistInfo, stop: StopFlag) -> Run:
+    """Open the data, build the model, optimiser, schedule, loader and augmentation."""
+    from alexnet.data.augment import TrainAugment
+    from alexnet.data.loader import StoreLoader
+    from alexnet.engine.inputs import make_preprocessing, open_data, split_validation
+    from alexnet.models import build_model
+
+    store = open_data(config)
+    train_idx, val_idx = split_validation(store.labels, config.val_per_class, config.seed)
+    preprocessing = make_preprocessing(store, config)
+    device = ddp.device
+    if config.batch_size % ddp.world_size:
+        raise UserError(f"batch_size={config.batch_size} does not split evenly over "
+                        f"{ddp.world_size} processes")
+    options = {**config.model_options, "num_classes": len(store.classes)}
+    model = build_model(config.model, **options).to(device)
+    channels_last = device.type == "cuda" if config.channels_last is None \
+        else config.channels_last
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    groups = parameter_groups(model, config.lr, config.weight_decay, config.bias_lr_mult,
+                              config.bias_weight_decay, tuple(config.no_decay))
+    optimizer = build_optimizer(config.optimizer, groups, config.lr, config.momentum,
+                                config.weight_decay)
+    plateau = Plateau(gamma=config.gamma, patience=config.plateau_patience,
+                      max_drops=config.plateau_max_drops) if config.schedule == "plateau" else None
+    schedule = Schedule(config.schedule, epochs=config.epochs, gamma=config.gamma,
+                        step_size=config.step_size, milestones=tuple(config.milestones),
+                        warmup_epochs=config.warmup_epochs, plateau=plateau)
+    images = store.images
+    if device.type == "cuda" and store.images.nbytes <= 4 * 2 ** 30:
+        # A small store (CIFAR-10: 150 MB) lives on the GPU: batches are gathered there.
+        images = torch.from_numpy(np.asarray(store.images)).to(device)
+    loader = StoreLoader(images, store.labels, config.batch_size // ddp.world_size,
+                         indices=train_idx, shuffle=True, seed=config.seed, rank=ddp.rank,
+                         world_size=ddp.world_size, drop_last=True, device=device)
+    augment = TrainAugment(preprocessing, store.eigvals, store.eigvecs, flip=config.flip,
+                           lighting_std=config.lighting_std, channels_last=channels_last)
+    train_model = dist.wrap_model(model, ddp)
+    if config.compile:
+        train_model = torch.compile(train_model)
+    return Run(config, out, ddp, store, preprocessing, train_idx, val_idx, model, train_model,
+               optimizer, schedule, loader, augment, torch.Generator(device=device),
+               amp_dtype(config, device), Progress(), stop)
+
+
+def saved_config(out: Path) -> Config | None:
+    """The config of the run in `out` if it can be resumed (its training state exists)."""
+    path = Path(out) / STATE_FILE
+    if not path.is_file():
+        return None
+    return Config.from_dict(ckpt.load_training_state(path)["config"])
+
+
+def check_resumable(saved: Config, config: Config, out: Path) -> None:
+    changed = [k for k, v in config.to_dict().items() if saved.to_dict().get(k) != v]
+    fixed = [k for k in changed if k not in RESUMABLE_CHANGES]
+    if fixed:
+        raise UserError(f"the run in {str(out)!r} was started with other settings "
+                        f"({', '.join(f'{k}={saved.to_dict()[k]!r}' for k in fixed)}); resume "
+                        f"it without changing them, or pass a new --out")
+
+
+def train(config: Config, out_dir: str | os.PathLike, resume: bool | None = None) -> dict:
+    """Train (or continue) the run in `out_dir`; returns its summary (also in final.json).
+
+    resume: True requires a saved state, False refuses to continue one, None continues
+    when `out_dir` holds one. The summary has "status": "finished" or "stopped".
+    """
+    ddp = dist.setup(config.device)
+    try:
+        with StopFlag() as stop:
+            return _train(config, Path(out_dir), ddp, resume, stop)
+    finally:
+        dist.cleanup()
+
+
+def _train(config: Config, out: Path, ddp: dist.DistInfo, resume: bool | None,
+           stop: StopFlag) -> dict:
+    from alexnet.engine import run_files
+    from alexnet.engine.inputs import check_classes
+
+    state = None
+    if (out / STATE_FILE).is_file() and resume is not False:
+        state = ckpt.load_training_state(out / STATE_FILE)
+        check_resumable(Config.from_dict(state["config"]), config, out)
+    elif resume:
+        raise UserError(f"nothing to resume: {str(out)!r} holds no {STATE_FILE}")
+    elif (out / STATE_FILE).is_file():
+        raise UserError(f"{str(out)!r} already holds a run; resume it or pass a new --out")
+    configure_backends(config, ddp.device)
+    run = build_run(config, out, ddp, stop)
+    if state is not None:
+        check_classes(run.store, state["classes"], f"the run in {str(out)!r}")
+        run.load(state)
+    run.last_save = time.monotonic()
+    p = run.progress
+    if ddp.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        run_files.write_json(out / "config.json", config.to_dict())
+        run_files.record_start(out, config.to_dict(),
+                               run_files.environment(ddp.world_size, ddp.device), state is not None)
+        if state is not None:
+            console.info(f"resuming {out} at epoch {p.epoch + 1}, step {p.step}")
+        console.info(f"training {config.model} on {len(run.train_idx)} images, validating on "
+                     f"{len(run.val_idx)} held out ({len(run.store.classes)} classes), "
+                     f"{ddp.world_size} x {ddp.device}, {config.epochs} epochs")
+    board = run_files.TensorBoard(out, ddp.is_main)
+    try:
+        while p.epoch < config.epochs:
+            stats = train_one_epoch(run)
+            if stats is None:
+                name = signal.Signals(stop.signum).name
+                if ddp.is_main:
+                    console.info(f"stopped by {name}; state saved in {out}; run the same "
+                                 f"command again to resume")
+                return {"status": "stopped", "signal": name, "epoch": p.epoch, "step": p.step}
+            val = validate(run)
+            target = val.get("top1_error", stats["train_top1_error"])
+            dropped = run.schedule.end_epoch(target)
+            row = {"epoch": p.epoch + 1, **stats, "val_top1_error": val.get("top1_error"),
+                   "val_top5_error": val.get("top5_error"), "lr_dropped": int(dropped)}
+            p.history.append(row)
+            p.epoch, p.step, p.sums = p.epoch + 1, 0, {}
+            best = bool(val) and (p.best_top1 is None or val["top1_error"] < p.best_top1)
+            if best:
+                p.best_top1 = val["top1_error"]
+            run.save(best=best or not val)
+            if ddp.is_main:
+                run_files.write_metrics(out, p.history)
+                board.log(row)
+                console.info(epoch_line(row, config.epochs))
+    finally:
+        board.close()
+    return finish(run)
+
+
+def epoch_line(row: dict, epochs: int) -> str:
+    val = "" if row["val_top1_error"] is None else (
+        f", val top-1 {100 * row['val_top1_error']:.2f}% top-5 "
+        f"{100 * row['val_top5_error']:.2f}% (centre)")
+    drop = ", lr / 10" if row["lr_dropped"] else ""
+    return (f"epoch {row['epoch']}/{epochs}: train loss {row['train_loss']:.4f}, train error "
+            f"{100 * row['train_top1_error']:.2f}%{val}, {row['images_per_s']:,.0f} img/s, "
+            f"lr {row['lr']:.3g}{drop}")
+
+
+def finish(run: Run) -> dict:
+    """The final evaluation on the held-out split (the recipe's views and the centre view),
+    written to final.json; a finished run re-run only reports it."""
+    from alexnet.engine import run_files
+
+    path = run.out / "final.json"
+    if path.is_file():
+        import json
+
+        summary = json.loads(path.read_text())
+    else:
+        summary = {"status": "finished", "epochs": run.config.epochs,
+                   "train_images": len(run.train_idx), "held_out_images": len(run.val_idx),
+                   "weights": str(run.out / "last.safetensors"),
+                   "best_val_top1_error": run.progress.best_top1,
+                   "wall_seconds": sum(r["epoch_seconds"] for r in run.progress.history)}
+        if len(run.val_idx):
+            summary["held_out"] = {"center": validate(run, "center")}
+            if run.config.eval_views != "center":
+                summary["held_out"][run.config.eval_views] = validate(run, run.config.eval_views)
+        if run.ddp.is_main:
+            run_files.write_json(path, summary)
+    if run.ddp.is_main:
+        for views, res in summary.get("held_out", {}).items():
+            console.info(f"held-out error ({res['images']} images, {views} view"
+                         f"{'s' if views == 'ten' else ''}): top-1 {100 * res['top1_error']:.2f}%,"
+                         f" top-5 {100 * res['top5_error']:.2f}%")
+        console.info(f"weights: {summary['weights']}")
+    return summary
