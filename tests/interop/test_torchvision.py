@@ -118,3 +118,45 @@ def test_only_torchvision_layout_exports_as_torchvision(tmp_path, capsys):
                  preprocessing=Preprocessing(32, 32))
     assert main(["export", str(ckpt), "--format", "torchvision"]) == 2
     assert "alexnet-torchvision" in capsys.readouterr().err
+
+
+def test_predict_with_imported_weights_matches_torchvision(torchvision_file, tmp_path,
+                                                            imagenet_samples, capsys):
+    """`alexnet predict` on real images == torchvision's model on the same preprocessing,
+    and agrees with torchvision's own eval transform (top-1 label, probabilities ~1e-3)."""
+    import json
+
+    from PIL import Image
+    from torchvision.models import AlexNet_Weights
+
+    from alexnet.data.images import load_image
+    from alexnet.data.views import center_view
+    from alexnet.interop.torchvision import torchvision_preprocessing
+
+    model, _ = torchvision_file
+    peaked = torchvision.models.alexnet(weights=None).eval()
+    peaked.load_state_dict(model.state_dict())
+    with torch.no_grad():  # random weights give near-ties; a sharper fc8 makes ranks stable
+        peaked.classifier[6].weight.mul_(200)
+    weights = tmp_path / "peaked.pth"
+    torch.save(peaked.state_dict(), weights)
+    ckpt = tmp_path / "peaked.safetensors"
+    import_torchvision(weights, ckpt)
+    files = sorted(imagenet_samples.iterdir())[:4]
+    assert main(["predict", str(ckpt), *map(str, files), "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    categories = imagenet_categories()
+    transform = AlexNet_Weights.IMAGENET1K_V1.transforms()
+    for file, entry in zip(files, results, strict=True):
+        ours = center_view(torch.from_numpy(load_image(file, 256))[None],
+                           torchvision_preprocessing())
+        with torch.no_grad():
+            exact = peaked(ours).softmax(1)[0]
+            theirs = peaked(transform(Image.open(file).convert("RGB"))[None]).softmax(1)[0]
+        labels = [t["label"] for t in entry["top"]]
+        assert labels == [categories[i] for i in exact.topk(5).indices]
+        for t in entry["top"]:
+            i = categories.index(t["label"])
+            assert t["prob"] == pytest.approx(float(exact[i]), abs=1e-6)
+            assert t["prob"] == pytest.approx(float(theirs[i]), abs=5e-3)
+        assert labels[0] == categories[int(theirs.argmax())]

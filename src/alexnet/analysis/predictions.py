@@ -112,7 +112,8 @@ def predict_files(loaded, files: list[Path], top: int = 5, views: str = "center"
                 entry["image"] = image
         pending.clear()
 
-    with progress(len(files), "predict", unit="img", enabled=len(files) > batch_size) as bar:
+    many = len(files) > 4 * batch_size  # a bar only for long jobs (None total: no end line)
+    with progress(len(files) if many else None, "predict", unit="img", enabled=many) as bar:
         for path, image, reason in decode_files(files, size):
             entry: dict = {"file": str(path)}
             results.append(entry)

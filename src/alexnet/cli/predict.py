@@ -1,0 +1,107 @@
+"""`alexnet predict [MODEL] IMAGE_OR_DIR...`: top-k classes for your own images."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+DEFAULT_MODEL = "cifar10-conv-local"
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "predict", help="classify image files with a trained network",
+        description="Classify images (files or folders, searched recursively) with a "
+        "checkpoint, run folder or shipped model. Images get the training preprocessing "
+        "(shorter side resized, central crop, the checkpoint's mean/std) and the centre view "
+        "or the paper's ten views. MODEL may be left out: the first argument is a model when "
+        f"it is a shipped name, a .safetensors file or a run folder; else {DEFAULT_MODEL!r} "
+        "(shipped) is used. Unreadable files are reported and skipped.")
+    parser.add_argument("inputs", nargs="+", metavar="[MODEL] IMAGE_OR_DIR",
+                        help="optional model, then image files or folders")
+    parser.add_argument("--model", help="the model, given explicitly")
+    parser.add_argument("--top", type=int, default=5, help="classes per image (default 5)")
+    parser.add_argument("--views", choices=["center", "ten"], default="center",
+                        help="centre crop (default) or the paper's ten patches, averaged")
+    parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if any)")
+    parser.add_argument("--json", action="store_true",
+                        help='print [{"file", "top": [{"label", "prob"}]} | {"file", "error"}]')
+    parser.set_defaults(run=run)
+
+
+def looks_like_model(spec: str) -> bool:
+    """A shipped name, a .safetensors file or a folder holding a run's weights."""
+    from alexnet.engine.checkpoint import RUN_DIR_CANDIDATES, shipped_models
+
+    path = Path(spec)
+    if spec in shipped_models() or path.suffix == ".safetensors":
+        return True
+    return path.is_dir() and any((path / name).is_file() for name in RUN_DIR_CANDIDATES)
+
+
+def split_model(inputs: list[str], model: str | None) -> tuple[str, list[str]]:
+    """(model spec, image arguments) from the positionals and --model."""
+    from alexnet.analysis.predictions import IMAGE_SUFFIXES
+    from alexnet.engine.checkpoint import shipped_models
+    from alexnet.errors import UserError
+
+    if model is None and inputs:
+        first = inputs[0]
+        # A missing path without an image suffix reads as a (mistyped) model name, so the
+        # user hears which models exist rather than "no such file".
+        missing_name = not Path(first).exists() and Path(first).suffix.lower() not in \
+            IMAGE_SUFFIXES
+        if missing_name and len(inputs) == 1:
+            names = ", ".join(shipped_models()) or "none yet"
+            raise UserError(f"{first!r} is not an image, a folder, a checkpoint or a shipped "
+                            f"model (shipped models: {names})")
+        if looks_like_model(first) or missing_name:
+            model, inputs = first, inputs[1:]
+    if model is None:
+        if DEFAULT_MODEL not in shipped_models():
+            names = ", ".join(shipped_models())
+            raise UserError(f"no model given and the default shipped model {DEFAULT_MODEL!r} "
+                            f"is not installed; name a checkpoint, run folder or shipped model "
+                            f"({names or 'none are shipped yet'})")
+        model = DEFAULT_MODEL
+    if not inputs:
+        raise UserError(f"no images given to classify with {model!r}")
+    return model, inputs
+
+
+def format_result(entry: dict) -> str:
+    if "error" in entry:
+        return f"{entry['file']}: cannot read: {entry['error']}"
+    lines = [entry["file"]]
+    lines += [f"  {t['prob'] * 100:6.2f}%  {t['label']}" for t in entry["top"]]
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    import torch
+
+    from alexnet.analysis.predictions import expand_inputs, predict_files
+    from alexnet.console import info
+    from alexnet.engine.checkpoint import load_model
+
+    model, images = split_model(args.inputs, args.model)
+    files = expand_inputs(images)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    loaded = load_model(model, device=device)
+    results = predict_files(loaded, files, top=args.top, views=args.views,
+                            batch_size=args.batch_size)
+    failed = [r for r in results if "error" in r]
+    for entry in failed:
+        print(f"alexnet: {entry['file']}: skipped: {entry['error']}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for entry in results:
+            if "top" in entry:
+                print(format_result(entry))
+    if failed:
+        info(f"{len(results) - len(failed)} of {len(results)} images classified; "
+             f"{len(failed)} could not be read")
+    return 1 if failed and len(failed) == len(results) else 0
