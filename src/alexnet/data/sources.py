@@ -232,7 +232,8 @@ class _SafeUnpickler(pickle.Unpickler):
     """CIFAR's batches are pickles: allow only what they hold (dicts, lists, numpy arrays)."""
 
     ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-               ("numpy", "ndarray"), ("numpy", "dtype"), ("builtins", "bytes")}
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("builtins", "bytes"),
+               ("_codecs", "encode")}  # how protocol-2 pickles from Python 3 store bytes
 
     def find_class(self, module, name):
         if (module, name) in self.ALLOWED:

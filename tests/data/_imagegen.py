@@ -1,0 +1,63 @@
+"""Small generated image files for the data tests (awkward modes, broken files)."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def gradient(w: int, h: int, seed: int = 0) -> np.ndarray:
+    """A smooth uint8 [h, w, 3] image (JPEG-friendly) with a little texture."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    img = np.stack([x * 255 / max(w - 1, 1), y * 255 / max(h - 1, 1),
+                    (x + y) * 127 / max(w + h - 2, 1)], -1)
+    return np.clip(img + rng.normal(0, 3, img.shape), 0, 255).astype(np.uint8)
+
+
+def save(path: Path, array: np.ndarray, mode: str | None = None, **kwargs) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.fromarray(array)
+    if mode:
+        image = image.convert(mode)
+    image.save(path, **kwargs)
+    return path
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png16_rgb(path: Path, rgb16: np.ndarray) -> Path:
+    """A 16-bit-per-channel RGB PNG (Pillow cannot write one), uint16 [h, w, 3]."""
+    h, w, _ = rgb16.shape
+    raw = b"".join(b"\0" + row.astype(">u2").tobytes() for row in rgb16)
+    data = (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+            + _chunk(b"IDAT", zlib.compress(raw)) + _chunk(b"IEND", b""))
+    path.write_bytes(data)
+    return path
+
+
+def png_header_only(path: Path, w: int, h: int) -> Path:
+    """A PNG that claims w x h pixels (a decompression bomb's header) with no pixel data."""
+    data = (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+            + _chunk(b"IDAT", zlib.compress(b"")) + _chunk(b"IEND", b""))
+    path.write_bytes(data)
+    return path
+
+
+def reference(path: Path, size: int) -> np.ndarray:
+    """The paper's preprocessing done the plain PIL way: full decode, resize the shorter side
+    to `size` (bilinear), central size x size crop."""
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        w, h = im.size
+        scale = size / min(w, h)
+        new = (max(size, round(w * scale)), max(size, round(h * scale)))
+        im = im.resize(new, Image.Resampling.BILINEAR)
+        left, top = round((new[0] - size) / 2), round((new[1] - size) / 2)
+        return np.asarray(im.crop((left, top, left + size, top + size)))
