@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from alexnet.errors import UserError
+
 
 def _pyplot():
     import matplotlib
@@ -78,8 +80,12 @@ def plot_curves(epochs: np.ndarray, series: dict[str, np.ndarray], path: str | o
     plt = _pyplot()
     groups = {"loss": [k for k in series if "loss" in k],
               "error": [k for k in series if "error" in k or k.endswith("acc")],
-              "learning rate": [k for k in series if k == "lr" or k.startswith("lr")]}
+              "learning rate": [k for k in series if k == "lr"]}
     groups = {k: v for k, v in groups.items() if v}
+    if not groups:
+        raise UserError(f"no loss, error or lr columns to plot (columns: {', '.join(series)})")
+    # Epochs where the schedule divided the learning rate (training writes lr_dropped).
+    drops = epochs[series["lr_dropped"] > 0] if "lr_dropped" in series else []
     fig, axes = plt.subplots(1, len(groups), squeeze=False, figsize=(4.5 * len(groups), 3.6))
     for ax, (kind, columns) in zip(axes[0], groups.items(), strict=True):
         for column in columns:
@@ -89,6 +95,9 @@ def plot_curves(epochs: np.ndarray, series: dict[str, np.ndarray], path: str | o
                     marker="o" if keep.sum() < 30 else None, markersize=3)
         if kind == "learning rate" and np.nanmin([np.nanmin(series[c]) for c in columns]) > 0:
             ax.set_yscale("log")
+        for i, epoch in enumerate(drops):
+            ax.axvline(epoch, color="grey", linestyle=":", linewidth=1,
+                       label="lr / 10" if i == 0 else None)
         ax.set_xlabel("epoch")
         ax.set_title(kind)
         ax.grid(alpha=0.3)

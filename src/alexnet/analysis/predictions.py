@@ -76,10 +76,21 @@ def decode_files(files: list[Path], size: int) -> Iterator[tuple[Path, np.ndarra
             yield path, None, err.reason
 
 
-def top_k(probs, classes: list[str], k: int) -> list[dict]:
-    """probs [classes] (tensor) -> [{"label", "prob"}] for the k most probable, best first."""
+def display_names(loaded) -> list[str]:
+    """Human-readable class names: the checkpoint's `class_names` (training records them when
+    the classes are ids such as ImageNet wnids), else the classes themselves."""
+    names = loaded.meta.get("class_names")
+    if isinstance(names, list) and len(names) == len(loaded.classes):
+        return [str(n) for n in names]
+    return list(loaded.classes)
+
+
+def top_k(probs, classes: list[str], k: int, names: list[str] | None = None) -> list[dict]:
+    """probs [classes] (tensor) -> [{"label", "prob", "class"}] for the k most probable, best
+    first; "label" is the human-readable name, "class" the checkpoint's class id."""
+    names = names or classes
     values, indices = probs.float().topk(k)
-    return [{"label": classes[int(i)], "prob": round(float(v), 6)}
+    return [{"label": names[int(i)], "prob": round(float(v), 6), "class": classes[int(i)]}
             for v, i in zip(values, indices, strict=True)]
 
 
@@ -97,6 +108,7 @@ def predict_files(loaded, files: list[Path], top: int = 5, views: str = "center"
     check_views(views)
     check_classes(loaded, top)
     size = loaded.preprocessing.size
+    names = display_names(loaded)
     results: list[dict] = []
     pending: list[tuple[dict, np.ndarray]] = []
 
@@ -107,7 +119,7 @@ def predict_files(loaded, files: list[Path], top: int = 5, views: str = "center"
         probs = view_probabilities(loaded.model, batch, loaded.preprocessing, views=views,
                                    batch_size=batch_size).cpu()
         for (entry, image), row in zip(pending, probs, strict=True):
-            entry["top"] = top_k(row, loaded.classes, top)
+            entry["top"] = top_k(row, loaded.classes, top, names)
             if keep_images:
                 entry["image"] = image
         pending.clear()
