@@ -67,7 +67,7 @@ def extract_features(model: torch.nn.Module, images, preprocessing, batch_size: 
     total = len(images)
     with progress(total, "features", unit="img", enabled=show_progress) as bar:
         for start in range(0, total, batch_size):
-            chunk = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size]))
+            chunk = torch.from_numpy(np.array(images[start:start + batch_size]))  # own copy
             x = center_view(chunk.to(device), preprocessing)
             f = model.forward_head(model.forward_features(x), pre_logits=True)
             f = f.flatten(1).float().cpu().numpy()
@@ -130,8 +130,7 @@ def nearest(features: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarr
     best_d = torch.full((q.shape[0], 0), float("inf"))
     best_i = torch.zeros((q.shape[0], 0), dtype=torch.int64)
     for start in range(0, n, CHUNK_ROWS):
-        f = torch.from_numpy(np.ascontiguousarray(features[start:start + CHUNK_ROWS],
-                                                  dtype=np.float32))
+        f = torch.from_numpy(np.array(features[start:start + CHUNK_ROWS], dtype=np.float32))
         d = q_sq - 2 * q @ f.T + f.square().sum(1)[None]           # [Q, chunk]
         d_all = torch.cat([best_d, d], 1)
         i_all = torch.cat([best_i, torch.arange(start, start + len(f)).expand(len(q), -1)], 1)

@@ -1,0 +1,114 @@
+"""Nearest training images in pre-logits space, with the feature cache."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from alexnet.analysis.neighbours import nearest
+from alexnet.cli import main
+from alexnet.data.preprocess import Preprocessing
+from alexnet.engine.checkpoint import save_weights
+from alexnet.models import build_model
+
+CLASSES = ["airplane", "cat", "ship"]
+# The conftest fixture is function-scoped; this module builds its store once.
+CIFAR10_TRAIN = Path(__file__).resolve().parents[3] / "shared" / "data" / "cifar10" / "train"
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """A small store of real CIFAR-10 images (3 classes x 12)."""
+    from alexnet.data import prepare_store
+
+    cifar10_train = CIFAR10_TRAIN
+    if not cifar10_train.is_dir():
+        pytest.skip(f"real CIFAR-10 images not found at {cifar10_train}")
+    root = tmp_path_factory.mktemp("neighbours")
+    src = root / "src"
+    for name in CLASSES:
+        (src / name).mkdir(parents=True)
+        for file in sorted((cifar10_train / name).iterdir())[:12]:
+            shutil.copy(file, src / name / file.name)
+    prepare_store(src, root / "store", size=32, workers=1, progress=False)
+    return root / "store", src
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "net.safetensors"
+    save_weights(path, build_model("cifar-conv-local", num_classes=3), classes=CLASSES,
+                 preprocessing=Preprocessing(32, 24, channel_mean=(120.0,) * 3,
+                                             channel_std=(64.0,) * 3))
+    return path
+
+
+def run_neighbours(capsys, ckpt, store, cache, *queries, k=4):
+    out = cache.parent / "n.png"
+    code = main(["figures", "neighbours", str(ckpt), "--data", str(store), "--query",
+                 *map(str, queries), "-k", str(k), "--cache", str(cache), "--out", str(out),
+                 "--json", "--device", "cpu"])
+    assert code == 0
+    return json.loads(capsys.readouterr().out), out
+
+
+def test_training_image_is_its_own_nearest_neighbour(ckpt, store, tmp_path, capsys):
+    store_path, src = store
+    queries = [src / "cat" / "0003.jpg", src / "ship" / "0000.jpg"]
+    numbers, png = run_neighbours(capsys, ckpt, store_path, tmp_path / "cache", *queries)
+    assert numbers["features"]["images"] == 36 and numbers["features"]["cached"] is False
+    for query, row in zip(queries, numbers["queries"], strict=True):
+        first = row["neighbours"][0]
+        assert first["file"].endswith(f"{query.parent.name}/{query.name}")
+        assert first["label"] == query.parent.name and first["distance"] == pytest.approx(0,
+                                                                                      abs=1e-4)
+        distances = [n["distance"] for n in row["neighbours"]]
+        assert len(distances) == 4 and distances == sorted(distances) and distances[1] > 0
+    image = np.asarray(Image.open(png).convert("RGB"), dtype=np.float32)
+    assert image.shape[0] > 150 and image.shape[1] > 400 and image.std() > 10
+    # Second query: features come from the cache, same answer.
+    again, _ = run_neighbours(capsys, ckpt, store_path, tmp_path / "cache", *queries)
+    assert again["features"]["cached"] is True and again["queries"] == numbers["queries"]
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 1
+
+
+def test_neighbours_figure_differs_between_queries(ckpt, store, tmp_path, capsys):
+    store_path, src = store
+    _, a = run_neighbours(capsys, ckpt, store_path, tmp_path / "c", src / "cat" / "0000.jpg")
+    shutil.move(a, tmp_path / "a.png")
+    _, b = run_neighbours(capsys, ckpt, store_path, tmp_path / "c",
+                          src / "airplane" / "0001.jpg")
+    a = np.asarray(Image.open(tmp_path / "a.png").convert("RGB"), dtype=np.float32)
+    b = np.asarray(Image.open(b).convert("RGB"), dtype=np.float32)
+    assert a.shape == b.shape and np.abs(a - b).mean() > 1
+
+
+def test_nearest_is_exact_and_chunked(monkeypatch):
+    import alexnet.analysis.neighbours as nb
+
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(1000, 16)).astype(np.float32)
+    queries = np.concatenate([features[[5, 700]], rng.normal(size=(3, 16)).astype(np.float32)])
+    monkeypatch.setattr(nb, "CHUNK_ROWS", 128)   # many chunks: the running top-k must merge
+    idx, dist = nearest(features, queries, k=5)
+    full = np.linalg.norm(features[None].astype(np.float64) - queries[:, None], axis=2)
+    assert np.array_equal(idx, np.argsort(full, axis=1, kind="stable")[:, :5])
+    assert np.allclose(dist, np.sort(full, axis=1)[:, :5])
+    assert idx[0, 0] == 5 and idx[1, 0] == 700 and dist[0, 0] == 0
+
+
+def test_store_of_another_size_is_refused(ckpt, store, tmp_path, capsys):
+    store_path, src = store
+    other = tmp_path / "big.safetensors"
+    save_weights(other, build_model("cifar-conv-local", num_classes=3), classes=CLASSES,
+                 preprocessing=Preprocessing(48, 24))
+    code = main(["figures", "neighbours", str(other), "--data", str(store_path), "--query",
+                 str(src / "cat" / "0000.jpg"), "--cache", str(tmp_path)])
+    assert code == 2 and "32x32" in capsys.readouterr().err
