@@ -15,7 +15,8 @@ from safetensors.torch import load_file
 
 from alexnet.engine.checkpoint import load_training_state
 
-from .conftest import alexnet_env, run_alexnet
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _runs import alexnet_env, run_alexnet  # noqa: E402
 
 # 140 training images / batch 16 = 8 steps per epoch, 2 epochs; save after every step.
 SETTINGS = ["epochs=2", "val_per_class=5", "batch_size=16", "eval_batch_size=50",

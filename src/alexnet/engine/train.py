@@ -185,11 +185,14 @@ class Run:
         ckpt.restore_rng(state["rng"], self.generator)
 
     def check_finite(self, bad: torch.Tensor) -> None:
-        if bool(bad.item()):
-            raise Diverged(f"training diverged: the loss became NaN or infinite in epoch "
-                           f"{self.progress.epoch + 1} near step {self.progress.step}; the last "
-                           f"good checkpoint is {str(self.out / 'last.safetensors')!r}; try a "
-                           f"smaller lr (now lr={self.config.lr})")
+        if not bool(bad.item()):
+            return
+        last = self.out / "last.safetensors"
+        kept = f"the last good checkpoint is {str(last)!r}" if last.is_file() \
+            else "no checkpoint had been written yet"
+        raise Diverged(f"training diverged: the loss became NaN or infinite in epoch "
+                       f"{self.progress.epoch + 1} near step {self.progress.step}; {kept}; "
+                       f"try a smaller lr (now lr={self.config.lr})")
 
 
 def train_one_epoch(run: Run) -> dict | None:
@@ -370,6 +373,12 @@ def _train(config: Config, out: Path, ddp: dist.DistInfo, resume: bool | None,
         run_files.write_json(out / "config.json", config.to_dict())
         run_files.record_start(out, config.to_dict(),
                                run_files.environment(ddp.world_size, ddp.device), state is not None)
+        if p.epoch >= config.epochs:
+            console.info(f"the run in {out} has finished its {p.epoch} epochs (pass a larger "
+                         f"epochs=N to train on, or a new --out)")
+            return finish(run)
+        if (out / "final.json").is_file():   # trains on past a finished run: stale results
+            (out / "final.json").unlink()
         if state is not None:
             console.info(f"resuming {out} at epoch {p.epoch + 1}, step {p.step}")
         console.info(f"training {config.model} on {len(run.train_idx)} images, validating on "

@@ -1,0 +1,120 @@
+"""`alexnet train / eval / ensemble` from the command line: results and bad input."""
+
+from __future__ import annotations
+
+import json
+import sys
+import urllib.error
+from pathlib import Path
+
+import pytest
+import torch
+
+from alexnet.cli import main
+from alexnet.data import open_store
+from alexnet.engine.checkpoint import load_training_state, save_weights
+from alexnet.models import build_model
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
+from _runs import alexnet_env, build_tiny_store, run_alexnet  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny_store(tmp_path_factory) -> Path:
+    return build_tiny_store(tmp_path_factory.mktemp("tiny"))
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("alexnet: error: ") and "\n" not in err and "Traceback" not in err
+    return err
+
+
+def make_checkpoint(path: Path, classes: list[str], store_path: Path, seed: int = 0,
+                    config: dict | None = None) -> Path:
+    torch.manual_seed(seed)
+    store = open_store(store_path)
+    model = build_model("cifar-conv-local", num_classes=len(classes))
+    save_weights(path, model, classes=classes, preprocessing=store.preprocessing(24),
+                 extra={"config": config or {}})
+    return path
+
+
+def test_eval_and_ensemble_json(tiny_store, tmp_path, capsys):
+    classes = open_store(tiny_store).classes
+    a = make_checkpoint(tmp_path / "a.safetensors", classes, tiny_store, seed=0,
+                        config={"val_per_class": 5, "seed": 0})
+    b = make_checkpoint(tmp_path / "b.safetensors", classes, tiny_store, seed=1)
+    assert main(["eval", str(a), "--data", str(tiny_store), "--views", "ten", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(result) == {"top1_error", "top5_error", "images"} and result["images"] == 160
+    assert 0 <= result["top1_error"] <= 1 and result["top5_error"] == 0.0  # 4 classes
+    assert main(["eval", str(a), "--data", str(tiny_store), "--split", "held-out",
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["images"] == 4 * 5
+    assert main(["ensemble", str(a), str(b), "--data", str(tiny_store), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert len(result["members"]) == 2 and result["ensemble"]["images"] == 160
+
+
+@pytest.mark.parametrize("args, words", [
+    (["train", "--data", "{tmp}/nowhere"], "does not exist"),
+    (["train", "--data", "{tmp}/empty"], "is an empty folder"),
+    (["train", "nosuchkey=1"], "unknown setting 'nosuchkey'; valid settings: model, data"),
+    (["train", "--recipe", "imagenet-2013"], "unknown recipe"),
+    (["train", "--recipe", "imagenet-paper"], "needs training images"),
+    (["train", "--resume", "--out", "{tmp}/empty"], "nothing to resume"),
+    (["eval", "{tmp}/nowhere.safetensors", "--data", "{tmp}"], "no checkpoint file"),
+])
+def test_bad_input_is_one_sentence(args, words, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    args = [a.format(tmp=tmp_path) for a in args]
+    assert main(args) == 2
+    assert words in one_error_line(capsys)
+
+
+def test_store_classes_must_match_the_checkpoint(tiny_store, tmp_path, capsys):
+    ckpt = make_checkpoint(tmp_path / "c.safetensors", ["w", "x", "y", "z"], tiny_store)
+    assert main(["eval", str(ckpt), "--data", str(tiny_store)]) == 2
+    assert "differ from those of the checkpoint" in one_error_line(capsys)
+    assert main(["ensemble", str(ckpt), str(ckpt), "--data", str(tiny_store)]) == 2
+    assert "differ" in one_error_line(capsys)
+
+
+def test_corrupt_checkpoints_are_one_sentence_and_left_alone(tiny_store, tmp_path, capsys):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x00" * 64)
+    assert main(["eval", str(bad), "--data", str(tiny_store)]) == 2
+    assert "not a readable alexnet weights file" in one_error_line(capsys)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "last.state.pt").write_bytes(b"garbage")
+    assert main(["train", "--data", str(tiny_store), "--out", str(run)]) == 2
+    assert "not a loadable training state" in one_error_line(capsys)
+    assert (run / "last.state.pt").read_bytes() == b"garbage"     # nothing lost
+
+
+def test_offline_download_says_how_to_pass_data(monkeypatch, tmp_path):
+    import torchvision.datasets
+
+    from alexnet.engine.inputs import download_cifar10
+    from alexnet.errors import UserError
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", offline)
+    with pytest.raises(UserError, match="--data PATH"):
+        download_cifar10(tmp_path)
+
+
+def test_a_diverging_run_stops_with_a_clear_message(tiny_store, tmp_path):
+    out = tmp_path / "run"
+    done = run_alexnet(["train", "--data", str(tiny_store), "--out", str(out), "epochs=1",
+                        "val_per_class=5", "batch_size=16", "checkpoint_minutes=0",
+                        "lr=1e30", "warmup_epochs=0"], alexnet_env(tmp_path))
+    assert done.returncode == 3
+    assert "training diverged" in done.stderr and "Traceback" not in done.stderr
+    if (out / "last.state.pt").exists():        # the last good checkpoint stays usable
+        state = load_training_state(out / "last.state.pt")
+        assert all(torch.isfinite(v).all() for v in state["model"].values())
