@@ -116,6 +116,10 @@ class TrainAugment:
     The mean is subtracted before the flip (cuda-convnet's order), so a flipped patch is the
     mirror of the normalised patch. The mean is looked up in [mean, mirrored mean] at the
     mirrored offset, which makes the flip a cheap uint8 operation on the images only.
+    Memory passes are few because each is a full read and write of the batch: one uint8
+    gather, one gather of the (negated, pre-divided) mean, one in-place add of the colour
+    shift and one multiply-add; the gathers produce channels-last strides, so channels_last
+    output costs nothing extra and NCHW output one copy.
     """
 
     def __init__(self, preprocessing: Preprocessing, eigvals, eigvecs, flip: bool = True,
@@ -131,40 +135,48 @@ class TrainAugment:
     def _constants(self, device):
         key = str(device)
         if key not in self._cache:
-            mean = self.preprocessing.mean_tensor(device)          # [3,S,S] or [3,1,1]
-            means = None
-            if mean.shape[-1] > 1:
-                # [2,S,S,3]: HWC like the images, so the cropped means share their strides.
-                means = torch.stack([mean, mean.flip(-1)]).permute(0, 2, 3, 1).contiguous()
-            self._cache[key] = (means, mean, (1.0 / self.preprocessing.std_tensor(device)),
-                                self.eigvals.to(device), self.eigvecs.to(device))
+            inv_std = 1.0 / self.preprocessing.std_tensor(device)       # [3,1,1]
+            bias = -self.preprocessing.mean_tensor(device) * inv_std    # [3,S,S] or [3,1,1]
+            windows = None
+            if bias.shape[-1] > 1:
+                # [2,S,S,3], HWC like the images so the cropped means share their strides.
+                both = torch.stack([bias, bias.flip(-1)]).permute(0, 2, 3, 1).contiguous()
+                windows = both.unfold(1, self.preprocessing.crop, 1).unfold(
+                    2, self.preprocessing.crop, 1)                      # [2,S',S',3,c,c]
+            self._cache[key] = (windows, bias, inv_std, self.eigvals.to(device),
+                                self.eigvecs.to(device))
         return self._cache[key]
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         batch, side, crop = images.shape[0], images.shape[1], self.preprocessing.crop
         device = images.device
-        means, mean, inv_std, eigvals, eigvecs = self._constants(device)
+        windows, bias, inv_std, eigvals, eigvecs = self._constants(device)
+        if windows is not None and side != self.preprocessing.size:
+            raise ValueError(f"images are {side}x{side} but the mean image is "
+                             f"{self.preprocessing.size}x{self.preprocessing.size}")
         top, left = random_offsets(batch, side, crop, generator, device)
         x = crop_at(images, top, left, crop)                        # uint8 [B,3,c,c]
         flip = torch.zeros(batch, dtype=torch.bool, device=device)
         if self.flip:
             flip = torch.rand(batch, generator=generator, device=device) < 0.5
-            x = _flip_where(x, flip, 3)
-        x = x.float()
-        if means is not None:
-            if side != means.shape[1]:
-                raise ValueError(f"images are {side}x{side} but the mean image is "
-                                 f"{means.shape[1]}x{means.shape[1]}")
+            if device.type == "cpu":   # mirror only the chosen half (nonzero would sync a GPU)
+                chosen = flip.nonzero().squeeze(1)
+                x[chosen] = x[chosen].flip(3)
+            else:
+                x = _flip_where(x, flip, 3)
+        if windows is not None:
             # Flipped patch at `left` = mirror of the patch of the mirrored mean at side-c-left.
             mleft = torch.where(flip, side - crop - left, left)
-            windows = means.unfold(1, crop, 1).unfold(2, crop, 1)   # [2,S',S',3,c,c]
-            m = windows[flip.long(), top, mleft]                    # [B,3,c,c]
+            out = windows[flip.long(), top, mleft]                  # -mean/std, [B,3,c,c]
+            if self.lighting_std > 0:
+                shift = lighting_shifts(batch, eigvals, eigvecs, self.lighting_std, generator)
+                out.add_(shift[:, :, None, None] * inv_std)
         else:
-            m = mean.unsqueeze(0)
-        if self.lighting_std > 0:
-            shift = lighting_shifts(batch, eigvals, eigvecs, self.lighting_std, generator)
-            m = m - shift[:, :, None, None]
-        x = x.sub_(m).mul_(inv_std)
-        # The gathers above produce channels-last strides; make the layout the one asked for.
+            out = bias.expand(batch, 3, 1, 1)
+            if self.lighting_std > 0:
+                shift = lighting_shifts(batch, eigvals, eigvecs, self.lighting_std, generator)
+                out = out + shift[:, :, None, None] * inv_std
+            out = out.expand(batch, 3, crop, crop).contiguous(memory_format=torch.channels_last)
+        out.addcmul_(x, inv_std)                                     # x/std - mean/std + shift/std
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
-        return x.to(self.dtype, memory_format=fmt)
+        return out.to(dtype=self.dtype, memory_format=fmt)
