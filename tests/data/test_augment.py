@@ -87,14 +87,33 @@ def test_train_augment_equals_explicit_per_image_computation():
     aug = TrainAugment(pre, eigvals=torch.zeros(3), eigvecs=torch.eye(3), lighting_std=0.0)
     out = aug(images, torch.Generator().manual_seed(4))
     assert out.shape == (64, 3, 24, 24) and out.dtype == torch.float32 and out.is_contiguous()
+    # The same draws on position-encoded images reveal each sample's offset and flip.
+    probe = TrainAugment(Preprocessing(32, 24, mean_image=torch.zeros(32, 32, 3)),
+                         torch.zeros(3), torch.eye(3), lighting_std=0.0)
+    where = probe(_positions(32, 64), torch.Generator().manual_seed(4))
     mean = pre.mean_image.permute(2, 0, 1)
     std = torch.tensor([2.0, 3.0, 4.0]).view(3, 1, 1)
-    full = (images.permute(0, 3, 1, 2).float() - mean) / std    # normalised whole images
-    for i in range(64):  # each output is some crop of its normalised image, maybe mirrored
-        candidates = full[i].unfold(1, 24, 1).unfold(2, 24, 1)  # [3, 9, 9, 24, 24]
-        diffs = [(candidates - o[:, None, None]).abs().amax(dim=(0, 3, 4))
-                 for o in (out[i], out[i].flip(-1))]
-        assert min(d.min().item() for d in diffs) < 1e-4
+    flips = 0
+    for i in range(64):
+        top = int(where[i, 0, 0, 0])
+        flipped = bool(where[i, 1, 0, 0] > where[i, 1, 0, -1])
+        left = int(where[i, 1, 0, -1 if flipped else 0])
+        patch = (images[i].permute(2, 0, 1).float() - mean)[:, top:top + 24, left:left + 24] / std
+        assert torch.allclose(out[i], patch.flip(-1) if flipped else patch, atol=1e-4)
+        flips += flipped
+    assert 16 < flips < 48
+
+
+def test_train_augment_lighting_is_one_shift_per_image():
+    pre = Preprocessing(size=8, crop=8, mean_image=torch.zeros(8, 8, 3))
+    q, _ = torch.linalg.qr(torch.randn(3, 3, generator=torch.Generator().manual_seed(0)))
+    images = torch.full((500, 8, 8, 3), 100, dtype=torch.uint8)
+    out = TrainAugment(pre, torch.tensor([900.0, 100.0, 10.0]), q, flip=False)(
+        images, torch.Generator().manual_seed(1))
+    shifts = out[:, :, 0, 0] - 100
+    assert torch.allclose(out, out[:, :, :1, :1].expand_as(out))
+    expected = q @ torch.diag(torch.tensor([900.0, 100.0, 10.0])) @ q.T * 0.01
+    assert torch.allclose(torch.cov(shifts.T), expected, atol=1.0)
 
 
 def test_train_augment_layout_dtype_and_per_channel():
