@@ -50,7 +50,7 @@ def store_digest(store, length: int = 16) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:length]
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def extract_features(model: torch.nn.Module, images, preprocessing, batch_size: int = 256,
                      show_progress: bool = True) -> np.ndarray:
     """uint8 images [N, S, S, 3] (array or memmap) -> float32 pre-logits features [N, D].
@@ -65,7 +65,9 @@ def extract_features(model: torch.nn.Module, images, preprocessing, batch_size: 
     model.eval()
     out: np.ndarray | None = None
     total = len(images)
-    with progress(total, "features", unit="img", enabled=show_progress) as bar:
+    # total=None when quiet: the console prints a closing line whenever a total is reached.
+    with progress(total if show_progress else None, "features", unit="img",
+                  enabled=show_progress) as bar:
         for start in range(0, total, batch_size):
             chunk = torch.from_numpy(np.array(images[start:start + batch_size]))  # own copy
             x = center_view(chunk.to(device), preprocessing)

@@ -125,7 +125,7 @@ def run_predictions(args) -> int:
     good = [r for r in results if "top" in r]
     if not good:
         raise UserError("none of the images could be read")
-    items = [{"image": r["image"], "title": Path(r["file"]).name,
+    items = [{"image": r["image"], "title": "/".join(Path(r["file"]).parts[-2:]),
               "top": [(t["label"], t["prob"]) for t in r["top"]],
               "truth": Path(r["file"]).parent.name} for r in good]
     png = plot_predictions(items, args.out or "predictions.png")
@@ -171,7 +171,7 @@ def run_neighbours(args) -> int:
                   "label": store.class_names[int(store.labels[i])], "distance": float(d)}
                  for i, d in zip(idx, dist, strict=True)]
         numbers.append({"file": str(path), "neighbours": found})
-        rows.append({"image": image, "title": Path(path).name, "neighbours": [
+        rows.append({"image": image, "title": f"query\n{Path(path).name}", "neighbours": [
             {"image": np.asarray(store.images[n["index"]]),
              "title": f"{n['label'][:14]}\n{n['distance']:.3g}"} for n in found]})
     png = plot_neighbours(rows, args.out or "neighbours.png")
