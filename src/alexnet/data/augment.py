@@ -150,16 +150,43 @@ class TrainAugment:
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         batch, side, crop = images.shape[0], images.shape[1], self.preprocessing.crop
         device = images.device
-        windows, bias, inv_std, eigvals, eigvecs = self._constants(device)
-        if windows is not None and side != self.preprocessing.size:
+        if self.preprocessing.mean_image is not None and side != self.preprocessing.size:
             raise ValueError(f"images are {side}x{side} but the mean image is "
                              f"{self.preprocessing.size}x{self.preprocessing.size}")
+        # All randomness is drawn for the whole batch first, so the result does not depend
+        # on how the work is split below.
         top, left = random_offsets(batch, side, crop, generator, device)
+        flip = torch.rand(batch, generator=generator, device=device) < 0.5 if self.flip \
+            else torch.zeros(batch, dtype=torch.bool, device=device)
+        shift = None
+        if self.lighting_std > 0:
+            _, _, _, eigvals, eigvecs = self._constants(device)
+            shift = lighting_shifts(batch, eigvals, eigvecs, self.lighting_std, generator)
+        block = self._cpu_block(crop) if device.type == "cpu" else batch
+        if block >= batch:
+            return self._apply(images, top, left, flip, shift)
+        # On a CPU every pass over a large float batch goes to DRAM; blocks of ~1.5 MB stay
+        # in cache across the passes (4x faster on a 2-core VM). A GPU takes the batch whole.
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        out = torch.empty(batch, 3, crop, crop, dtype=self.dtype, memory_format=fmt)
+        for s in range(0, batch, block):
+            e = s + block
+            out[s:e] = self._apply(images[s:e], top[s:e], left[s:e], flip[s:e],
+                                   None if shift is None else shift[s:e])
+        return out
+
+    @staticmethod
+    def _cpu_block(crop: int) -> int:
+        return max(1, (3 << 19) // (crop * crop * 3 * 4))
+
+    def _apply(self, images, top, left, flip, shift) -> torch.Tensor:
+        """The work for one block, given its draws."""
+        side, crop, device = images.shape[1], self.preprocessing.crop, images.device
+        batch = images.shape[0]
+        windows, bias, inv_std, _, _ = self._constants(device)
         x = crop_at(images, top, left, crop)                        # uint8 [B,3,c,c]
-        flip = torch.zeros(batch, dtype=torch.bool, device=device)
         if self.flip:
-            flip = torch.rand(batch, generator=generator, device=device) < 0.5
-            if device.type == "cpu":   # mirror only the chosen half (nonzero would sync a GPU)
+            if device.type == "cpu":   # mirror only the chosen ones (nonzero would sync a GPU)
                 chosen = flip.nonzero().squeeze(1)
                 x[chosen] = x[chosen].flip(3)
             else:
@@ -168,13 +195,11 @@ class TrainAugment:
             # Flipped patch at `left` = mirror of the patch of the mirrored mean at side-c-left.
             mleft = torch.where(flip, side - crop - left, left)
             out = windows[flip.long(), top, mleft]                  # -mean/std, [B,3,c,c]
-            if self.lighting_std > 0:
-                shift = lighting_shifts(batch, eigvals, eigvecs, self.lighting_std, generator)
+            if shift is not None:
                 out.add_(shift[:, :, None, None] * inv_std)
         else:
             out = bias.expand(batch, 3, 1, 1)
-            if self.lighting_std > 0:
-                shift = lighting_shifts(batch, eigvals, eigvecs, self.lighting_std, generator)
+            if shift is not None:
                 out = out + shift[:, :, None, None] * inv_std
             out = out.expand(batch, 3, crop, crop).contiguous(memory_format=torch.channels_last)
         out.addcmul_(x, inv_std)                                     # x/std - mean/std + shift/std
