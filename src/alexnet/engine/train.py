@@ -343,7 +343,9 @@ def train(config: Config, out_dir: str | os.PathLike, resume: bool | None = None
     ddp = dist.setup(config.device)
     try:
         with StopFlag() as stop:
-            return _train(config, Path(out_dir), ddp, resume, stop)
+            summary = _train(config, Path(out_dir), ddp, resume, stop)
+        dist.barrier()  # tearing gloo down while a peer still works aborts that peer
+        return summary
     finally:
         dist.cleanup()
 
