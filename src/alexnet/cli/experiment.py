@@ -1,0 +1,67 @@
+"""`alexnet experiment`: reproduce the paper's CIFAR-10 claims with the training engine."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+EXPERIMENTS = ("relu-vs-tanh", "lrn", "pooling")
+QUICK_PER_CLASS = 100
+
+
+def register(subparsers) -> None:
+    import argparse
+
+    parser = subparsers.add_parser(
+        "experiment", help="reproduce the paper's CIFAR-10 claims",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="relu-vs-tanh: paper Fig. 1 (epochs to 25%% training error, ReLU vs "
+        "tanh, each at its best swept lr, no regularisation).\n"
+        "lrn: paper §3.3 (cifar-conv-local with and without response normalisation).\n"
+        "pooling: paper §3.4 (overlapping 3/2 vs non-overlapping 2/2 max-pooling).\n"
+        "Extra key=value settings go to every training run (e.g. epochs=150).")
+    parser.add_argument("name", choices=EXPERIMENTS)
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="settings for every run, as for `alexnet train`")
+    parser.add_argument("--data", required=True,
+                        help="CIFAR-10 training images (image folder or prepared store)")
+    parser.add_argument("--out", help="results folder (default: runs/experiment-<name>)")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per variant (lrn, pooling)")
+    parser.add_argument("--lrs", default="0.001,0.003,0.01,0.03,0.1",
+                        help="learning rates swept for each activation (relu-vs-tanh)")
+    parser.add_argument("--sweep-epochs", type=int, default=2,
+                        help="epochs each swept lr trains for (relu-vs-tanh)")
+    parser.add_argument("--max-epochs", type=int, default=60,
+                        help="give up on reaching 25%% training error after this many")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"a smoke run: {QUICK_PER_CLASS} images per class, one epoch, "
+                        "one seed, two lrs (minutes on a CPU; its numbers mean nothing)")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from alexnet.errors import UserError
+    from alexnet.experiments.ablations import run_ablation
+    from alexnet.experiments.relu_vs_tanh import run_relu_vs_tanh
+
+    out = Path(args.out or f"runs/experiment-{args.name}")
+    try:
+        lrs = [float(v) for v in args.lrs.split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"--lrs {args.lrs!r} is not a comma-separated list of numbers") from None
+    per_class = QUICK_PER_CLASS if args.quick else None
+    overrides = list(args.overrides)
+    if args.quick:
+        overrides = ["epochs=1", "val_per_class=20", "batch_size=50", *overrides]
+    if args.name == "relu-vs-tanh":
+        results = run_relu_vs_tanh(
+            args.data, out, lrs[:2] if args.quick else lrs,
+            1 if args.quick else args.sweep_epochs, 2 if args.quick else args.max_epochs,
+            per_class, [o for o in overrides if not o.startswith(("epochs=", "val_per_class="))])
+    else:
+        results = run_ablation(args.name, args.data, out, 1 if args.quick else args.seeds,
+                               per_class, overrides)
+    if args.json:
+        print(json.dumps(results, indent=2, default=str))
+    return 0

@@ -1,0 +1,115 @@
+"""What every experiment needs: its data as a store, runs trained by the engine, results.
+
+Experiments train with `alexnet.engine.train.train`, the same code as `alexnet train`, so
+every number they report can be reproduced with that command and the printed overrides.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from alexnet import console
+from alexnet.config import Config, apply_overrides, resolve_config
+from alexnet.engine.checkpoint import atomic_write_text
+
+
+def experiment_store(data: str, out: Path, size: int, per_class: int | None) -> str:
+    """The data an experiment trains on: `data` itself, or (quick runs) a store of the
+    first `per_class` images of each class of it, made once in `out/subset-<n>`."""
+    from PIL import Image
+
+    from alexnet.data import ensure_store, prepare_store
+
+    if not per_class:
+        return data
+    store_path = out / f"subset-{per_class}"
+    if not store_path.exists():
+        store = ensure_store(data, size)
+        folder = out / f"subset-{per_class}-images"
+        for label, name in enumerate(store.classes):
+            (folder / name).mkdir(parents=True, exist_ok=True)
+            for index in np.flatnonzero(store.labels == label)[:per_class]:
+                Image.fromarray(np.asarray(store.images[index])).save(
+                    folder / name / f"{index:06d}.png")
+        prepare_store(folder, store_path, size=size, progress=False)
+    return str(store_path)
+
+
+def make_config(recipe: str, data: str, overrides: list[str], **fields) -> Config:
+    """The recipe with the experiment's fields, then the user's overrides on top."""
+    config = replace(resolve_config(recipe, []), data=data, **fields)
+    return apply_overrides(config, overrides).validate()
+
+
+def train_until(config: Config, out: Path, done=lambda history: False) -> list[dict]:
+    """Train one epoch at a time (resuming the run in `out`) until `done(history)` or
+    `config.epochs`; returns the per-epoch history. Re-running continues where it stopped."""
+    from alexnet.engine.train import train
+
+    history = read_history(out)
+    while len(history) < config.epochs and not done(history):
+        summary = train(replace(config, epochs=len(history) + 1), out)
+        if summary.get("status") == "stopped":
+            raise KeyboardInterrupt
+        history = read_history(out)
+    return history
+
+
+def read_history(out: Path) -> list[dict]:
+    """The per-epoch rows of metrics.csv (numbers as floats), [] for a new run."""
+    import csv
+
+    path = out / "metrics.csv"
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def _number(text: str):
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return text
+
+
+def final_results(out: Path) -> dict:
+    return json.loads((out / "final.json").read_text())
+
+
+def mean_and_spread(values: list[float]) -> dict:
+    """Mean, sample standard deviation and range of `values`."""
+    array = np.asarray(values, dtype=np.float64)
+    std = float(array.std(ddof=1)) if len(array) > 1 else math.nan
+    return {"mean": float(array.mean()), "std": std, "min": float(array.min()),
+            "max": float(array.max()), "n": len(array)}
+
+
+def save_results(out: Path, results: dict) -> Path:
+    path = out / "results.json"
+    atomic_write_text(path, json.dumps(results, indent=2, default=str))
+    console.info(f"results: {path}")
+    return path
+
+
+def command_line(config: Config, out: Path) -> str:
+    """The `alexnet train` invocation that reproduces one of the experiment's runs."""
+    base = resolve_config(config.recipe, []).to_dict()
+    changed = [f"{k}={_format(v)}" for k, v in config.to_dict().items()
+               if k not in ("recipe", "data", "model_options") and base.get(k) != v]
+    changed += [f"model.{k}={_format(v)}" for k, v in config.model_options.items()]
+    return (f"alexnet train --recipe {config.recipe} --data {config.data} --out {out} "
+            + " ".join(changed)).strip()
+
+
+def _format(value) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (tuple, list)):
+        return ",".join(str(v) for v in value)
+    return str(value)

@@ -1,0 +1,79 @@
+"""The CIFAR-10 experiments run end to end in --quick mode and write their outputs.
+
+Only that they run and what they write is checked here: the numbers of a quick run on a
+handful of images mean nothing (the README quotes the full runs).
+"""
+
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from alexnet.cli import main
+from alexnet.experiments.common import mean_and_spread
+from alexnet.experiments.relu_vs_tanh import epochs_to
+
+
+@pytest.fixture
+def small_cifar(cifar10_train, tmp_path, monkeypatch):
+    """30 real images of each class in a fresh image folder; stores cached under tmp."""
+    monkeypatch.setenv("ALEXNET_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "cifar-small"
+    for class_dir in sorted(cifar10_train.iterdir()):
+        (folder / class_dir.name).mkdir(parents=True)
+        for image in sorted(class_dir.iterdir())[:30]:
+            shutil.copy(image, folder / class_dir.name / image.name)
+    return folder
+
+
+def test_relu_vs_tanh_quick_writes_results_and_figure(small_cifar, tmp_path, capsys):
+    out = tmp_path / "relu-vs-tanh"
+    code = main(["experiment", "relu-vs-tanh", "--quick", "--data", str(small_cifar),
+                 "--out", str(out), "--json"])
+    assert code == 0
+    results = json.loads(capsys.readouterr().out)
+    assert results == json.loads((out / "results.json").read_text())
+    for activation in ("relu", "tanh"):
+        network = results["networks"][activation]
+        assert network["lr"] in (0.001, 0.003) and len(network["sweep"]) == 2
+        assert 1 <= len(network["train_error"]) <= 2
+        assert all(0 <= e <= 1 for e in network["train_error"])
+        assert network["command"].startswith("alexnet train --recipe cifar10")
+        assert f"model.activation={activation}" in network["command"]
+    with Image.open(out / "relu-vs-tanh.png") as figure:
+        assert figure.size == (600, 480)
+        assert len(np.unique(np.asarray(figure.convert("L")))) > 2  # lines drawn, not blank
+
+
+def test_lrn_ablation_quick_reports_each_variant(small_cifar, tmp_path, capsys):
+    out = tmp_path / "lrn"
+    assert main(["experiment", "lrn", "--quick", "--data", str(small_cifar), "--out", str(out),
+                 "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert list(results["variants"]) == ["with LRN", "without LRN"]
+    for variant in results["variants"].values():
+        assert variant["views"] == "ten" and variant["top1_error"]["n"] == 1
+        assert 0 <= variant["top1_error"]["mean"] <= 1
+        assert variant["runs"][0]["images"] == 200  # 20 held out per class
+    assert "model.lrn=false" in results["variants"]["without LRN"]["runs"][0]["command"]
+
+
+def test_epochs_to_target_and_spread():
+    history = [{"epoch": 1, "train_top1_error": 0.6}, {"epoch": 2, "train_top1_error": 0.25},
+               {"epoch": 3, "train_top1_error": 0.2}]
+    assert epochs_to(history, 0.25) == 2
+    assert epochs_to(history, 0.1) is None
+    spread = mean_and_spread([0.1, 0.2, 0.3])
+    assert spread["mean"] == pytest.approx(0.2) and spread["std"] == pytest.approx(0.1)
+    assert math.isnan(mean_and_spread([0.5])["std"])
+
+
+def test_unknown_experiment_and_bad_lrs_exit_2(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["experiment", "dropout", "--data", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert main(["experiment", "relu-vs-tanh", "--data", str(tmp_path), "--lrs", "fast"]) == 2
+    assert "--lrs 'fast'" in capsys.readouterr().err
