@@ -12,28 +12,40 @@ import numpy as np
 
 
 class RGBStats:
-    """Running sums: images [n], pixel sum [S,S,3], RGB sum [3], RGB outer-product sum [3,3]."""
+    """Running sums: images [n], pixel sum [S,S,3], RGB outer-product sum [3,3]."""
 
     def __init__(self, size: int):
         self.size = size
         self.images = 0
-        self.pixel_sum = np.zeros((size, size, 3), np.float64)
-        self.rgb_sum = np.zeros(3, np.float64)
+        self._pixel_sum = np.zeros((size, size, 3), np.float64)
+        self._recent = np.zeros((size, size, 3), np.uint32)  # exact while < 16.8 M images
         self.outer_sum = np.zeros((3, 3), np.float64)
 
+    @property
+    def pixel_sum(self) -> np.ndarray:
+        if self._recent.any():
+            self._pixel_sum += self._recent
+            self._recent[:] = 0
+        return self._pixel_sum
+
+    @pixel_sum.setter
+    def pixel_sum(self, value: np.ndarray) -> None:
+        self._pixel_sum, self._recent[:] = value, 0
+
+    @property
+    def rgb_sum(self) -> np.ndarray:
+        return self.pixel_sum.sum(axis=(0, 1))
+
     def add_image(self, image: np.ndarray) -> None:
-        """Add one uint8 [S,S,3] image."""
-        x = image.astype(np.float64)
-        self.pixel_sum += x
-        flat = x.reshape(-1, 3)
-        self.rgb_sum += flat.sum(0)
-        self.outer_sum += flat.T @ flat
+        """Add one uint8 [S,S,3] image (integer sums: cheap, and exact)."""
+        np.add(self._recent, image, out=self._recent)
+        flat = image.reshape(-1, 3).astype(np.float64)
+        self.outer_sum += flat.T @ flat   # every product and sum is an exact float64 integer
         self.images += 1
 
     def merge(self, other: RGBStats) -> None:
         self.images += other.images
         self.pixel_sum += other.pixel_sum
-        self.rgb_sum += other.rgb_sum
         self.outer_sum += other.outer_sum
 
     def to_arrays(self) -> dict[str, np.ndarray]:
@@ -45,7 +57,6 @@ class RGBStats:
         stats = cls(arrays["pixel_sum"].shape[0])
         stats.images = int(arrays["stats_images"])
         stats.pixel_sum = np.array(arrays["pixel_sum"], np.float64)
-        stats.rgb_sum = np.array(arrays["rgb_sum"], np.float64)
         stats.outer_sum = np.array(arrays["outer_sum"], np.float64)
         return stats
 
