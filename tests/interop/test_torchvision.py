@@ -25,6 +25,18 @@ def torchvision_file(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def three_class_file(torchvision_file, tmp_path_factory):
+    """The same weights with fc8 cut to 3 classes, saved with torch.save."""
+    model, _ = torchvision_file
+    state = dict(model.state_dict())
+    state["classifier.6.weight"] = state["classifier.6.weight"][:3].clone()
+    state["classifier.6.bias"] = state["classifier.6.bias"][:3].clone()
+    path = tmp_path_factory.mktemp("tv3") / "three.pth"
+    torch.save(state, path)
+    return path
+
+
+@pytest.fixture(scope="module")
 def imported(torchvision_file, tmp_path_factory):
     _, path = torchvision_file
     out = tmp_path_factory.mktemp("ckpt") / "tv.safetensors"
@@ -74,13 +86,8 @@ def test_wrapped_and_prefixed_state_dicts_import(torchvision_file, tmp_path):
         assert torch.equal(load_model(tmp_path / "w.safetensors").model(x), model(x))
 
 
-def test_other_class_counts_need_names(torchvision_file, tmp_path, capsys):
-    model, _ = torchvision_file
-    state = dict(model.state_dict())
-    state["classifier.6.weight"] = state["classifier.6.weight"][:3].clone()
-    state["classifier.6.bias"] = state["classifier.6.bias"][:3].clone()
-    path = tmp_path / "three.pth"
-    torch.save(state, path)
+def test_other_class_counts_need_names(three_class_file, tmp_path, capsys):
+    path = three_class_file
     out = tmp_path / "three.safetensors"
     assert main(["import-torchvision", str(path), "--out", str(out)]) == 2
     assert "3 classes" in capsys.readouterr().err and not out.exists()
@@ -160,3 +167,51 @@ def test_predict_with_imported_weights_matches_torchvision(torchvision_file, tmp
             assert t["prob"] == pytest.approx(float(exact[i]), abs=1e-6)
             assert t["prob"] == pytest.approx(float(theirs[i]), abs=5e-3)
         assert labels[0] == categories[int(theirs.argmax())]
+
+
+def test_classes_from_a_store_make_eval_work(three_class_file, tmp_path, cifar10_train,
+                                              capsys):
+    """Classes taken from a store (ids + names) let `alexnet eval` run on that store."""
+    import json
+    import shutil
+
+    from alexnet.data import prepare_store
+
+    weights = three_class_file
+    src = tmp_path / "src"
+    for name in ("cat", "dog", "ship"):
+        (src / name).mkdir(parents=True)
+        for i in range(2):
+            shutil.copy(cifar10_train / name / f"000{i}.jpg", src / name / f"{i}.jpg")
+    prepare_store(src, tmp_path / "store", size=256, workers=1, progress=False)
+    ckpt = tmp_path / "three.safetensors"
+    assert main(["import-torchvision", str(weights), "--out", str(ckpt), "--classes-from",
+                 str(tmp_path / "store")]) == 0
+    assert load_model(ckpt).classes == ["cat", "dog", "ship"]
+    assert main(["eval", str(ckpt), "--data", str(tmp_path / "store"), "--json",
+                 "--device", "cpu"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["images"] == 6 and 0 <= result["top1_error"] <= 1
+
+
+def test_synset_mapping_file_gives_ids_and_names(three_class_file, tmp_path, capsys,
+                                                 imagenet_samples):
+    import json
+
+    weights = three_class_file
+    mapping = tmp_path / "LOC_synset_mapping.txt"
+    mapping.write_text("n01440764 tench, Tinca tinca\nn01443537 goldfish, Carassius auratus\n"
+                       "n01484850 great white shark\n")
+    ckpt = tmp_path / "three.safetensors"
+    assert main(["import-torchvision", str(weights), "--out", str(ckpt), "--classes",
+                 str(mapping)]) == 0
+    loaded = load_model(ckpt)
+    assert loaded.classes == ["n01440764", "n01443537", "n01484850"]
+    assert loaded.meta["class_names"] == ["tench, Tinca tinca", "goldfish, Carassius auratus",
+                                          "great white shark"]
+    image = sorted(imagenet_samples.iterdir())[0]
+    capsys.readouterr()
+    assert main(["predict", str(ckpt), str(image), "--top", "3", "--json"]) == 0
+    top = json.loads(capsys.readouterr().out)[0]["top"]
+    assert {t["class"] for t in top} == set(loaded.classes)
+    assert {t["label"] for t in top} == set(loaded.meta["class_names"])

@@ -16,19 +16,28 @@ def register(subparsers) -> None:
     parser.add_argument("weights", metavar="WEIGHTS.pth", help="torchvision state-dict file")
     parser.add_argument("--out", required=True, metavar="CKPT",
                         help="checkpoint to write (.safetensors)")
-    parser.add_argument("--classes", metavar="FILE",
-                        help="class names, one per line (needed when there are not 1000 "
-                        "classes; default: the ImageNet categories)")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--classes", metavar="FILE",
+                        help="class names, one per line, or '<wnid> <words>' lines like "
+                        "LOC_synset_mapping.txt (needed when there are not 1000 classes; "
+                        "default: the ImageNet category names)")
+    source.add_argument("--classes-from", metavar="STORE",
+                        help="take the classes (and names) from a prepared store, e.g. your "
+                        "ImageNet validation store, so `alexnet eval` can use it")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.set_defaults(run=run)
 
 
 def run(args) -> int:
     from alexnet.console import info
-    from alexnet.interop.torchvision import import_torchvision, read_class_names
+    from alexnet.interop.torchvision import import_torchvision, read_class_file, store_classes
 
-    classes = read_class_names(args.classes) if args.classes else None
-    summary = import_torchvision(args.weights, args.out, classes=classes)
+    classes = names = None
+    if args.classes:
+        classes, names = read_class_file(args.classes)
+    elif args.classes_from:
+        classes, names = store_classes(args.classes_from)
+    summary = import_torchvision(args.weights, args.out, classes=classes, class_names=names)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:

@@ -96,20 +96,43 @@ def model_from_state_dict(state: dict[str, torch.Tensor], source: str = "state d
     return model.eval()
 
 
-def read_class_names(path: str | os.PathLike) -> list[str]:
-    """One class name per line (blank lines ignored)."""
+def read_class_file(path: str | os.PathLike) -> tuple[list[str], list[str]]:
+    """(classes, names) from a text file, one class per line (blank lines ignored).
+
+    A line "<wnid> <words>" (ImageNet's LOC_synset_mapping.txt) gives the wnid as the class
+    and the words as its name; any other line is both.
+    """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"class-name file {str(path)!r} does not exist")
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    classes, names = [], []
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        first, _, rest = line.strip().partition(" ")
+        is_wnid = len(first) == 9 and first[0] == "n" and first[1:].isdigit() and rest
+        classes.append(first if is_wnid else line.strip())
+        names.append(rest.strip() if is_wnid else line.strip())
+    return classes, names
+
+
+def store_classes(path: str | os.PathLike) -> tuple[list[str], list[str]]:
+    """(classes, names) of a prepared store, e.g. an ImageNet one (sorted wnids, names)."""
+    from alexnet.data import open_store
+
+    store = open_store(path)
+    return list(store.classes), list(store.class_names)
 
 
 def import_torchvision(weights: str | os.PathLike, out: str | os.PathLike,
-                       classes: list[str] | None = None) -> dict:
+                       classes: list[str] | None = None,
+                       class_names: list[str] | None = None) -> dict:
     """Write a project checkpoint for a torchvision AlexNet state-dict file; return a summary.
 
-    Without `classes`, a 1000-class file gets the ImageNet category names; other class
-    counts need them given (one per class, in label order).
+    Without `classes`, a 1000-class file gets the ImageNet category names as its classes;
+    other class counts need them given (one per class, in label order). `class_names`
+    (human-readable, recorded like training does) default to the classes. To evaluate on an
+    ImageNet store, whose classes are wnids, take the classes from that store.
     """
     from alexnet.engine.checkpoint import save_weights
 
@@ -124,10 +147,13 @@ def import_torchvision(weights: str | os.PathLike, out: str | os.PathLike,
     if len(classes) != num_classes:
         raise UserError(f"{len(classes)} class names given but {str(weights)!r} has "
                         f"{num_classes} outputs")
+    names = list(class_names) if class_names is not None else list(classes)
+    if len(names) != len(classes):
+        raise UserError(f"{len(names)} class names for {len(classes)} classes")
     sha = file_sha256(weights)
     save_weights(out, model, classes=classes, preprocessing=torchvision_preprocessing(),
                  extra={"source": "torchvision", "imported_from": weights.name,
-                        "imported_sha256": sha})
+                        "imported_sha256": sha, "class_names": names})
     return {"weights": str(weights), "out": str(out), "model": MODEL_NAME,
             "classes": num_classes, "sha256": sha}
 
