@@ -149,3 +149,12 @@ def test_default_model_when_none_is_given(cifar10_train, capsys):
         assert code == 0 and len(json.loads(captured.out)[0]["top"]) == 5
     else:
         assert code == 2 and DEFAULT_MODEL in captured.err and "no model given" in captured.err
+
+
+def test_default_top_fits_small_class_counts(cifar10_train, tmp_path, capsys):
+    small = tmp_path / "three.safetensors"
+    save_weights(small, build_model("cifar-4layer", num_classes=3), classes=["a", "b", "c"],
+                 preprocessing=Preprocessing(32, 32))
+    code, results, _ = predict_json(capsys, small, cifar10_train / "cat" / "0000.jpg")
+    assert code == 0 and len(results[0]["top"]) == 3
+    assert sum(t["prob"] for t in results[0]["top"]) == pytest.approx(1, abs=1e-4)

@@ -94,9 +94,11 @@ def top_k(probs, classes: list[str], k: int, names: list[str] | None = None) -> 
             for v, i in zip(values, indices, strict=True)]
 
 
-def predict_files(loaded, files: list[Path], top: int = 5, views: str = "center",
+def predict_files(loaded, files: list[Path], top: int | None = None, views: str = "center",
                   batch_size: int = 64, keep_images: bool = False) -> list[dict]:
-    """Per file: {"file", "top": [{"label", "prob"}]} or {"file", "error"}, in input order.
+    """Per file: {"file", "top": [{"label", "prob", "class"}]} or {"file", "error"}, in order.
+
+    `top` None means 5, or all classes when there are fewer; more than the classes is an error.
 
     Images are decoded and classified `batch_size` at a time (memory stays bounded for large
     folders). With `keep_images`, successful entries also carry "image" (the decoded uint8
@@ -106,6 +108,8 @@ def predict_files(loaded, files: list[Path], top: int = 5, views: str = "center"
     from alexnet.engine.evaluate import check_views, view_probabilities
 
     check_views(views)
+    if top is None:  # not asked for: the paper's 5, or every class of a smaller checkpoint
+        top = min(5, len(loaded.classes))
     check_classes(loaded, top)
     size = loaded.preprocessing.size
     names = display_names(loaded)

@@ -31,7 +31,8 @@ def register(subparsers) -> None:
     p = _figure(kinds, "predictions", "images with their top-k predictions")
     p.add_argument("checkpoint", metavar="CKPT", help="weights file, run folder or shipped name")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders")
-    p.add_argument("--top", type=int, default=5, help="predictions per image (default 5)")
+    p.add_argument("--top", type=int, default=None,
+                   help="predictions per image (default 5, or all if fewer)")
     p.add_argument("--views", choices=["center", "ten"], default="center",
                    help="centre crop, or the paper's ten patches averaged")
     p.add_argument("--max-images", type=int, default=16,

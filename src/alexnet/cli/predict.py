@@ -21,7 +21,8 @@ def register(subparsers) -> None:
     parser.add_argument("inputs", nargs="+", metavar="[MODEL] IMAGE_OR_DIR",
                         help="optional model, then image files or folders")
     parser.add_argument("--model", help="the model, given explicitly")
-    parser.add_argument("--top", type=int, default=5, help="classes per image (default 5)")
+    parser.add_argument("--top", type=int, default=None,
+                        help="classes per image (default 5, or all if fewer)")
     parser.add_argument("--views", choices=["center", "ten"], default="center",
                         help="centre crop (default) or the paper's ten patches, averaged")
     parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
