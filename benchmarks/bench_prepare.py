@@ -6,7 +6,8 @@ uint8 array), on the same files, in the same run.
                                        [--workers W] [--json]
 
 Prints img/s for the PIL loop, prepare with 1 worker and with W workers, the ratios, and
-the peak resident memory of the prepare processes.
+the peak resident memory of all prepare processes together. The PIL loop holds its results
+in one array; prepare streams them to the store.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import argparse
 import json
 import os
 import platform
-import resource
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -43,10 +44,39 @@ def pil_loop(files: list[Path], size: int) -> float:
     return len(files) / (time.perf_counter() - start)
 
 
-def peak_rss_mb() -> tuple[float, float]:
-    """(this process, largest waited-for child) peak RSS in MB (Linux reports KiB)."""
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
+class RSSSampler(threading.Thread):
+    """Peak of the summed resident memory of this process and all its descendants (Linux
+    /proc, sampled every 20 ms): what the machine actually had to hold at once."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.peak_mb, self._done = 0.0, threading.Event()
+
+    @staticmethod
+    def _tree_rss_mb() -> float:
+        parents = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                parents[int(stat.parent.name)] = (int(fields[1]), int(fields[21]))
+            except (OSError, ValueError, IndexError):
+                continue
+        tree, grew = {os.getpid()}, True
+        while grew:
+            new = {pid for pid, (ppid, _) in parents.items() if ppid in tree} - tree
+            tree |= new
+            grew = bool(new)
+        page = os.sysconf("SC_PAGE_SIZE")
+        return sum(parents[p][1] for p in tree if p in parents) * page / 2**20
+
+    def run(self):
+        while not self._done.wait(0.02):
+            self.peak_mb = max(self.peak_mb, self._tree_rss_mb())
+
+    def stop(self) -> float:
+        self._done.set()
+        self.join()
+        return self.peak_mb
 
 
 def main() -> None:
@@ -60,7 +90,8 @@ def main() -> None:
     from alexnet.data import prepare_store
 
     hardware = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores"
-    print(f"# {hardware}; Pillow {Image.__version__}; workers {args.workers}")
+    print(f"# {hardware}; Pillow {Image.__version__}; workers {args.workers}; load average "
+          f"before {os.getloadavg()[0]:.2f} (other processes share these cores)")
     results = []
     for case in (["imagenet", "cifar"] if args.case == "both" else [args.case]):
         src, size = CASES[case]
@@ -78,22 +109,23 @@ def main() -> None:
                 (tree / cls / f.name).symlink_to(f)
             pil_loop(files[:50], size)  # warm the page cache
             base = pil_loop(files, size)
-            rates = {}
+            rates, rss = {}, {}
             for workers in sorted({1, args.workers}):
                 out = Path(tmp) / f"store{workers}"
+                sampler = RSSSampler()
+                sampler.start()
                 start = time.perf_counter()
                 prepare_store(tree, out, size=size, workers=workers, progress=False)
                 rates[workers] = len(files) / (time.perf_counter() - start)
-        main_rss, child_rss = peak_rss_mb()
+                rss[workers] = sampler.stop()
         row = {"case": case, "images": len(files), "size": size, "pil_loop_img_s": round(base, 1),
                **{f"prepare_{w}w_img_s": round(r, 1) for w, r in rates.items()},
                "ratio": round(rates[args.workers] / base, 2),
-               "peak_rss_mb_main": round(main_rss), "peak_rss_mb_worker": round(child_rss),
-               "hardware": hardware}
+               "peak_rss_mb_all_processes": round(rss[args.workers]), "hardware": hardware}
         results.append(row)
         per = "   ".join(f"prepare {w}w {r:7,.0f} img/s" for w, r in rates.items())
         print(f"{case:9s} {size}x{size}  PIL loop {base:7,.0f} img/s   {per}   ratio "
-              f"{row['ratio']:.2f}x   peak RSS main {main_rss:.0f} MB, worker {child_rss:.0f} MB")
+              f"{row['ratio']:.2f}x   peak RSS (all prepare processes) {rss[args.workers]:.0f} MB")
     if args.json:
         print(json.dumps(results, indent=2))
 

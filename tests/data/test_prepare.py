@@ -77,6 +77,9 @@ def test_rerun_does_nothing_and_other_size_is_refused(tmp_path):
     assert os.stat(tmp_path / "store" / "images.u8").st_mtime_ns == stamp
     with pytest.raises(UserError, match="16x16"):
         prepare_store(src, tmp_path / "store", size=32, progress=False)
+    other = _folder(tmp_path / "other", per_class=1)
+    with pytest.raises(UserError, match="already holds a store prepared from"):
+        prepare_store(other, tmp_path / "store", size=16, progress=False)
 
 
 def test_interrupted_prepare_resumes_and_matches_a_fresh_one(tmp_path, monkeypatch):

@@ -12,6 +12,7 @@ process, one chunk per worker.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import multiprocessing
@@ -76,9 +77,10 @@ def _work(task: tuple[list[int], list[str]]):
         except BadImage as err:
             codes[k], events[index] = SKIPPED, ["skipped", err.reason]
             continue
-        except Exception as err:  # never let one file end a long run
+        except Exception as err:  # never let one odd file end a long run
             codes[k], events[index] = SKIPPED, ["skipped", f"{type(err).__name__}: {err}"]
             continue
+        # Outside the try: a failed write (disk full) must stop the run, not skip images.
         os.pwrite(fd, image.tobytes(), index * image.nbytes)
         stats.add_image(image)
         codes[k] = DONE
@@ -173,13 +175,17 @@ def _decode_all(run: _Run, source: Source, images_path: Path, workers: int, show
                     if time.monotonic() - last > CHECKPOINT_EVERY_S:
                         run.checkpoint(fd)
                         last = time.monotonic()
+            except OSError as err:
+                raise UserError(f"writing {images_path} failed: {err}") from None
             finally:
                 if pool is not None:
                     pool.terminate()
                     pool.join()
                 if _worker.get("fd") is not None:
                     os.close(_worker.pop("fd"))
-            run.checkpoint(fd)
+                # Everything absorbed so far is on disk: an interrupted run loses nothing.
+                with contextlib.suppress(OSError):
+                    run.checkpoint(fd)
     finally:
         os.close(fd)
 
@@ -215,7 +221,8 @@ def _summary(manifest: dict, out: Path, status: str, seconds: float | None = Non
     return summary
 
 
-def _finish(run: _Run, source: Source, partial: Path, out: Path, workers: int) -> dict:
+def _finish(run: _Run, source: Source, partial: Path, out: Path, workers: int,
+            source_arg: str) -> dict:
     images_path = partial / fmt.IMAGES
     kept = _compact(run, images_path)
     labels = source.labels[kept]
@@ -231,7 +238,8 @@ def _finish(run: _Run, source: Source, partial: Path, out: Path, workers: int) -
     manifest = {
         "format": fmt.FORMAT, "version": fmt.VERSION, "count": int(len(kept)),
         "size": run.size, "shape": [int(len(kept)), run.size, run.size, 3],
-        "planned": run.count, "source": str(source.root), "source_kind": source.kind,
+        "planned": run.count, "source": str(source.root), "source_arg": source_arg,
+        "source_kind": source.kind,
         "classes": source.classes, "class_names": source.class_names,
         "per_class": np.bincount(labels, minlength=len(source.classes)).tolist(),
         "preprocessing": f"shorter side to {run.size} (bilinear, antialiased), central "
@@ -293,6 +301,10 @@ def prepare_store(src, out, size: int = 256, workers: int | None = None, strict:
     out = Path(out).expanduser()
     if fmt.is_store(out):
         manifest = fmt.open_store(out).manifest
+        given = str(Path(src).expanduser().resolve())
+        if manifest.get("source_arg", given) != given:
+            raise UserError(f"{out} already holds a store prepared from "
+                            f"{manifest['source_arg']}, not {given}; choose another OUT")
         if int(manifest["size"]) != size:
             raise UserError(f"{out} already holds a store of {manifest['size']}x"
                             f"{manifest['size']} images, not {size}x{size}; choose another OUT")
@@ -308,7 +320,8 @@ def prepare_store(src, out, size: int = 256, workers: int | None = None, strict:
         partial = fmt.partial_path(out)
         run = _start_or_resume(source, partial, size)
         _decode_all(run, source, partial / fmt.IMAGES, workers, progress)
-        manifest = _finish(run, source, partial, out, workers)
+        manifest = _finish(run, source, partial, out, workers,
+                           str(Path(src).expanduser().resolve()))
         summary = _summary(manifest, out, "prepared", time.perf_counter() - started)
         summary["resumed_from"] = run.resumed
         if progress:
