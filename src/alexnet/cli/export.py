@@ -32,12 +32,18 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    from pathlib import Path
+
     from alexnet.console import info
-    from alexnet.engine.checkpoint import load_model, resolve_checkpoint
+    from alexnet.engine.checkpoint import PRETRAINED_DIR, load_model, resolve_checkpoint
     from alexnet.interop.export import default_output, export_checkpoint
 
     loaded = load_model(args.checkpoint)
-    out = args.out or default_output(resolve_checkpoint(args.checkpoint), args.format)
+    out = args.out
+    if out is None:  # beside the checkpoint; a shipped model's export goes to the current folder
+        path = resolve_checkpoint(args.checkpoint)
+        shipped = path.parent == PRETRAINED_DIR
+        out = default_output(Path(path.name) if shipped else path, args.format)
     summary = export_checkpoint(loaded, args.format, out,
                                 embed_preprocessing=args.embed_preprocessing, check=args.check)
     if args.json:

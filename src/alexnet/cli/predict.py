@@ -12,14 +12,15 @@ DEFAULT_MODEL = "cifar10-conv-local"
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "predict", help="classify image files with a trained network",
+        usage="alexnet predict [options] [MODEL] IMAGE_OR_DIR [IMAGE_OR_DIR ...]",
         description="Classify images (files or folders, searched recursively) with a "
         "checkpoint, run folder or shipped model. Images get the training preprocessing "
         "(shorter side resized, central crop, the checkpoint's mean/std) and the centre view "
         "or the paper's ten views. MODEL may be left out: the first argument is a model when "
         f"it is a shipped name, a .safetensors file or a run folder; else {DEFAULT_MODEL!r} "
         "(shipped) is used. Unreadable files are reported and skipped.")
-    parser.add_argument("inputs", nargs="+", metavar="[MODEL] IMAGE_OR_DIR",
-                        help="optional model, then image files or folders")
+    parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR",
+                        help="image files or folders, optionally preceded by MODEL")
     parser.add_argument("--model", help="the model, given explicitly")
     parser.add_argument("--top", type=int, default=None,
                         help="classes per image (default 5, or all if fewer)")
