@@ -146,3 +146,17 @@ def test_numpy_free_of_python_loops_on_big_batches():
     images = torch.from_numpy(np.zeros((4, 256, 256, 3), np.uint8))
     out = TrainAugment(pre, torch.ones(3), torch.eye(3))(images, torch.Generator())
     assert out.shape == (4, 3, 224, 224)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_cpu_blocks_give_the_same_result_as_one_pass(monkeypatch, channels_last):
+    pre = _preprocessing()
+    images = torch.randint(0, 256, (10, 32, 32, 3), dtype=torch.uint8)
+    aug = TrainAugment(pre, torch.tensor([900.0, 100.0, 10.0]), torch.eye(3),
+                       channels_last=channels_last)
+    whole = aug(images, torch.Generator().manual_seed(7))
+    monkeypatch.setattr(TrainAugment, "_cpu_block", staticmethod(lambda crop: 3))
+    blocked = aug(images, torch.Generator().manual_seed(7))
+    assert torch.allclose(whole, blocked)
+    assert blocked.is_contiguous(
+        memory_format=torch.channels_last if channels_last else torch.contiguous_format)

@@ -171,16 +171,16 @@ class TrainAugment:
         out = torch.empty(batch, 3, crop, crop, dtype=self.dtype, memory_format=fmt)
         for s in range(0, batch, block):
             e = s + block
-            out[s:e] = self._apply(images[s:e], top[s:e], left[s:e], flip[s:e],
-                                   None if shift is None else shift[s:e])
+            self._apply(images[s:e], top[s:e], left[s:e], flip[s:e],
+                        None if shift is None else shift[s:e], dest=out[s:e])
         return out
 
     @staticmethod
     def _cpu_block(crop: int) -> int:
         return max(1, (3 << 19) // (crop * crop * 3 * 4))
 
-    def _apply(self, images, top, left, flip, shift) -> torch.Tensor:
-        """The work for one block, given its draws."""
+    def _apply(self, images, top, left, flip, shift, dest=None) -> torch.Tensor:
+        """The work for one block, given its draws; written into `dest` when given."""
         side, crop, device = images.shape[1], self.preprocessing.crop, images.device
         batch = images.shape[0]
         windows, bias, inv_std, _, _ = self._constants(device)
@@ -203,5 +203,7 @@ class TrainAugment:
                 out = out + shift[:, :, None, None] * inv_std
             out = out.expand(batch, 3, crop, crop).contiguous(memory_format=torch.channels_last)
         out.addcmul_(x, inv_std)                                     # x/std - mean/std + shift/std
+        if dest is not None:
+            return dest.copy_(out)                  # layout and dtype change in the same pass
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         return out.to(dtype=self.dtype, memory_format=fmt)
