@@ -95,10 +95,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch intra-op threads of the main process (default 1: ours then "
-                        "uses one augmenting thread and one reading thread, torchvision uses "
-                        "--workers processes)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads of the main process (default: --workers, so both "
+                        "pipelines use the same number of cores)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -106,7 +105,7 @@ def main() -> None:
 
     hardware = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores"
                 + (f", {torch.cuda.get_device_name()}" if args.device == "cuda" else ""))
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads or args.workers)
     print(f"# {hardware}; torch {torch.__version__}; device {args.device}; batch {args.batch}; "
           f"workers {args.workers}; torch threads {torch.get_num_threads()}; load average "
           f"before {os.getloadavg()[0]:.2f} (other processes share these cores)")
