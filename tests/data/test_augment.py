@@ -160,3 +160,18 @@ def test_cpu_blocks_give_the_same_result_as_one_pass(monkeypatch, channels_last)
     assert torch.allclose(whole, blocked)
     assert blocked.is_contiguous(
         memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
+@pytest.mark.gpu
+def test_cuda_augment_equals_cpu_for_the_same_draws():
+    pre = _preprocessing(side=256, crop=224)
+    images = torch.randint(0, 256, (8, 256, 256, 3), dtype=torch.uint8)
+    aug = TrainAugment(pre, torch.tensor([900.0, 100.0, 10.0]), torch.eye(3))
+    g = torch.Generator().manual_seed(0)
+    top, left = torch.randint(0, 33, (8,), generator=g), torch.randint(0, 33, (8,), generator=g)
+    flip, shift = torch.rand(8, generator=g) < 0.5, torch.randn(8, 3, generator=g)
+    cpu = aug._apply(images, top, left, flip, shift)
+    gpu = aug._apply(*(t.cuda() for t in (images, top, left, flip, shift)))
+    assert torch.allclose(cpu, gpu.cpu(), atol=1e-4)
+    out = aug(images.cuda(), torch.Generator("cuda").manual_seed(0))
+    assert out.shape == (8, 3, 224, 224) and out.is_cuda

@@ -33,7 +33,8 @@ def random_offsets(batch: int, side: int, crop: int, generator: torch.Generator,
 
 
 def crop_at(images: torch.Tensor, top: torch.Tensor, left: torch.Tensor, crop: int) -> torch.Tensor:
-    """Per-sample crops at offsets top, left (int64 [B]) -> [B, C, crop, crop], contiguous.
+    """Per-sample crops at offsets top, left (int64 [B]) -> [B, C, crop, crop] (from uint8
+    NHWC the result keeps the input's channels-last strides; call .contiguous() for NCHW).
 
     uint8 NHWC [B,H,W,C] and float NCHW [B,C,H,W] are cropped per sample; a single CHW
     image [C,H,W] (the mean image) is cropped once per offset pair.
