@@ -18,8 +18,10 @@ def info(message: str) -> None:
 class Progress:
     """Counts finished units; `advance(n, **fields)` updates the bar or prints a line."""
 
-    def __init__(self, total: int | None, description: str, unit: str, plain_every_s: float):
+    def __init__(self, total: int | None, description: str, unit: str, plain_every_s: float,
+                 enabled: bool = True):
         self.total, self.description, self.unit = total, description, unit
+        self.enabled = enabled
         self.done = 0
         self.fields: dict[str, str] = {}
         self._start = time.perf_counter()
@@ -44,6 +46,8 @@ class Progress:
             extra = f"{self.rate:,.0f} {self.unit}/s  {extra}"
             self._bar.update(self._task, advance=n, extra=extra)
             return
+        if not self.enabled:
+            return
         now = time.perf_counter()
         if now - self._last_plain >= self._plain_every_s or self.done == self.total:
             self._last_plain = now
@@ -56,7 +60,7 @@ class Progress:
 def progress(total: int | None, description: str, unit: str = "img",
              plain_every_s: float = 30.0, enabled: bool = True) -> Iterator[Progress]:
     """A progress display for `total` units (None: unknown). Quiet when not enabled."""
-    tracker = Progress(total, description, unit, plain_every_s if enabled else float("inf"))
+    tracker = Progress(total, description, unit, plain_every_s, enabled)
     if not (enabled and sys.stderr.isatty()):
         yield tracker
         return

@@ -49,24 +49,32 @@ def variants(model_name: str) -> dict[str, nn.Module]:
     return {"ours": ours, "nn.LocalResponseNorm": torch_lrn, "no LRN": no_lrn}
 
 
-def make_step(model: nn.Module, batch: int, device: torch.device, compile_model: bool):
-    size = model_spec(model.model_name).input_size
+def training_step(model: nn.Module, device: torch.device, compile_model: bool):
+    """A function (x, y) -> None doing one SGD step of `model`, set up as training does:
+    channels_last and bf16 autocast on CUDA."""
     cuda = device.type == "cuda"
     fmt = torch.channels_last if cuda else torch.contiguous_format
     model = model.to(device, memory_format=fmt).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    x = torch.randn(batch, 3, size, size, device=device).contiguous(memory_format=fmt)
-    y = torch.randint(0, 10, (batch,), device=device)
     forward = torch.compile(model) if compile_model else model
 
-    def step() -> None:
+    def step(x: torch.Tensor, y: torch.Tensor) -> None:
         with torch.autocast(device.type, torch.bfloat16, enabled=cuda):
-            loss = nn.functional.cross_entropy(forward(x), y)
+            loss = nn.functional.cross_entropy(forward(x.contiguous(memory_format=fmt)), y)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
     return step
+
+
+def synthetic_step(model: nn.Module, batch: int, device: torch.device, compile_model: bool):
+    """One training step on a fixed random batch already on the device: the model alone."""
+    size = model_spec(model.model_name).input_size
+    x = torch.randn(batch, 3, size, size, device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
+    step = training_step(model, device, compile_model)
+    return lambda: step(x, y)
 
 
 def bench_model(model_name: str = "alexnet-paper", batch: int | None = None, steps: int = 20,
@@ -75,8 +83,8 @@ def bench_model(model_name: str = "alexnet-paper", batch: int | None = None, ste
     batch = batch or (256 if device.type == "cuda" else 16)
     rows = []
     for variant, model in variants(model_name).items():
-        seconds = time_steps(make_step(model, batch, device, compile_model), steps, warmup,
-                             device)
+        seconds = time_steps(synthetic_step(model, batch, device, compile_model), steps,
+                             warmup, device)
         rows.append({"variant": variant, "images_per_s": batch / seconds})
     rate = {row["variant"]: row["images_per_s"] for row in rows}
     ratios = {}

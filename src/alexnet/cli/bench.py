@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-TARGETS = ("model",)
+TARGETS = ("model", "train", "eval")
 
 
 def register(subparsers) -> None:
@@ -15,6 +15,11 @@ def register(subparsers) -> None:
     parser.add_argument("target", nargs="?", default="model", choices=TARGETS,
                         help="what to measure (default: model)")
     parser.add_argument("--model", default="alexnet-paper", help="registry name")
+    parser.add_argument("--data", help="train: a folder of images for both pipelines "
+                        "(default: ../shared/data/imagenet-samples when present)")
+    parser.add_argument("--workers", type=int,
+                        help="train: loader worker processes (default: all cores)")
+    parser.add_argument("--images", type=int, help="eval: images (default: 4000 GPU, 32 CPU)")
     parser.add_argument("--batch", type=int, help="batch size (default: 256 on GPU, 16 on CPU)")
     parser.add_argument("--steps", type=int, default=20, help="timed steps after warm-up")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
@@ -23,13 +28,36 @@ def register(subparsers) -> None:
     parser.set_defaults(run=run)
 
 
+def default_images(data: str | None) -> str:
+    from pathlib import Path
+
+    from alexnet.errors import UserError
+
+    path = Path(data) if data else Path("../shared/data/imagenet-samples")
+    if not path.is_dir():
+        raise UserError(f"no image folder at {str(path)!r}; pass --data FOLDER")
+    return str(path)
+
+
 def run(args) -> int:
     from alexnet.bench import format_report
     from alexnet.bench.model import bench_model
     from alexnet.models import model_spec
 
     model_spec(args.model)  # an unknown name ends here, with the list of valid ones
-    report = bench_model(args.model, batch=args.batch, steps=args.steps,
-                         compile_model=args.compile, device=args.device)
+    if args.target == "model":
+        report = bench_model(args.model, batch=args.batch, steps=args.steps,
+                             compile_model=args.compile, device=args.device)
+    elif args.target == "train":
+        from alexnet.bench.train import bench_train
+
+        report = bench_train(default_images(args.data), args.model, batch=args.batch,
+                             steps=args.steps, workers=args.workers,
+                             compile_model=args.compile, device=args.device)
+    else:
+        from alexnet.bench.evaluate import bench_eval
+
+        report = bench_eval(args.model, images=args.images, batch=args.batch,
+                            device=args.device)
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0

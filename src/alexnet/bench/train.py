@@ -1,0 +1,126 @@
+"""End-to-end training throughput: images to SGD step, the project's path against torchvision's.
+
+ours: the prepared uint8 store -> StoreLoader -> TrainAugment on the device (random crop,
+flip, PCA lighting, mean image) -> training step.
+torchvision: ImageFolder + PIL decoding + RandomResizedCrop + flip + ToTensor + Normalize in
+DataLoader worker processes -> copy to the device -> the same training step.
+Also the model-step-only rate (synthetic batches already on the device), the ceiling both
+pipelines are measured against. Preparing the store is timed too: it is paid once.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from alexnet.bench import environment, time_steps
+from alexnet.bench.model import synthetic_step, training_step
+from alexnet.models import build_model, model_spec
+
+
+def image_tree(src: Path, dst: Path) -> int:
+    """An ImageFolder tree of links to the images under `src` (flat files: one class)."""
+    from alexnet.data.sources import IMAGE_EXTENSIONS
+
+    count = 0
+    for f in sorted(p for p in src.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS):
+        cls = f.parent.name if f.parent != src else "all"
+        (dst / cls).mkdir(parents=True, exist_ok=True)
+        (dst / cls / f.name).symlink_to(f.resolve())
+        count += 1
+    return count
+
+
+def cycle(make_iterator):
+    """Batches forever, starting a new epoch when one ends."""
+    epoch = 0
+    while True:
+        yield from make_iterator(epoch)
+        epoch += 1
+
+
+def ours(store_path: Path, model, batch: int, device: torch.device, compile_model: bool):
+    from alexnet.data import open_store
+    from alexnet.data.augment import TrainAugment
+    from alexnet.data.loader import StoreLoader
+
+    store = open_store(store_path)
+    crop = model_spec(model.model_name).input_size
+    augment = TrainAugment(store.preprocessing(crop), store.eigvals, store.eigvecs,
+                           lighting_std=0.1, channels_last=device.type == "cuda")
+    loader = StoreLoader(store.images, store.labels, batch, seed=0, drop_last=True,
+                         device=device)
+    generator = torch.Generator(device=device).manual_seed(0)
+    step = training_step(model, device, compile_model)
+    batches = cycle(loader.iterate)
+
+    def one() -> None:
+        images, labels = next(batches)
+        step(augment(images, generator), labels)
+
+    return one
+
+
+def torchvision_pipeline(tree: Path, model, batch: int, workers: int, device: torch.device,
+                         compile_model: bool):
+    from torchvision import datasets, transforms
+
+    crop = model_spec(model.model_name).input_size
+    transform = transforms.Compose([
+        transforms.RandomResizedCrop(crop), transforms.RandomHorizontalFlip(),
+        transforms.ToTensor(),
+        transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
+    loader = torch.utils.data.DataLoader(
+        datasets.ImageFolder(str(tree), transform), batch_size=batch, shuffle=True,
+        drop_last=True, num_workers=workers, persistent_workers=workers > 0,
+        pin_memory=device.type == "cuda")
+    step = training_step(model, device, compile_model)
+    batches = cycle(lambda epoch: iter(loader))
+
+    def one() -> None:
+        images, labels = next(batches)
+        step(images.to(device, non_blocking=True), labels.to(device, non_blocking=True))
+
+    return one
+
+
+def bench_train(data: str, model_name: str = "alexnet-paper", batch: int | None = None,
+                steps: int = 20, warmup: int = 3, workers: int | None = None,
+                compile_model: bool = False, device: str | None = None) -> dict:
+    from alexnet.data import prepare_store
+
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    batch = batch or (256 if device.type == "cuda" else 16)
+    workers = workers if workers is not None else os.cpu_count()
+    size = 256 if model_spec(model_name).input_size > 32 else 32
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tree, store = Path(tmp) / "tree", Path(tmp) / "store"
+        count = image_tree(Path(data), tree)
+        start = time.perf_counter()
+        prepare_store(tree, store, size=size, workers=workers, progress=False)
+        prepare_rate = count / (time.perf_counter() - start)
+        for variant, make in [
+            ("model step only (synthetic)",
+             lambda m: synthetic_step(m, batch, device, compile_model)),
+            ("ours: store + on-device augmentation",
+             lambda m: ours(store, m, batch, device, compile_model)),
+            ("torchvision: ImageFolder + PIL + DataLoader",
+             lambda m: torchvision_pipeline(tree, m, batch, workers, device, compile_model)),
+        ]:
+            model = build_model(model_name, num_classes=1000)
+            seconds = time_steps(make(model), steps, warmup, device)
+            rows.append({"variant": variant, "images_per_s": batch / seconds})
+    rate = [row["images_per_s"] for row in rows]
+    return {"benchmark": "end-to-end training (images -> SGD step)",
+            "settings": {"model": model_name, "batch": batch, "steps": steps,
+                         "workers": workers, "compile": compile_model, "device": str(device),
+                         "images": count, "store_size": size,
+                         "prepare_img_per_s": round(prepare_rate, 1)},
+            "environment": environment(), "rows": rows,
+            "ratios": {"ours / model step only": rate[1] / rate[0],
+                       "ours / torchvision": rate[1] / rate[2]}}

@@ -1,0 +1,60 @@
+"""The benchmarks run and report both sides and their ratio (tiny settings: the figures
+themselves are meaningless on a test machine and are not asserted)."""
+
+import json
+import shutil
+
+from alexnet.bench import format_report
+from alexnet.bench.evaluate import bench_eval
+from alexnet.bench.model import bench_model
+from alexnet.bench.train import bench_train
+from alexnet.cli import main
+
+
+def check_report(report, variants):
+    assert [row["variant"] for row in report["rows"]] == variants
+    assert all(row["images_per_s"] > 0 for row in report["rows"])
+    assert "torch" in report["environment"] and "cpu_cores" in report["environment"]
+    text = format_report(report)
+    for name in report["ratios"]:
+        assert f"ratio {name}" in text
+
+
+def test_model_bench_compares_lrn_implementations():
+    report = bench_model("cifar-conv-local", batch=4, steps=1, warmup=1, device="cpu")
+    check_report(report, ["ours", "nn.LocalResponseNorm", "no LRN"])
+    assert set(report["ratios"]) == {"ours / no LRN", "ours / nn.LocalResponseNorm"}
+
+
+def test_eval_bench_counts_views():
+    report = bench_eval("cifar-conv-local", images=4, batch=2, steps=1, device="cpu")
+    check_report(report, ["ours: batched views on the device",
+                          "torchvision: per-image TenCrop on the CPU"])
+    assert report["rows"][0]["unit"] == "views/s"
+
+
+def test_train_bench_on_real_images(cifar10_train, tmp_path):
+    folder = tmp_path / "images"
+    for class_dir in sorted(cifar10_train.iterdir())[:2]:
+        (folder / class_dir.name).mkdir(parents=True)
+        for image in sorted(class_dir.iterdir())[:8]:
+            shutil.copy(image, folder / class_dir.name)
+    report = bench_train(str(folder), "cifar-4layer", batch=4, steps=2, warmup=1, workers=0,
+                         device="cpu")
+    check_report(report, ["model step only (synthetic)", "ours: store + on-device augmentation",
+                          "torchvision: ImageFolder + PIL + DataLoader"])
+    assert report["settings"]["images"] == 16 and report["settings"]["store_size"] == 32
+
+
+def test_bench_cli_json_and_bad_model(capsys):
+    assert main(["bench", "model", "--model", "cifar-4layer", "--batch", "2", "--steps", "1",
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["settings"]["model"] == "cifar-4layer"
+    assert main(["bench", "model", "--model", "alexnet-xl"]) == 2
+    assert "valid models" in capsys.readouterr().err
+
+
+def test_bench_train_without_images_is_one_sentence(tmp_path, capsys):
+    assert main(["bench", "train", "--data", str(tmp_path / "nowhere")]) == 2
+    assert "pass --data FOLDER" in capsys.readouterr().err
+
