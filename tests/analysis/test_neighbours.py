@@ -112,3 +112,18 @@ def test_store_of_another_size_is_refused(ckpt, store, tmp_path, capsys):
     code = main(["figures", "neighbours", str(other), "--data", str(store_path), "--query",
                  str(src / "cat" / "0000.jpg"), "--cache", str(tmp_path)])
     assert code == 2 and "32x32" in capsys.readouterr().err
+
+
+def test_image_folder_as_data_is_prepared_once(ckpt, store, tmp_path, monkeypatch, capsys):
+    """--data may be a folder of images: it is prepared into $ALEXNET_CACHE/stores, and the
+    features go to $ALEXNET_CACHE/features."""
+    _, src = store
+    monkeypatch.setenv("ALEXNET_CACHE", str(tmp_path / "cache"))
+    query = src / "airplane" / "0002.jpg"
+    code = main(["figures", "neighbours", str(ckpt), "--data", str(src), "--query", str(query),
+                 "-k", "2", "--out", str(tmp_path / "n.png"), "--json", "--device", "cpu"])
+    assert code == 0
+    numbers = json.loads(capsys.readouterr().out)
+    assert numbers["queries"][0]["neighbours"][0]["file"].endswith("airplane/0002.jpg")
+    assert numbers["features"]["cache"].startswith(str(tmp_path / "cache" / "features"))
+    assert any((tmp_path / "cache" / "stores").iterdir())
