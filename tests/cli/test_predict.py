@@ -158,3 +158,10 @@ def test_default_top_fits_small_class_counts(cifar10_train, tmp_path, capsys):
     code, results, _ = predict_json(capsys, small, cifar10_train / "cat" / "0000.jpg")
     assert code == 0 and len(results[0]["top"]) == 3
     assert sum(t["prob"] for t in results[0]["top"]) == pytest.approx(1, abs=1e-4)
+
+
+def test_torch_file_as_model_points_to_import(cifar10_train, tmp_path, capsys):
+    pth = tmp_path / "alexnet-owt.pth"
+    torch.save({"w": torch.zeros(1)}, pth)
+    assert main(["predict", str(pth), str(cifar10_train / "cat" / "0000.jpg")]) == 2
+    assert "import-torchvision" in capsys.readouterr().err

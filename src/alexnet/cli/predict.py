@@ -51,6 +51,10 @@ def split_model(inputs: list[str], model: str | None) -> tuple[str, list[str]]:
 
     if model is None and inputs:
         first = inputs[0]
+        if Path(first).suffix in (".pth", ".pt") and Path(first).is_file():
+            raise UserError(f"{first!r} is a PyTorch file, not a checkpoint of this project; "
+                            f"for torchvision AlexNet weights run `alexnet import-torchvision "
+                            f"{first} --out MODEL.safetensors` first")
         # A missing path without an image suffix reads as a (mistyped) model name, so the
         # user hears which models exist rather than "no such file".
         missing_name = not Path(first).exists() and Path(first).suffix.lower() not in \
