@@ -60,8 +60,8 @@ def _raw():
 
 def _figure(kinds, name: str, help_text: str):
     p = kinds.add_parser(name, help=help_text, description=help_text + ".")
-    p.add_argument("--out", metavar="PNG", help=f"image to write (default: {name}.png here, "
-                   "or in RUN_DIR for curves)")
+    p.add_argument("--out", metavar="PNG", help="image to write (default: named after the "
+                   "figure in the current folder; a run folder's curves and filters go inside it)")
     p.add_argument("--json", action="store_true", help="print the numbers as JSON on stdout")
     return p
 
@@ -85,7 +85,10 @@ def run_filters(args) -> int:
     report = filter_report(loaded.model)
     towers = [{"name": t["name"], "tiles": kernel_tiles(t["kernels"]).numpy(),
                "colour_specificity": t["colour_specificity"]} for t in report["towers"]]
-    png = plot_filters(towers, args.out or f"{loaded.path.stem}-filters.png",
+    # A run folder gets its figure inside it (beside curves.png); a file, in the current folder.
+    default = (Path(args.checkpoint) / "filters.png" if Path(args.checkpoint).is_dir()
+               else f"{loaded.path.stem}-filters.png")
+    png = plot_filters(towers, args.out or default,
                        f"{loaded.name} conv1 kernels ({loaded.path.name})")
     for t in report["towers"]:
         del t["kernels"]
