@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Everything that needs the GPU, in one run, for a session lent a device machine.
+#
+#   run(command="bash benchmarks/gpu_session.sh", carry=[".carry"], timeout_s=540)
+#
+# Before the call, on the development machine (../shared does not travel):
+#   mkdir -p .carry && tar czf .carry/cifar10.tgz -C ../shared/data cifar10 \
+#     && tar czf .carry/imagenet-samples.tgz -C ../shared/data imagenet-samples
+# Results land in $OUT (at most 8 files come back): gpu.log (everything, as it runs) and one
+# JSON per benchmark. Stages run in order of value; each has its own time limit, so a slow
+# stage cannot starve the rest. STAGES="tests bench" runs a subset.
+set -u
+export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1
+OUT=${OUT:-$PWD/gpu-results}
+mkdir -p "$OUT" /tmp/data
+LOG=$OUT/gpu.log
+STAGES=${STAGES:-"tests bench relu-vs-tanh paper-proxy"}
+exec > >(tee -a "$LOG") 2>&1
+
+stage() { echo; echo "=== $1 ($(date -u +%T))"; }
+has() { [[ " $STAGES " == *" $1 "* ]]; }
+
+stage environment
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+python3 -c "import torch, torchvision, triton; print(torch.__version__, torchvision.__version__, triton.__version__)"
+for f in .carry/*.tgz; do [ -f "$f" ] && tar xzf "$f" -C /tmp/data; done
+ls /tmp/data
+
+if has tests; then
+  stage "GPU tests"
+  timeout 120 python3 -m pytest -q -m gpu tests -p no:cacheprovider
+fi
+
+if has bench; then
+  stage "model step: our LRN vs nn.LocalResponseNorm vs no LRN (eager, compiled)"
+  timeout 120 python3 -m alexnet bench model --json > "$OUT/bench-model-eager.json"
+  timeout 180 python3 -m alexnet bench model --compile --json > "$OUT/bench-model-compile.json"
+  stage "end to end: store + on-device augmentation vs ImageFolder pipeline"
+  timeout 120 python3 -m alexnet bench train --data /tmp/data/imagenet-samples --steps 30 \
+    --json > "$OUT/bench-train-paper.json"
+  timeout 120 python3 -m alexnet bench train --model alexnet-torchvision \
+    --data /tmp/data/imagenet-samples --steps 30 --json > "$OUT/bench-train-torchvision.json"
+  stage "10-view evaluation"
+  timeout 60 python3 -m alexnet bench eval --json > "$OUT/bench-eval.json"
+  for f in "$OUT"/bench-*.json; do echo "$f"; python3 -c "import json,sys; r=json.load(open(sys.argv[1])); [print(f\"  {x['variant']}: {x['images_per_s']:,.0f}\") for x in r['rows']]; print('  ', r['ratios'])" "$f"; done
+fi
+
+if has relu-vs-tanh; then
+  stage "paper Fig. 1: ReLU vs tanh on CIFAR-10"
+  timeout 300 python3 -m alexnet experiment relu-vs-tanh --data /tmp/data/cifar10/train \
+    --out /tmp/runs/relu-vs-tanh --json > "$OUT/relu-vs-tanh.json"
+  cp /tmp/runs/relu-vs-tanh/relu-vs-tanh.png "$OUT/" 2>/dev/null
+fi
+
+if has paper-proxy; then
+  stage "imagenet-paper recipe from the paper's initialisation, on the 750 ImageNet samples"
+  timeout 240 python3 -m alexnet train --recipe imagenet-paper --data /tmp/data/imagenet-samples \
+    --out /tmp/runs/paper-proxy epochs=30 val_per_class=0 checkpoint_minutes=100
+  cat /tmp/runs/paper-proxy/metrics.csv
+fi
+echo "done $(date -u +%T)"
