@@ -60,13 +60,15 @@ def view_probabilities(model: nn.Module, images_u8_nhwc, preprocessing, views: s
                         f"preprocessing expects {preprocessing.size}x{preprocessing.size} "
                         f"stored images; prepare the data at size {preprocessing.size}")
     channels_last = _channels_last(model)
+    # batch_size counts network inputs: ten views of an image are ten of them.
+    step = max(1, batch_size // (10 if views == "ten" else 1))
     was_training = model.training
     model.eval()
     out = []
     try:
         with torch.no_grad():
-            for start in range(0, images.shape[0], batch_size):
-                chunk = images[start:start + batch_size].to(device, non_blocking=True)
+            for start in range(0, images.shape[0], step):
+                chunk = images[start:start + step].to(device, non_blocking=True)
                 x = center_view(chunk, preprocessing)[None] if views == "center" \
                     else ten_views(chunk, preprocessing)      # [V, b, 3, crop, crop]
                 v, b = x.shape[:2]
