@@ -343,7 +343,9 @@ def train(config: Config, out_dir: str | os.PathLike, resume: bool | None = None
     ddp = dist.setup(config.device)
     try:
         with StopFlag() as stop:
-            summary = _train(config, Path(out_dir), ddp, resume, stop)
+            run, stopped = _train(config, Path(out_dir), ddp, resume, stop)
+        # Past training the state is saved: a signal now may end the process at once.
+        summary = stopped or finish(run)
         dist.barrier()  # tearing gloo down while a peer still works aborts that peer
         return summary
     finally:
@@ -351,7 +353,8 @@ def train(config: Config, out_dir: str | os.PathLike, resume: bool | None = None
 
 
 def _train(config: Config, out: Path, ddp: dist.DistInfo, resume: bool | None,
-           stop: StopFlag) -> dict:
+           stop: StopFlag) -> tuple[Run, dict | None]:
+    """Train until the last epoch (returns (run, None)) or a signal (run, stopped summary)."""
     from alexnet.engine import run_files
     from alexnet.engine.inputs import check_classes
 
@@ -378,7 +381,7 @@ def _train(config: Config, out: Path, ddp: dist.DistInfo, resume: bool | None,
         if p.epoch >= config.epochs:
             console.info(f"the run in {out} has finished its {p.epoch} epochs (pass a larger "
                          f"epochs=N to train on, or a new --out)")
-            return finish(run)
+            return run, None
         if (out / "final.json").is_file():   # trains on past a finished run: stale results
             (out / "final.json").unlink()
         if state is not None:
@@ -391,11 +394,7 @@ def _train(config: Config, out: Path, ddp: dist.DistInfo, resume: bool | None,
         while p.epoch < config.epochs:
             stats = train_one_epoch(run)
             if stats is None:
-                name = signal.Signals(stop.signum).name
-                if ddp.is_main:
-                    console.info(f"stopped by {name}; state saved in {out}; run the same "
-                                 f"command again to resume")
-                return {"status": "stopped", "signal": name, "epoch": p.epoch, "step": p.step}
+                return run, stopped(run)
             val = validate(run)
             target = val.get("top1_error", stats["train_top1_error"])
             dropped = run.schedule.end_epoch(target)
@@ -411,9 +410,20 @@ def _train(config: Config, out: Path, ddp: dist.DistInfo, resume: bool | None,
                 run_files.write_metrics(out, p.history)
                 board.log(row)
                 console.info(epoch_line(row, config.epochs))
+            if dist.any_rank(stop.signum is not None, ddp.device) and p.epoch < config.epochs:
+                return run, stopped(run)   # signalled during validation: saved just above
     finally:
         board.close()
-    return finish(run)
+    return run, None
+
+
+def stopped(run: Run) -> dict:
+    name = signal.Signals(run.stop.signum or signal.SIGTERM).name
+    if run.ddp.is_main:
+        console.info(f"stopped by {name}; state saved in {run.out}; run the same command "
+                     f"again to resume")
+    return {"status": "stopped", "signal": name, "epoch": run.progress.epoch,
+            "step": run.progress.step}
 
 
 def epoch_line(row: dict, epochs: int) -> str:
