@@ -15,10 +15,7 @@ from alexnet.errors import UserError
 
 def cache_root() -> Path:
     """The user cache for downloads and prepared stores (`$ALEXNET_CACHE` overrides it)."""
-    if os.environ.get("ALEXNET_CACHE"):
-        return Path(os.environ["ALEXNET_CACHE"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "alexnet"
+    return Path(os.environ.get("ALEXNET_CACHE", "~/.cache/alexnet")).expanduser()
 
 
 def download_cifar10(root: Path | None = None) -> Path:
@@ -58,6 +55,31 @@ def open_data(config: Config, progress: bool = True):
     if len(store) == 0:
         raise UserError(f"the store at {str(store.path)!r} holds no images")
     return store
+
+
+def cifar_python_folder(config: Config) -> Path | None:
+    """The CIFAR-10 python folder the run trains from (downloaded or given), if it is one."""
+    if not config.data:
+        return cache_root() / "downloads" / "cifar-10-batches-py" \
+            if config.recipe == "cifar10" else None
+    path = Path(config.data).expanduser()
+    return path if (path / "batches.meta").is_file() else None
+
+
+def open_test_store(config: Config):
+    """CIFAR-10's official test split (test_batch) as a store, when the run trains from
+    CIFAR-10's python folder; None otherwise. Never used for validation or model choice."""
+    import hashlib
+
+    from alexnet.data import open_store, prepare_store
+
+    folder = cifar_python_folder(config)
+    if folder is None or not (folder / "test_batch").is_file():
+        return None
+    key = hashlib.sha256(f"{folder.resolve()}|{config.data_size}".encode()).hexdigest()[:16]
+    out = cache_root() / "stores" / f"cifar10-test-{config.data_size}-{key}"
+    prepare_store(folder, out, size=config.data_size, split="test", progress=False)
+    return open_store(out)
 
 
 def split_validation(labels: np.ndarray, per_class: int, seed: int

@@ -452,16 +452,39 @@ def finish(run: Run) -> dict:
                    "weights": str(run.out / "last.safetensors"),
                    "best_val_top1_error": run.progress.best_top1,
                    "wall_seconds": sum(r["epoch_seconds"] for r in run.progress.history)}
+        views = ["center"] + ([run.config.eval_views] if run.config.eval_views != "center"
+                              else [])
         if len(run.val_idx):
-            summary["held_out"] = {"center": validate(run, "center")}
-            if run.config.eval_views != "center":
-                summary["held_out"][run.config.eval_views] = validate(run, run.config.eval_views)
+            summary["held_out"] = {v: validate(run, v) for v in views}
+        test = official_test_errors(run, views)
+        if test:
+            summary["test"] = test
         if run.ddp.is_main:
             run_files.write_json(path, summary)
     if run.ddp.is_main:
-        for views, res in summary.get("held_out", {}).items():
-            console.info(f"held-out error ({res['images']} images, {views} view"
-                         f"{'s' if views == 'ten' else ''}): top-1 {100 * res['top1_error']:.2f}%,"
-                         f" top-5 {100 * res['top5_error']:.2f}%")
+        for split, name in (("held_out", "held-out"), ("test", "test")):
+            for views, res in summary.get(split, {}).items():
+                console.info(f"{name} error ({res['images']} images, {views} view"
+                             f"{'s' if views == 'ten' else ''}): top-1 "
+                             f"{100 * res['top1_error']:.2f}%, top-5 {100 * res['top5_error']:.2f}%")
         console.info(f"weights: {summary['weights']}")
     return summary
+
+
+def official_test_errors(run: Run, views: list[str]) -> dict:
+    """Errors on CIFAR-10's official test split when the run trained from CIFAR-10's
+    python folder (reported once, at the end; never used to choose anything)."""
+    from alexnet.engine.inputs import check_classes, open_test_store
+
+    store = open_test_store(run.config) if run.ddp.is_main else None
+    if run.ddp.enabled:   # rank 0 prepares it once, then every rank opens it
+        dist.barrier()
+        store = open_test_store(run.config) if not run.ddp.is_main else store
+    if store is None:
+        return {}
+    check_classes(store, run.store.classes, "the training store")
+    shard = np.arange(len(store))[run.ddp.rank::run.ddp.world_size]
+    return {v: evaluate(run.model, store.images, store.labels, run.preprocessing, v,
+                        indices=shard, batch_size=run.config.eval_batch_size,
+                        amp_dtype=run.dtype, reduce=dist.all_reduce_sum,
+                        show_progress=run.ddp.is_main and v != "center") for v in views}
