@@ -97,14 +97,16 @@ def configure_backends(config: Config, device: torch.device) -> None:
         torch.backends.cudnn.benchmark = not config.deterministic
     if config.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
+        # warn_only: a few CUDA backward kernels (adaptive pooling) have no deterministic
+        # version; they warn instead of stopping the run.
+        torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def amp_dtype(config: Config, device: torch.device) -> torch.dtype | None:
     mode = config.amp
     if mode == "auto":
         mode = "bf16" if device.type == "cuda" else "none"
-    return {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}[mode]
+    return {"bf16": torch.bfloat16, "none": None}[mode]
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
@@ -215,8 +217,8 @@ def train_one_epoch(run: Run) -> dict | None:
     batch_images = run.loader.batch_size * world
     start, done, lr = time.perf_counter(), 0, cfg.lr
     total = (steps - p.step) * batch_images if run.ddp.is_main else None
-    with console.progress(total, f"epoch {p.epoch + 1}/{cfg.epochs}",
-                  unit="img", enabled=run.ddp.is_main) as bar:
+    with console.progress(total, f"epoch {p.epoch + 1}/{cfg.epochs}", unit="img",
+                          enabled=run.ddp.is_main) as bar:
         for images, labels in run.loader.iterate(p.epoch, start_batch=p.step):
             lr = set_lr(run.optimizer, cfg.lr, run.schedule.factor(p.epoch, p.step / steps))
             seed = step_seed(cfg.seed, run.ddp.rank, p.global_step)
@@ -233,8 +235,7 @@ def train_one_epoch(run: Run) -> dict | None:
             done += labels.numel() * world
             if p.step % check_every == 0:
                 run.check_finite(bad)
-                bar.advance(batch_images * check_every, loss=f"{loss.item():.3f}",
-                            lr=f"{lr:.3g}")
+                bar.advance(done - bar.done, loss=f"{loss.item():.3f}", lr=f"{lr:.3g}")
             if _debug_sleep:
                 time.sleep(_debug_sleep)
             stop = dist.any_rank(run.stop.signum is not None, device)
@@ -246,6 +247,8 @@ def train_one_epoch(run: Run) -> dict | None:
                 run.save()
                 if stop:
                     return None
+        if bar.done < done:      # the steps since the last display update
+            bar.advance(done - bar.done)
     run.check_finite(bad)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
