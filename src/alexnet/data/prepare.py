@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import multiprocessing
 import os
 import shutil
+import sys
 import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
@@ -152,10 +156,34 @@ def _tasks(source: Source, pending: np.ndarray, chunk: int):
         yield idx, [source.refs[i] for i in idx]
 
 
+def _parallel(tasks, workers: int, init: tuple):
+    """Results of _work over `tasks` from `workers` processes, as they finish, with at most
+    2 chunks per worker in flight. A worker that dies ends the run with an error (a Pool
+    would restart it forever). Linux forks (instant start, nothing re-imported); elsewhere
+    processes are spawned."""
+    method = "fork" if sys.platform.startswith("linux") else "spawn"
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method),
+                             initializer=_init_worker, initargs=init) as pool:
+        try:
+            running = {pool.submit(_work, t) for t in itertools.islice(tasks, 2 * workers)}
+            while running:
+                done, running = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield future.result()
+                    for task in itertools.islice(tasks, 1):
+                        running.add(pool.submit(_work, task))
+        except BrokenProcessPool as err:
+            raise UserError(f"a decoding process died ({err}); run the same command again "
+                            f"to continue") from None
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _decode_all(run: _Run, source: Source, images_path: Path, workers: int, show: bool) -> None:
     pending = np.flatnonzero(run.status == PENDING)
     chunk = int(np.clip(len(pending) // max(workers * 8, 1), 8, 256 if run.size <= 64 else 64))
     init = (str(source.root), source.reader, run.size, str(images_path))
+    tasks = _tasks(source, pending, chunk)
     fd = os.open(images_path, os.O_RDWR)
     try:
         with progress_display(len(source.refs), f"prepare {source.root.name}", unit="img",
@@ -164,11 +192,9 @@ def _decode_all(run: _Run, source: Source, images_path: Path, workers: int, show
             last = time.monotonic()
             if workers <= 1 or len(pending) <= chunk:
                 _init_worker(*init)
-                results = map(_work, _tasks(source, pending, chunk))
-                pool = None
+                results = map(_work, tasks)
             else:
-                pool = multiprocessing.get_context("spawn").Pool(workers, _init_worker, init)
-                results = pool.imap_unordered(_work, _tasks(source, pending, chunk))
+                results = _parallel(tasks, workers, init)
             try:
                 for result in results:
                     bar.advance(run.absorb(result))
@@ -178,9 +204,8 @@ def _decode_all(run: _Run, source: Source, images_path: Path, workers: int, show
             except OSError as err:
                 raise UserError(f"writing {images_path} failed: {err}") from None
             finally:
-                if pool is not None:
-                    pool.terminate()
-                    pool.join()
+                if hasattr(results, "close"):
+                    results.close()   # stops the workers before the final checkpoint
                 if _worker.get("fd") is not None:
                     os.close(_worker.pop("fd"))
                 # Everything absorbed so far is on disk: an interrupted run loses nothing.
