@@ -59,7 +59,7 @@ def decode_image(path: str | os.PathLike, size: int) -> tuple[np.ndarray, list[s
                     raise BadImage(f"decompression bomb: {w}x{h} pixels exceeds {MAX_PIXELS:,}")
                 if w < 1 or h < 1:
                     raise BadImage(f"no pixels ({w}x{h})")
-                if im.format == "JPEG" and im.mode in ("RGB", "L"):
+                if im.format == "JPEG" and im.mode in ("RGB", "L") and min(w, h) >= 4 * size:
                     # Decode at a reduced DCT scale when the image is much larger than needed;
                     # the result keeps the shorter side >= size, so only the resize sees it.
                     scale = size / min(w, h)
