@@ -147,3 +147,9 @@ def test_decompression_bomb_is_refused(tmp_path):
 def test_missing_file_is_refused(tmp_path):
     with pytest.raises(BadImage, match="cannot read"):
         load_image(tmp_path / "nope.jpg", 32)
+
+
+def test_large_jpeg_decoded_at_reduced_scale_still_matches(tmp_path):
+    path = save(tmp_path / "big.jpg", gradient(1200, 1030), quality=90)  # decoded at 1/2
+    out = load_image(path, 256)
+    assert np.abs(out.astype(int) - reference(path, 256)).mean() < 1.0
