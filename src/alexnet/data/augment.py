@@ -232,16 +232,15 @@ class TrainAugment:
         if windows is not None:
             # Flipped patch at `left` = mirror of the patch of the mirrored mean at side-c-left.
             mleft = torch.where(flip, side - crop - left, left)
-            out = windows[flip.long(), top, mleft]                  # -mean/std, [B,3,c,c]
-            if shift is not None:
-                out.add_(shift[:, :, None, None] * inv_std)
-        else:
-            out = bias.expand(batch, 3, 1, 1)
-            if shift is not None:
-                out = out + shift[:, :, None, None] * inv_std
-            out = out.expand(batch, 3, crop, crop).contiguous(memory_format=torch.channels_last)
-        out.addcmul_(x, inv_std)                                     # x/std - mean/std + shift/std
-        if dest is not None:
-            return dest.copy_(out)                  # layout and dtype change in the same pass
-        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
-        return out.to(dtype=self.dtype, memory_format=fmt)
+            bias = windows[flip.long(), top, mleft]                 # -mean/std, [B,3,c,c]
+        shift = None if shift is None else shift[:, :, None, None] * inv_std
+        if dest is None:
+            fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+            dest = torch.empty(batch, 3, crop, crop, dtype=self.dtype, device=device,
+                               memory_format=fmt)
+        if shift is not None and self.dtype != torch.float32:
+            bias = bias + shift                    # add before rounding to a short float
+            shift = None
+        # x/std - mean/std, written straight in the output's layout and dtype; then + shift/std.
+        torch.addcmul(bias, x, inv_std, out=dest)
+        return dest if shift is None else dest.add_(shift)
