@@ -9,6 +9,7 @@ import torch
 from alexnet.data.augment import (
     TrainAugment,
     crop_at,
+    crop_flip,
     lighting_shifts,
     normalize,
     pca_lighting,
@@ -45,6 +46,16 @@ def test_random_crop_float_nchw_and_crop_at():
     for i in range(5):
         assert torch.equal(out[i], images[i, :, top[i]:top[i] + 6, left[i]:left[i] + 6])
     assert random_crop(images, 6, torch.Generator().manual_seed(1)).shape == (5, 3, 6, 6)
+
+
+def test_crop_flip_is_slicing_and_mirroring():
+    images = torch.randint(0, 256, (6, 11, 13, 3), dtype=torch.uint8)
+    top, left = torch.tensor([0, 1, 2, 3, 3, 0]), torch.tensor([5, 4, 0, 1, 5, 2])
+    flip = torch.tensor([True, False, True, False, True, False])
+    out = crop_flip(images, top, left, flip, 8)
+    for i in range(6):
+        patch = images[i, top[i]:top[i] + 8, left[i]:left[i] + 8]
+        assert torch.equal(out[i], patch.flip(1) if flip[i] else patch)
 
 
 def test_flip_twice_is_identity_and_flips_about_half():

@@ -50,6 +50,21 @@ def crop_at(images: torch.Tensor, top: torch.Tensor, left: torch.Tensor, crop: i
     return windows[batch, :, top, left]
 
 
+def crop_flip(images: torch.Tensor, top: torch.Tensor, left: torch.Tensor, flip: torch.Tensor,
+              crop: int) -> torch.Tensor:
+    """uint8 NHWC [B,H,W,C] -> [B,crop,crop,C] contiguous: per-sample crops, mirrored where
+    `flip` (bool [B]). Two index ops, both over contiguous runs of bytes: the crop's rows are
+    picked (index_select), then each row's pixels in forward or reversed order (gather)."""
+    b, h, w, ch = images.shape
+    device = images.device
+    steps = torch.arange(crop, device=device)
+    rows = ((torch.arange(b, device=device) * h + top)[:, None] + steps).reshape(-1)
+    picked = images.reshape(b * h, w * ch).index_select(0, rows).view(b, crop, w * ch)
+    pixels = left[:, None] + torch.where(flip[:, None], crop - 1 - steps, steps)   # [B, c]
+    cols = (pixels[:, :, None] * ch + torch.arange(ch, device=device)).view(b, 1, crop * ch)
+    return torch.gather(picked, 2, cols.expand(b, crop, crop * ch)).view(b, crop, crop, ch)
+
+
 def random_crop(images: torch.Tensor, crop: int, generator: torch.Generator) -> torch.Tensor:
     """Random crop x crop patches at uniformly drawn offsets, same layout as the input."""
     side = images.shape[1] if _is_nhwc(images) else images.shape[2]
@@ -222,13 +237,7 @@ class TrainAugment:
         side, crop, device = images.shape[1], self.preprocessing.crop, images.device
         batch = images.shape[0]
         windows, bias, inv_std, _, _ = self._constants(device)
-        x = crop_at(images, top, left, crop)                        # uint8 [B,3,c,c]
-        if self.flip:
-            if device.type == "cpu":   # mirror only the chosen ones (nonzero would sync a GPU)
-                chosen = flip.nonzero().squeeze(1)
-                x[chosen] = x[chosen].flip(3)
-            else:
-                x = _flip_where(x, flip, 3)
+        x = crop_flip(images, top, left, flip, crop).permute(0, 3, 1, 2)  # uint8 [B,3,c,c]
         if windows is not None:
             # Flipped patch at `left` = mirror of the patch of the mirrored mean at side-c-left.
             mleft = torch.where(flip, side - crop - left, left)
