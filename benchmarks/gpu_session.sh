@@ -7,8 +7,9 @@
 #   mkdir -p .carry && tar czf .carry/cifar10.tgz -C ../shared/data cifar10 \
 #     && tar czf .carry/imagenet-samples.tgz -C ../shared/data imagenet-samples
 # Results land in $OUT (at most 8 files come back): gpu.log (everything, as it runs),
-# bench.json (every benchmark's report), the experiments' JSON and figure. Stages run in order of value; each has its own time limit, so a slow
-# stage cannot starve the rest. STAGES="tests bench" runs a subset.
+# bench.json (every benchmark's report), the experiments' JSON and figure. Stages run in
+# order of value; each has its own time limit, so a slow stage cannot starve the rest.
+# STAGES="tests bench" runs a subset.
 set -u
 export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1
 OUT=${OUT:-$PWD/gpu-results}
