@@ -32,7 +32,7 @@ class Config:
     data_size: int = 32              # side of the stored images
     val_per_class: int = 500         # held out from the training store, per class, seeded
     # optimisation
-    epochs: int = 4
+    epochs: int = 2
     batch_size: int = 128            # global: split evenly across distributed ranks
     optimizer: str = "paper"         # "paper": lr inside the velocity; "sgd": torch.optim.SGD
     lr: float = 0.01
@@ -113,7 +113,7 @@ def _cifar10() -> Config:
     The default is a short run (minutes on a laptop CPU); `epochs=150` is the full recipe.
     """
     return Config(recipe="cifar10", model="cifar-conv-local", data_size=32,
-                  val_per_class=500, epochs=4, batch_size=128, optimizer="paper", lr=0.02,
+                  val_per_class=500, epochs=2, batch_size=128, optimizer="paper", lr=0.02,
                   momentum=0.9, weight_decay=4e-3, bias_lr_mult=2.0, bias_weight_decay=0.0,
                   no_decay=("features.conv",), schedule="cosine", warmup_epochs=0.5,
                   crop=24, flip=True, lighting_std=0.0, normalize="mean-image-std",

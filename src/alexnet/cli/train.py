@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 EPILOG = """\
-recipes: cifar10 (default; cuda-convnet's 11%% net, short run, epochs=150 is the full recipe),
+recipes: cifar10 (default; cuda-convnet's 11%% net, a 2-epoch run; epochs=150 is the full recipe),
 imagenet-paper (the paper's), imagenet-torchvision (torchvision's reference); see --recipes.
 
 examples:
