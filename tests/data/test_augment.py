@@ -181,8 +181,8 @@ def test_cuda_augment_equals_cpu_for_the_same_draws():
     g = torch.Generator().manual_seed(0)
     top, left = torch.randint(0, 33, (8,), generator=g), torch.randint(0, 33, (8,), generator=g)
     flip, shift = torch.rand(8, generator=g) < 0.5, torch.randn(8, 3, generator=g)
-    cpu = aug._apply(images, top, left, flip, shift)
-    gpu = aug._apply(*(t.cuda() for t in (images, top, left, flip, shift)))
+    cpu = aug.apply(images, top, left, flip, shift)
+    gpu = aug.apply(*(t.cuda() for t in (images, top, left, flip, shift)))
     assert torch.allclose(cpu, gpu.cpu(), atol=1e-4)
     out = aug(images.cuda(), torch.Generator("cuda").manual_seed(0))
     assert out.shape == (8, 3, 224, 224) and out.is_cuda

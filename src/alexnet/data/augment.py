@@ -50,19 +50,33 @@ def crop_at(images: torch.Tensor, top: torch.Tensor, left: torch.Tensor, crop: i
     return windows[batch, :, top, left]
 
 
+def _crop_flip_indices(shape, top, left, flip, crop: int):
+    """Indices for crop_flip: rows int64 [B*crop] into the [B*H, W*C] byte matrix, and
+    cols int64 [B, 1, crop*C] into each picked row (reversed pixel order where flipped)."""
+    b, h, _, ch = shape
+    device = top.device
+    steps = torch.arange(crop, device=device)
+    rows = ((torch.arange(b, device=device) * h + top)[:, None] + steps).reshape(-1)
+    pixels = left[:, None] + torch.where(flip[:, None], crop - 1 - steps, steps)   # [B, c]
+    cols = (pixels[:, :, None] * ch + torch.arange(ch, device=device)).view(b, 1, crop * ch)
+    return rows, cols
+
+
+def _gather_rows_cols(flat: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, crop: int):
+    """[k*crop] rows of flat [B*H, W*C], then cols [k,1,crop*C] of each -> [k,crop,crop,C]."""
+    k = cols.shape[0]
+    picked = flat.index_select(0, rows).view(k, crop, flat.shape[1])
+    return torch.gather(picked, 2, cols.expand(k, crop, cols.shape[2])).view(k, crop, crop, -1)
+
+
 def crop_flip(images: torch.Tensor, top: torch.Tensor, left: torch.Tensor, flip: torch.Tensor,
               crop: int) -> torch.Tensor:
     """uint8 NHWC [B,H,W,C] -> [B,crop,crop,C] contiguous: per-sample crops, mirrored where
     `flip` (bool [B]). Two index ops, both over contiguous runs of bytes: the crop's rows are
     picked (index_select), then each row's pixels in forward or reversed order (gather)."""
     b, h, w, ch = images.shape
-    device = images.device
-    steps = torch.arange(crop, device=device)
-    rows = ((torch.arange(b, device=device) * h + top)[:, None] + steps).reshape(-1)
-    picked = images.reshape(b * h, w * ch).index_select(0, rows).view(b, crop, w * ch)
-    pixels = left[:, None] + torch.where(flip[:, None], crop - 1 - steps, steps)   # [B, c]
-    cols = (pixels[:, :, None] * ch + torch.arange(ch, device=device)).view(b, 1, crop * ch)
-    return torch.gather(picked, 2, cols.expand(b, crop, crop * ch)).view(b, crop, crop, ch)
+    rows, cols = _crop_flip_indices(images.shape, top, left, flip, crop)
+    return _gather_rows_cols(images.reshape(b * h, w * ch), rows, cols, crop)
 
 
 def random_crop(images: torch.Tensor, crop: int, generator: torch.Generator) -> torch.Tensor:
@@ -197,33 +211,58 @@ class TrainAugment:
         if self.lighting_std > 0:
             _, _, _, eigvals, eigvecs = self._constants(device)
             shift = lighting_shifts(batch, eigvals, eigvecs, self.lighting_std, generator)
+        return self.apply(images, top, left, flip, shift)
+
+    def apply(self, images: torch.Tensor, top: torch.Tensor, left: torch.Tensor,
+              flip: torch.Tensor, shift: torch.Tensor | None) -> torch.Tensor:
+        """The augmentation for given draws: offsets int64 [B], flip bool [B], colour shift
+        float [B,3] on the 0-255 scale (or None)."""
+        batch, side, crop = images.shape[0], images.shape[1], self.preprocessing.crop
+        device = images.device
+        windows, bias, inv_std, _, _ = self._constants(device)
+        rows, cols = _crop_flip_indices(images.shape, top, left, flip, crop)
+        flat = images.reshape(batch * side, -1)
+        mean_at = None
+        if windows is not None:
+            # Flipped patch at `left` = mirror of the patch of the mirrored mean at side-c-left.
+            mean_at = (flip.long(), top, torch.where(flip, side - crop - left, left))
+        if shift is not None:
+            shift = shift[:, :, None, None] * inv_std                  # [B,3,1,1]
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        out = torch.empty(batch, 3, crop, crop, dtype=self.dtype, device=device,
+                          memory_format=fmt)
+
+        def work(s: int, e: int) -> None:
+            x = _gather_rows_cols(flat, rows[s * crop:e * crop], cols[s:e], crop)
+            b = bias if mean_at is None else windows[tuple(i[s:e] for i in mean_at)]
+            sh = None if shift is None else shift[s:e]
+            if sh is not None and self.dtype != torch.float32:
+                b, sh = b + sh, None               # add before rounding to a short float
+            # x/std - mean/std, written straight in the output's layout and dtype; + shift/std.
+            torch.addcmul(b, x.permute(0, 3, 1, 2), inv_std, out=out[s:e])
+            if sh is not None:
+                out[s:e].add_(sh)
+
         if device.type != "cpu":
-            return self._apply(images, top, left, flip, shift)
+            work(0, batch)
+            return out
         # On a CPU every pass over a large float batch goes to DRAM; blocks of ~1.5 MB stay
         # in cache across the passes (4x faster on a 2-core VM). A GPU takes the batch whole.
         # Blocks are shared out to threads that each run torch single-threaded: the caller's
         # intra-op thread budget without a parallel region (and its barrier) per small op,
         # which on a busy machine made small CIFAR batches 20x slower.
         block = min(self._cpu_block(crop), batch)
-        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
-        out = torch.empty(batch, 3, crop, crop, dtype=self.dtype, memory_format=fmt)
-        self._constants(device)
-
-        def work(s: int) -> None:
-            e = s + block
-            self._apply(images[s:e], top[s:e], left[s:e], flip[s:e],
-                        None if shift is None else shift[s:e], dest=out[s:e])
-
+        starts = range(0, batch, block)
         threads = torch.get_num_threads()
         if threads > 1 and block < batch:
-            list(_block_pool(threads).map(work, range(0, batch, block)))
+            list(_block_pool(threads).map(lambda s: work(s, s + block), starts))
             return out
         # One block (small images) or one thread: here, single-threaded for the duration
         # (handing one block to another thread costs a scheduler wake-up, ms on a busy host).
         torch.set_num_threads(1)
         try:
-            for s in range(0, batch, block):
-                work(s)
+            for s in starts:
+                work(s, s + block)
         finally:
             torch.set_num_threads(threads)
         return out
@@ -231,25 +270,3 @@ class TrainAugment:
     @staticmethod
     def _cpu_block(crop: int) -> int:
         return max(1, (3 << 19) // (crop * crop * 3 * 4))
-
-    def _apply(self, images, top, left, flip, shift, dest=None) -> torch.Tensor:
-        """The work for one block, given its draws; written into `dest` when given."""
-        side, crop, device = images.shape[1], self.preprocessing.crop, images.device
-        batch = images.shape[0]
-        windows, bias, inv_std, _, _ = self._constants(device)
-        x = crop_flip(images, top, left, flip, crop).permute(0, 3, 1, 2)  # uint8 [B,3,c,c]
-        if windows is not None:
-            # Flipped patch at `left` = mirror of the patch of the mirrored mean at side-c-left.
-            mleft = torch.where(flip, side - crop - left, left)
-            bias = windows[flip.long(), top, mleft]                 # -mean/std, [B,3,c,c]
-        shift = None if shift is None else shift[:, :, None, None] * inv_std
-        if dest is None:
-            fmt = torch.channels_last if self.channels_last else torch.contiguous_format
-            dest = torch.empty(batch, 3, crop, crop, dtype=self.dtype, device=device,
-                               memory_format=fmt)
-        if shift is not None and self.dtype != torch.float32:
-            bias = bias + shift                    # add before rounding to a short float
-            shift = None
-        # x/std - mean/std, written straight in the output's layout and dtype; then + shift/std.
-        torch.addcmul(bias, x, inv_std, out=dest)
-        return dest if shift is None else dest.add_(shift)
