@@ -5,8 +5,8 @@ DataLoader, with the same number of workers, on the same images, in the same run
     python benchmarks/bench_loader.py [--case imagenet|cifar|both] [--images N] [--workers W]
                                       [--batch 128] [--epochs 3] [--device cpu|cuda] [--json]
 
-imagenet: N files of ../shared/data/imagenet-samples, stored at 256, 224 crops (+ PCA lighting).
-cifar: N files of ../shared/data/cifar10/train, stored at 32, 24 crops.
+imagenet: N (750) files of ../shared/data/imagenet-samples, stored at 256, 224 crops + PCA lighting.
+cifar: N (5000) files of ../shared/data/cifar10/train, stored at 32, 24 crops + PCA lighting.
 Both pipelines deliver normalised float [B,3,crop,crop] batches; the first epoch of each is a
 warm-up (page cache, worker start-up) and is not timed. The prepare step is timed separately
 (benchmarks/bench_prepare.py): it is paid once, not every epoch.
@@ -90,10 +90,10 @@ def torchvision_pipeline(tree: Path, crop: int, batch: int, workers: int, epochs
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--case", choices=["imagenet", "cifar", "both"], default="both")
-    parser.add_argument("--images", type=int, default=None, help="default 500 / 5000")
+    parser.add_argument("--images", type=int, default=None, help="default 750 / 5000")
     parser.add_argument("--workers", type=int, default=os.cpu_count())
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads of the main process (default: --workers, so both "
@@ -115,7 +115,7 @@ def main() -> None:
         if not src.is_dir():
             print(f"{case}: skipped, {src} not found")
             continue
-        count = args.images or (500 if case == "imagenet" else 5000)
+        count = args.images or (750 if case == "imagenet" else 5000)
         with tempfile.TemporaryDirectory() as tmp:
             tree = Path(tmp) / "tree"
             link_tree(src, tree, count)
