@@ -3,7 +3,7 @@ torchvision's ImageFolder + PIL + RandomResizedCrop/RandomCrop + flip + ToTensor
 DataLoader, with the same number of workers, on the same images, in the same run.
 
     python benchmarks/bench_loader.py [--case imagenet|cifar|both] [--images N] [--workers W]
-                                      [--batch 128] [--epochs 3] [--device cpu|cuda] [--json]
+                                      [--batch 128] [--epochs 5] [--device cpu|cuda] [--json]
 
 imagenet: N (750) files of ../shared/data/imagenet-samples, stored at 256, 224 crops + PCA lighting.
 cifar: N (5000) files of ../shared/data/cifar10/train, stored at 32, 24 crops + PCA lighting.
@@ -40,7 +40,7 @@ def link_tree(src: Path, dst: Path, count: int) -> None:
 
 
 def time_epochs(make_iter, epochs: int, device: str) -> float:
-    """img/s over epochs 2..epochs (epoch 1 warms up)."""
+    """Median img/s of epochs 2..epochs (epoch 1 warms up)."""
     rate = []
     for epoch in range(epochs):
         start, seen = time.perf_counter(), 0
