@@ -87,13 +87,14 @@ def test_pca_lighting_covariance_matches_eigendecomposition():
     assert not torch.allclose(out, images)
 
 
-def _preprocessing(side=32, crop=24):
+def _preprocessing(side=32, crop=24, std=(2.0, 3.0, 4.0)):
     mean = torch.rand(side, side, 3, generator=torch.Generator().manual_seed(9)) * 255
-    return Preprocessing(size=side, crop=crop, mean_image=mean, channel_std=(2.0, 3.0, 4.0))
+    return Preprocessing(size=side, crop=crop, mean_image=mean, channel_std=std)
 
 
-def test_train_augment_equals_explicit_per_image_computation():
-    pre = _preprocessing()
+@pytest.mark.parametrize("std", [(2.0, 3.0, 4.0), (1.0, 1.0, 1.0)])
+def test_train_augment_equals_explicit_per_image_computation(std):
+    pre = _preprocessing(std=std)
     images = torch.randint(0, 256, (64, 32, 32, 3), dtype=torch.uint8)
     aug = TrainAugment(pre, eigvals=torch.zeros(3), eigvecs=torch.eye(3), lighting_std=0.0)
     out = aug(images, torch.Generator().manual_seed(4))
@@ -103,7 +104,7 @@ def test_train_augment_equals_explicit_per_image_computation():
                          torch.zeros(3), torch.eye(3), lighting_std=0.0)
     where = probe(_positions(32, 64), torch.Generator().manual_seed(4))
     mean = pre.mean_image.permute(2, 0, 1)
-    std = torch.tensor([2.0, 3.0, 4.0]).view(3, 1, 1)
+    std = torch.tensor(std).view(3, 1, 1)
     flips = 0
     for i in range(64):
         top = int(where[i, 0, 0, 0])
