@@ -234,7 +234,8 @@ def _compact(run: _Run, images_path: Path) -> np.ndarray:
     return kept
 
 
-def _summary(manifest: dict, out: Path, status: str, seconds: float | None = None) -> dict:
+def _summary(manifest: dict, out: Path, status: str, seconds: float | None = None,
+             decoded: int = 0) -> dict:
     summary = {"status": status, "store": str(out), "source": manifest["source"],
                "kind": manifest["source_kind"], "size": manifest["size"],
                "images": manifest["count"], "num_classes": len(manifest["classes"]),
@@ -242,7 +243,7 @@ def _summary(manifest: dict, out: Path, status: str, seconds: float | None = Non
                "skipped": manifest["skipped"], "converted": manifest["converted"]}
     if seconds is not None:
         summary.update(seconds=round(seconds, 2), workers=manifest["workers"],
-                       images_per_second=round(manifest["planned"] / max(seconds, 1e-9), 1))
+                       images_per_second=round(decoded / max(seconds, 1e-9), 1))
     return summary
 
 
@@ -347,7 +348,8 @@ def prepare_store(src, out, size: int = 256, workers: int | None = None, strict:
         _decode_all(run, source, partial / fmt.IMAGES, workers, progress)
         manifest = _finish(run, source, partial, out, workers,
                            str(Path(src).expanduser().resolve()))
-        summary = _summary(manifest, out, "prepared", time.perf_counter() - started)
+        summary = _summary(manifest, out, "prepared", time.perf_counter() - started,
+                           decoded=run.count - run.resumed)
         summary["resumed_from"] = run.resumed
         if progress:
             info(f"prepared {manifest['count']:,} images of {len(source.classes)} classes into "
