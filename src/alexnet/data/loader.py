@@ -78,10 +78,11 @@ class StoreLoader:
         """The batches of `epoch` from batch `start_batch` on."""
         batches = self.batch_indices(epoch, start_batch)
         if isinstance(self.images, torch.Tensor):
+            labels = self.labels.to(self.images.device)   # once per epoch, not per batch
             for idx in batches:
                 t = torch.from_numpy(idx).to(self.images.device)
                 yield (self.images[t].to(self.device, non_blocking=True),
-                       self.labels.to(t.device)[t].to(self.device, non_blocking=True))
+                       labels[t].to(self.device, non_blocking=True))
             return
         if self.prefetch <= 0:
             for idx in batches:
