@@ -279,10 +279,23 @@ def _finish(run: _Run, source: Source, partial: Path, out: Path, workers: int,
     (partial / fmt.MANIFEST).write_text(json.dumps(manifest, indent=1))
     for name in (PLAN, STATE, EVENTS):
         (partial / name).unlink(missing_ok=True)
+    for name in (fmt.IMAGES, fmt.LABELS, fmt.FILES, fmt.STATS, fmt.MANIFEST, "."):
+        _fsync(partial / name)  # on disk before the rename makes the store visible
     if out.is_dir():
         out.rmdir()  # only an empty folder reaches here
     os.replace(partial, out)
+    _fsync(out.parent)
     return manifest
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems cannot fsync a directory
+    finally:
+        os.close(fd)
 
 
 def _start_or_resume(source: Source, partial: Path, size: int) -> _Run:
