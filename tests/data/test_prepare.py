@@ -178,3 +178,19 @@ def test_open_store_errors_name_the_path(tmp_path):
     with pytest.raises(UserError, match="not a store"):
         save(tmp_path / "full" / "x.jpg", gradient(8, 8))
         prepare_store(tmp_path / "plain", tmp_path / "full", size=8, progress=False)
+
+
+def test_validation_folder_follows_the_training_class_list(tmp_path):
+    train = _folder(tmp_path / "train", per_class=1)               # ant, bee, cow
+    prepare_store(train, tmp_path / "train-store", size=16, workers=1, progress=False)
+    save(tmp_path / "val" / "cow" / "x.jpg", gradient(20, 20))      # only the last class
+    val = prepare_store(tmp_path / "val", tmp_path / "val-store", size=16, progress=False,
+                        classes=tmp_path / "train-store")
+    store = open_store(tmp_path / "val-store")
+    assert store.classes == ["ant", "bee", "cow"] and store.labels.tolist() == [2]
+    assert val["per_class"] == [0, 0, 1]
+    (tmp_path / "list.txt").write_text("ant an ant\nbee\n")
+    with pytest.raises(UserError, match="not in the given class list"):
+        prepare_store(tmp_path / "val", tmp_path / "v2", size=16, classes=tmp_path / "list.txt")
+    assert main(["prepare", str(tmp_path / "val"), str(tmp_path / "v3"), "--size", "16",
+                 "--classes", str(tmp_path / "train-store")]) == 0

@@ -26,6 +26,10 @@ def register(subparsers) -> None:
                         "(default: looked for beside SRC and in its parents)")
     parser.add_argument("--devkit", default=None,
                         help="folder holding the devkit's meta.mat (default: beside --labels)")
+    parser.add_argument("--classes", default=None,
+                        help="label by this class list: a prepared store (e.g. the training "
+                        "one, for a validation folder missing some classes) or a text file "
+                        "of `id [name]` lines")
     parser.add_argument("--strict", action="store_true",
                         help="exit with status 1 when any file was skipped")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
@@ -38,7 +42,7 @@ def run(args) -> int:
 
     summary = prepare_store(args.src, args.out, size=args.size, workers=args.workers,
                             strict=False, progress=True, split=args.split, labels=args.labels,
-                            devkit=args.devkit)
+                            devkit=args.devkit, classes=args.classes)
     skipped = summary["skipped"]
     if args.json:
         print(json.dumps(summary, indent=2))

@@ -31,7 +31,14 @@ from alexnet.console import info
 from alexnet.console import progress as progress_display
 from alexnet.data import store as fmt
 from alexnet.data.images import ALPHA_BACKGROUND_NAME, BadImage, decode_image
-from alexnet.data.sources import Source, cifar_row, find_source, read_cifar_batch
+from alexnet.data.sources import (
+    Source,
+    cifar_row,
+    find_source,
+    read_cifar_batch,
+    read_class_list,
+    remap_classes,
+)
 from alexnet.data.stats import RGBStats
 from alexnet.errors import UserError
 
@@ -326,7 +333,7 @@ def _start_or_resume(source: Source, partial: Path, size: int) -> _Run:
 
 def prepare_store(src, out, size: int = 256, workers: int | None = None, strict: bool = False,
                   progress: bool = True, *, split: str | None = None, labels: str | None = None,
-                  devkit: str | None = None) -> dict:
+                  devkit: str | None = None, classes=None) -> dict:
     """Decode `src` into a store at `out`; returns the summary (counts, classes, skipped
     files with reasons, converted files with what was done).
 
@@ -334,6 +341,8 @@ def prepare_store(src, out, size: int = 256, workers: int | None = None, strict:
     interrupted one is continued. `strict`: raise UserError (exit code 1) after writing the
     store when any file was skipped. split: CIFAR python "train" (default) or "test";
     labels / devkit: validation labels file and devkit folder when not found automatically.
+    classes: a prepared store or `id [name]` text file whose class list (and order) the
+    labels must follow, e.g. the training store's for a validation folder.
     """
     if size < 1:
         raise UserError(f"--size must be positive, got {size}")
@@ -352,6 +361,8 @@ def prepare_store(src, out, size: int = 256, workers: int | None = None, strict:
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
             raise UserError(f"{out} exists and is not a store; choose an empty or new folder")
         source = find_source(src, split=split, labels=labels, devkit=devkit)
+        if classes is not None:
+            source = remap_classes(source, *read_class_list(classes))
         if not source.refs:
             raise UserError(f"no labelled images in {source.root}")
         workers = max(1, min(workers or os.cpu_count() or 1, 64))

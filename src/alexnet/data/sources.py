@@ -274,3 +274,34 @@ def cifar_python(root: Path, batches: list[str]) -> Source:
         labels += list(batch_labels)
     return Source("cifar10-python", root, refs, np.asarray(labels, np.int64), classes,
                   list(classes), reader="cifar")
+
+
+def read_class_list(spec: str | os.PathLike) -> tuple[list[str], list[str]]:
+    """(class ids, names) from a prepared store or a text file of `id [name]` lines."""
+    path = Path(spec).expanduser()
+    manifest = path / "manifest.json"
+    if manifest.is_file():
+        import json
+
+        data = json.loads(manifest.read_text())
+        return list(data["classes"]), list(data.get("class_names") or data["classes"])
+    if not path.is_file():
+        raise UserError(f"--classes {path}: neither a prepared store nor a class list file")
+    pairs = [line.strip().split(None, 1) for line in path.read_text().splitlines()
+             if line.strip()]
+    return [p[0] for p in pairs], [p[1] if len(p) > 1 else p[0] for p in pairs]
+
+
+def remap_classes(source: Source, classes: list[str], names: list[str]) -> Source:
+    """The same images labelled by their position in `classes` (e.g. the training store's,
+    for a validation folder that lacks some classes)."""
+    index = {c: i for i, c in enumerate(classes)}
+    missing = [c for c in source.classes if c not in index]
+    if missing:
+        raise UserError(f"{len(missing)} classes of {source.root} are not in the given class "
+                        f"list (first: {missing[0]!r})")
+    mapping = np.asarray([index[c] for c in source.classes], np.int64)
+    labels = mapping[source.labels] if len(source.labels) else source.labels
+    return Source(source.kind, source.root, source.refs, labels, list(classes), list(names),
+                  source.reader, source.unlabelled,
+                  source.notes + [f"labels mapped onto a list of {len(classes)} classes"])
