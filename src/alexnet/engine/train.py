@@ -423,8 +423,8 @@ def _train(config: Config, out: Path, ddp: dist.DistInfo, resume: bool | None,
 def stopped(run: Run) -> dict:
     name = signal.Signals(run.stop.signum or signal.SIGTERM).name
     if run.ddp.is_main:
-        console.info(f"stopped by {name}; state saved in {run.out}; run the same command "
-                     f"again to resume")
+        console.info(f"stopped by {name}; state saved; resume with: alexnet train --out "
+                     f"{run.out}")
     return {"status": "stopped", "signal": name, "epoch": run.progress.epoch,
             "step": run.progress.step}
 
