@@ -118,3 +118,16 @@ def test_a_diverging_run_stops_with_a_clear_message(tiny_store, tmp_path):
     if (out / "last.state.pt").exists():        # the last good checkpoint stays usable
         state = load_training_state(out / "last.state.pt")
         assert all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+def test_train_json_summary_and_recipes(tiny_store, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(tiny_store), "--out", str(out), "epochs=1",
+                 "val_per_class=5", "batch_size=32", "eval_views=center", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["status"] == "finished" and summary["held_out"]["center"]["images"] == 20
+    assert {"config.json", "run.json", "metrics.csv", "final.json", "last.safetensors",
+            "best.safetensors", "last.state.pt"} <= {p.name for p in out.iterdir()}
+    assert main(["train", "--recipes"]) == 0
+    listed = capsys.readouterr().out
+    assert all(name in listed for name in ("cifar10:", "imagenet-paper:", "imagenet-torchvision:"))

@@ -465,6 +465,9 @@ def finish(run: Run) -> dict:
         if run.ddp.is_main:
             run_files.write_json(path, summary)
     if run.ddp.is_main:
+        if "held_out" not in summary:
+            console.info("no images were held out (no class has two), so there is no held-out "
+                         "error; evaluate with: alexnet eval RUN --data OTHER_IMAGES")
         for split, name in (("held_out", "held-out"), ("test", "test")):
             for views, res in summary.get(split, {}).items():
                 console.info(f"{name} error ({res['images']} images, {views} view"
