@@ -1,0 +1,217 @@
+"""A training run's parts and state: `build_run` opens the data and builds the model,
+optimiser, schedule, loader and augmentation; `Run` saves and restores all of it.
+
+`last.state.pt` (weights, optimiser, schedule, epoch, step, RNG states, history) is all a
+resume needs. Randomness that a step uses (crop/flip/lighting, dropout) is seeded from
+(seed, rank, global step), so the same step draws the same numbers whether or not the run
+was interrupted before it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from alexnet.config import Config
+from alexnet.engine import checkpoint as ckpt
+from alexnet.engine import distributed as dist
+from alexnet.engine.optim import build_optimizer, parameter_groups
+from alexnet.engine.schedule import Plateau, Schedule
+from alexnet.errors import UserError
+
+STATE_FILE = "last" + ckpt.STATE_SUFFIX
+
+
+class Diverged(UserError):
+    """The loss became NaN or infinite; the last checkpoint on disk is from before it."""
+
+    def __init__(self, message: str):
+        super().__init__(message, exit_code=3)
+
+
+@dataclass
+class Progress:
+    """Where the run is; saved in the training state."""
+
+    epoch: int = 0                    # the epoch being trained (0-based)
+    step: int = 0                     # batches of it already done
+    global_step: int = 0
+    best_top1: float | None = None
+    history: list = field(default_factory=list)  # one metrics row per finished epoch
+    sums: dict = field(default_factory=dict)     # this epoch's loss/error sums so far
+
+
+class StopFlag:
+    """SIGTERM/SIGINT set a flag; the loop finishes its step, saves and leaves."""
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._previous = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(ValueError):  # not the main thread: no handlers
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C: stop now
+        self.signum = signum
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def step_seed(seed: int, rank: int, global_step: int) -> int:
+    return ((seed * 1_000_003 + rank) * 1_000_000_007 + global_step) % (2 ** 63)
+
+
+def configure_backends(config: Config, device: torch.device) -> None:
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed % 2 ** 32)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = not config.deterministic
+    if config.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        # warn_only: a few CUDA backward kernels (adaptive pooling) have no deterministic
+        # version; they warn instead of stopping the run.
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def amp_dtype(config: Config, device: torch.device) -> torch.dtype | None:
+    mode = config.amp
+    if mode == "auto":
+        mode = "bf16" if device.type == "cuda" else "none"
+    return {"bf16": torch.bfloat16, "none": None}[mode]
+
+
+@dataclass
+class Run:
+    """Everything a training loop needs, built once by `train`."""
+
+    config: Config
+    out: Path
+    ddp: dist.DistInfo
+    store: object
+    preprocessing: object
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    model: nn.Module            # the plain module (saved, evaluated)
+    train_model: nn.Module      # what the loop calls: maybe DDP- and compile-wrapped
+    optimizer: torch.optim.Optimizer
+    schedule: Schedule
+    loader: object
+    augment: object
+    generator: torch.Generator
+    dtype: torch.dtype | None
+    progress: Progress
+    stop: StopFlag
+    last_save: float = 0.0
+
+    # -- checkpoints ---------------------------------------------------------------------
+
+    def state(self) -> dict:
+        p = self.progress
+        return {"format": ckpt.STATE_FORMAT, "config": self.config.to_dict(),
+                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "schedule": self.schedule.state_dict(), "epoch": p.epoch, "step": p.step,
+                "global_step": p.global_step, "best_top1": p.best_top1,
+                "history": p.history, "sums": p.sums, "classes": list(self.store.classes),
+                "rng": ckpt.capture_rng(self.generator)}
+
+    def weights_extra(self) -> dict:
+        last = self.progress.history[-1] if self.progress.history else {}
+        return {"recipe": self.config.recipe, "config": self.config.to_dict(),
+                "class_names": list(self.store.class_names), "epoch": self.progress.epoch,
+                "step": self.progress.step, "val_top1_error": last.get("val_top1_error"),
+                "val_top5_error": last.get("val_top5_error")}
+
+    def save(self, best: bool = False) -> None:
+        """Write last (and best) atomically; only rank 0 writes."""
+        self.last_save = time.monotonic()
+        if not self.ddp.is_main:
+            return
+        ckpt.save_training_state(self.out / STATE_FILE, self.state())
+        kwargs = {"classes": list(self.store.classes), "preprocessing": self.preprocessing,
+                  "extra": self.weights_extra()}
+        ckpt.save_weights(self.out / "last.safetensors", self.model, **kwargs)
+        if best:
+            ckpt.save_weights(self.out / "best.safetensors", self.model, **kwargs)
+
+    def load(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.progress = Progress(epoch=state["epoch"], step=state["step"],
+                                 global_step=state["global_step"],
+                                 best_top1=state["best_top1"], history=list(state["history"]),
+                                 sums=dict(state["sums"]))
+        ckpt.restore_rng(state["rng"], self.generator)
+
+    def check_finite(self, bad: torch.Tensor) -> None:
+        if not bool(bad.item()):
+            return
+        last = self.out / "last.safetensors"
+        kept = f"the last good checkpoint is {str(last)!r}" if last.is_file() \
+            else "no checkpoint had been written yet"
+        raise Diverged(f"training diverged: the loss became NaN or infinite in epoch "
+                       f"{self.progress.epoch + 1} near step {self.progress.step}; {kept}; "
+                       f"try a smaller lr (now lr={self.config.lr})")
+
+
+def build_run(config: Config, out: Path, ddp: dist.DistInfo, stop: StopFlag) -> Run:
+    """Open the data, build the model, optimiser, schedule, loader and augmentation."""
+    from alexnet.data.augment import TrainAugment
+    from alexnet.data.loader import StoreLoader
+    from alexnet.engine.inputs import make_preprocessing, open_data, split_validation
+    from alexnet.models import build_model
+
+    store = open_data(config)
+    train_idx, val_idx = split_validation(store.labels, config.val_per_class, config.seed)
+    preprocessing = make_preprocessing(store, config)
+    device = ddp.device
+    if config.batch_size % ddp.world_size:
+        raise UserError(f"batch_size={config.batch_size} does not split evenly over "
+                        f"{ddp.world_size} processes")
+    options = {**config.model_options, "num_classes": len(store.classes)}
+    model = build_model(config.model, **options).to(device)
+    channels_last = device.type == "cuda" if config.channels_last is None \
+        else config.channels_last
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    groups = parameter_groups(model, config.lr, config.weight_decay, config.bias_lr_mult,
+                              config.bias_weight_decay, tuple(config.no_decay))
+    optimizer = build_optimizer(config.optimizer, groups, config.lr, config.momentum,
+                                config.weight_decay)
+    plateau = Plateau(gamma=config.gamma, patience=config.plateau_patience,
+                      max_drops=config.plateau_max_drops) if config.schedule == "plateau" else None
+    schedule = Schedule(config.schedule, epochs=config.epochs, gamma=config.gamma,
+                        step_size=config.step_size, milestones=tuple(config.milestones),
+                        warmup_epochs=config.warmup_epochs, plateau=plateau)
+    images = store.images
+    if device.type == "cuda" and store.images.nbytes <= 4 * 2 ** 30:
+        # A small store (CIFAR-10: 150 MB) lives on the GPU: batches are gathered there.
+        images = torch.from_numpy(np.asarray(store.images)).to(device)
+    loader = StoreLoader(images, store.labels, config.batch_size // ddp.world_size,
+                         indices=train_idx, shuffle=True, seed=config.seed, rank=ddp.rank,
+                         world_size=ddp.world_size, drop_last=True, device=device)
+    augment = TrainAugment(preprocessing, store.eigvals, store.eigvecs, flip=config.flip,
+                           lighting_std=config.lighting_std, channels_last=channels_last)
+    train_model = dist.wrap_model(model, ddp)
+    if config.compile:
+        train_model = torch.compile(train_model)
+    return Run(config, out, ddp, store, preprocessing, train_idx, val_idx, model, train_model,
+               optimizer, schedule, loader, augment, torch.Generator(device=device),
+               amp_dtype(config, device), Progress(), stop)
