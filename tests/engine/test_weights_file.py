@@ -59,3 +59,22 @@ def test_atomic_path_keeps_the_old_file_when_writing_fails(tmp_path):
         raise RuntimeError("crash mid-write")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["file.txt"]  # no temporary left behind
+
+
+def test_shipped_models_are_checked_against_their_card(tmp_path, monkeypatch):
+    import hashlib
+    import json
+
+    from alexnet.engine import checkpoint
+
+    monkeypatch.setattr(checkpoint, "PRETRAINED_DIR", tmp_path)
+    weights = tmp_path / "tiny.safetensors"
+    save_weights(weights, build_model("cifar-4layer"), classes=list("abcdefghij"),
+                 preprocessing=Preprocessing(32, 32))
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    (tmp_path / "tiny.json").write_text(json.dumps({"name": "tiny", "sha256": digest}))
+    assert checkpoint.shipped_models() == ["tiny"]
+    assert load_model("tiny").name == "cifar-4layer"
+    (tmp_path / "tiny.json").write_text(json.dumps({"name": "tiny", "sha256": "0" * 64}))
+    with pytest.raises(UserError, match="does not match the SHA-256"):
+        load_model("tiny")

@@ -100,6 +100,24 @@ def shipped_models() -> list[str]:
     return sorted(p.stem for p in PRETRAINED_DIR.glob("*.safetensors"))
 
 
+def model_card(name: str) -> dict:
+    """The card shipped beside a pretrained model ({} when there is none)."""
+    card = PRETRAINED_DIR / f"{name}.json"
+    return json.loads(card.read_text()) if card.is_file() else {}
+
+
+def verified_shipped(name: str) -> Path:
+    """A shipped model's file, after checking it against the SHA-256 of its card."""
+    import hashlib
+
+    path = PRETRAINED_DIR / f"{name}.safetensors"
+    expected = model_card(name).get("sha256")
+    if expected and hashlib.sha256(path.read_bytes()).hexdigest() != expected:
+        raise UserError(f"the shipped model {name!r} at {str(path)!r} does not match the "
+                        f"SHA-256 of its model card; reinstall the package")
+    return path
+
+
 def resolve_checkpoint(spec: str | os.PathLike) -> Path:
     """A weights file, a run folder (its best, else last, weights) or a shipped model name."""
     path = Path(spec)
@@ -112,7 +130,7 @@ def resolve_checkpoint(spec: str | os.PathLike) -> Path:
         raise UserError(f"run folder {str(path)!r} holds no checkpoint "
                         f"({' or '.join(RUN_DIR_CANDIDATES)})")
     if str(spec) in shipped_models():
-        return PRETRAINED_DIR / f"{spec}.safetensors"
+        return verified_shipped(str(spec))
     names = ", ".join(shipped_models()) or "none yet"
     raise UserError(f"no checkpoint file, run folder or shipped model named {str(spec)!r}; "
                     f"shipped models: {names}")

@@ -1,0 +1,69 @@
+"""Ship a trained run as a pretrained model inside the package (a maintainer's step).
+
+    python tools/ship_model.py RUN_DIR NAME
+
+Copies RUN_DIR/last.safetensors (the weights `final.json` evaluated) to
+src/alexnet/pretrained/NAME.safetensors and writes NAME.json beside it: the model card with
+the exact `alexnet train` command, the recipe, the held-out errors, the hardware and wall
+time of the run, and the file's SHA-256 (checked whenever the shipped model is loaded).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+import shutil
+import sys
+from pathlib import Path
+
+PRETRAINED = Path(__file__).resolve().parents[1] / "src" / "alexnet" / "pretrained"
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def model_card(run: Path, name: str, digest: str) -> dict:
+    from alexnet.engine.checkpoint import load_model
+
+    final = json.loads((run / "final.json").read_text())
+    starts = json.loads((run / "run.json").read_text())["starts"]
+    first = starts[0]["environment"]
+    loaded = load_model(run / "last.safetensors")
+    return {
+        "name": name,
+        "model": loaded.name,
+        "options": loaded.model.model_options,
+        "classes": loaded.classes,
+        "class_names": loaded.meta.get("class_names"),
+        "preprocessing": loaded.preprocessing.to_checkpoint()[0],
+        "recipe": loaded.meta.get("recipe"),
+        "config": loaded.meta.get("config"),
+        "command": shlex.join(["alexnet", *first["argv"][1:]]),
+        "git": first.get("git"),
+        "trained_on": {k: first.get(k) for k in ("device", "gpu", "cpu_count", "torch",
+                                                 "platform", "time_utc")},
+        "resumed": len(starts) - 1,
+        "train_images": final.get("train_images"),
+        "held_out_images": final.get("held_out_images"),
+        "held_out": final.get("held_out"),
+        "wall_seconds": final.get("wall_seconds"),
+        "sha256": digest,
+    }
+
+
+def main(run_dir: str, name: str) -> None:
+    run = Path(run_dir)
+    PRETRAINED.mkdir(exist_ok=True)
+    target = PRETRAINED / f"{name}.safetensors"
+    shutil.copyfile(run / "last.safetensors", target)
+    card = model_card(run, name, sha256(target))
+    (PRETRAINED / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
+    print(json.dumps({k: card[k] for k in ("name", "held_out", "sha256", "command")}, indent=2))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        sys.exit(__doc__)
+    main(*sys.argv[1:])
