@@ -200,11 +200,12 @@ def build_run(config: Config, out: Path, ddp: dist.DistInfo, stop: StopFlag) -> 
     schedule = Schedule(config.schedule, epochs=config.epochs, gamma=config.gamma,
                         step_size=config.step_size, milestones=tuple(config.milestones),
                         warmup_epochs=config.warmup_epochs, plateau=plateau)
-    images = store.images
+    images, labels = store.images, store.labels
     if device.type == "cuda" and store.images.nbytes <= 4 * 2 ** 30:
         # A small store (CIFAR-10: 150 MB) lives on the GPU: batches are gathered there.
-        images = torch.from_numpy(np.asarray(store.images)).to(device)
-    loader = StoreLoader(images, store.labels, config.batch_size // ddp.world_size,
+        images = torch.from_numpy(np.array(store.images)).to(device)
+        labels = torch.from_numpy(np.array(store.labels, dtype=np.int64)).to(device)
+    loader = StoreLoader(images, labels, config.batch_size // ddp.world_size,
                          indices=train_idx, shuffle=True, seed=config.seed, rank=ddp.rank,
                          world_size=ddp.world_size, drop_last=True, device=device)
     augment = TrainAugment(preprocessing, store.eigvals, store.eigvecs, flip=config.flip,

@@ -99,7 +99,9 @@ def train_one_epoch(run: Run) -> dict | None:
                 bar.advance(done - bar.done, loss=f"{loss.item():.3f}", lr=f"{lr:.3g}")
             if _debug_sleep:
                 time.sleep(_debug_sleep)
-            stop = dist.any_rank(run.stop.signum is not None, device)
+            stop = run.stop.signum is not None
+            if run.ddp.enabled:   # every rank must stop at the same step; ask all of them
+                stop = p.step % check_every == 0 and dist.any_rank(stop, device)
             due = time.monotonic() - run.last_save >= cfg.checkpoint_minutes * 60
             if stop or (due and p.step < steps):
                 run.check_finite(bad)  # never save weights that went non-finite
