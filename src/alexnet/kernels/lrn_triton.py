@@ -43,15 +43,22 @@ def _window_sum(ptr, n, hw, c, pixel_mask, C, group_size, s_n, s_hw, s_c,
 
 
 @triton.jit
-def _lrn_forward_kernel(x_ptr, y_ptr, P, HW, C, group_size, s_n, s_hw, s_c,
-                        k, w, beta, SIZE: tl.constexpr, BLOCK_P: tl.constexpr,
-                        BLOCK_C: tl.constexpr):
+def _tile(P, HW, C, s_n, s_hw, s_c, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
+    """This program's BLOCK_P pixels x all channels: indices, masks and element offsets."""
     p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
     c = tl.arange(0, BLOCK_C)
     pixel_mask = p < P
     n, hw = p // HW, p % HW
     mask = pixel_mask[:, None] & (c < C)[None, :]
     offs = n[:, None] * s_n + hw[:, None] * s_hw + c[None, :] * s_c
+    return n, hw, c, pixel_mask, mask, offs
+
+
+@triton.jit
+def _lrn_forward_kernel(x_ptr, y_ptr, P, HW, C, group_size, s_n, s_hw, s_c,
+                        k, w, beta, SIZE: tl.constexpr, BLOCK_P: tl.constexpr,
+                        BLOCK_C: tl.constexpr):
+    n, hw, c, pixel_mask, mask, offs = _tile(P, HW, C, s_n, s_hw, s_c, BLOCK_P, BLOCK_C)
     x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     d = k + w * _window_sum(x_ptr, n, hw, c, pixel_mask, C, group_size, s_n, s_hw, s_c,
                             SIZE, True, BLOCK_P, BLOCK_C)
@@ -64,12 +71,7 @@ def _lrn_backward_t_kernel(x_ptr, g_ptr, t_ptr, P, HW, C, group_size, s_n, s_hw,
                            k, w, beta, SIZE: tl.constexpr, BLOCK_P: tl.constexpr,
                            BLOCK_C: tl.constexpr):
     """t = g * x * d^(-beta-1), written in fp32 with the layout of x."""
-    p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
-    c = tl.arange(0, BLOCK_C)
-    pixel_mask = p < P
-    n, hw = p // HW, p % HW
-    mask = pixel_mask[:, None] & (c < C)[None, :]
-    offs = n[:, None] * s_n + hw[:, None] * s_hw + c[None, :] * s_c
+    n, hw, c, pixel_mask, mask, offs = _tile(P, HW, C, s_n, s_hw, s_c, BLOCK_P, BLOCK_C)
     x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     g = tl.load(g_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     d = k + w * _window_sum(x_ptr, n, hw, c, pixel_mask, C, group_size, s_n, s_hw, s_c,
@@ -82,12 +84,7 @@ def _lrn_backward_t_kernel(x_ptr, g_ptr, t_ptr, P, HW, C, group_size, s_n, s_hw,
 def _lrn_backward_dx_kernel(x_ptr, g_ptr, t_ptr, dx_ptr, P, HW, C, group_size, s_n, s_hw, s_c,
                             k, w, beta, SIZE: tl.constexpr, BLOCK_P: tl.constexpr,
                             BLOCK_C: tl.constexpr):
-    p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
-    c = tl.arange(0, BLOCK_C)
-    pixel_mask = p < P
-    n, hw = p // HW, p % HW
-    mask = pixel_mask[:, None] & (c < C)[None, :]
-    offs = n[:, None] * s_n + hw[:, None] * s_hw + c[None, :] * s_c
+    n, hw, c, pixel_mask, mask, offs = _tile(P, HW, C, s_n, s_hw, s_c, BLOCK_P, BLOCK_C)
     x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     g = tl.load(g_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     d = k + w * _window_sum(x_ptr, n, hw, c, pixel_mask, C, group_size, s_n, s_hw, s_c,
