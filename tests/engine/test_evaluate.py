@@ -83,3 +83,31 @@ def test_ensemble_averages_member_softmax():
     assert result["ensemble"]["top1_error"] == pytest.approx(topk_errors(mean, labels)[1])
     for table, member in zip(tables, result["members"], strict=True):
         assert member["top5_error"] == pytest.approx(topk_errors(table, labels)[5])
+
+
+def test_evaluate_on_a_prepared_store_gives_exact_errors(tmp_path):
+    """Images whose constant colour is their id, in a real store; logits looked up by id."""
+    import numpy as np
+    from PIL import Image
+
+    from alexnet.data import open_store, prepare_store
+
+    n, classes = 30, 7
+    gen = torch.Generator().manual_seed(3)
+    table = torch.randn(n, classes, generator=gen)
+    for i in range(n):
+        folder = tmp_path / "images" / f"c{i % classes}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((8, 8, 3), i, np.uint8)).save(folder / f"{i:03d}.png")
+    prepare_store(tmp_path / "images", tmp_path / "store", size=8, workers=1, progress=False)
+    store = open_store(tmp_path / "store")
+    ids = torch.from_numpy(store.images[:, 0, 0, 0].astype(np.int64))
+    labels = torch.from_numpy(store.labels)
+    scores = table[ids]
+    result = evaluate(LookupModel(table), store, preprocessing=Preprocessing(size=8, crop=6),
+                      views="ten", batch_size=40)
+    rank = (scores > scores.gather(1, labels[:, None])).sum(1)
+    assert result["images"] == n
+    assert result["top1_error"] == pytest.approx((rank >= 1).sum().item() / n, abs=1e-12)
+    assert result["top5_error"] == pytest.approx((rank >= 5).sum().item() / n, abs=1e-12)
+    assert 0 < result["top5_error"] < result["top1_error"] < 1
