@@ -129,9 +129,8 @@ def lrn_forward(x: torch.Tensor, size: int, groups: int, k: float, w: float,
 def lrn_backward(x: torch.Tensor, grad: torch.Tensor, size: int, groups: int, k: float,
                  w: float, beta: float) -> torch.Tensor:
     x = _prepare(x)
-    grad = grad.contiguous(memory_format=torch.channels_last) \
-        if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous() \
-        else grad.contiguous()
+    if grad.stride() != x.stride():  # the kernels index every tensor with x's strides
+        grad = torch.empty_like(x, dtype=grad.dtype).copy_(grad)
     t = torch.empty_like(x, dtype=torch.float32)
     _launch(_lrn_backward_t_kernel, x, grad, t, size=size, groups=groups, k=k, w=w, beta=beta)
     dx = torch.empty_like(x)
