@@ -28,7 +28,7 @@ CHECK = textwrap.dedent("""
         reference = LocalResponseNorm(channels, 5, 1e-2, 0.75, 2.0, groups, backend="band")
         kernel = LocalResponseNorm(channels, 5, 1e-2, 0.75, 2.0, groups, backend="triton")
         xr, xk = x.clone().requires_grad_(), x.clone().requires_grad_()
-        grad = torch.randn_like(x)
+        grad = torch.randn(x.shape, dtype=x.dtype)  # NCHW even where x is channels_last
         yr, yk = reference(xr), kernel(xk)
         gr = torch.autograd.grad(yr, xr, grad)[0]
         gk = torch.autograd.grad(yk, xk, grad)[0]
