@@ -29,7 +29,7 @@ def model_card(run: Path, name: str, digest: str) -> dict:
 
     final = json.loads((run / "final.json").read_text())
     starts = json.loads((run / "run.json").read_text())["starts"]
-    first = starts[0]["environment"]
+    first = starts[0]
     loaded = load_model(run / "last.safetensors")
     return {
         "name": name,
@@ -41,10 +41,12 @@ def model_card(run: Path, name: str, digest: str) -> dict:
         "recipe": loaded.meta.get("recipe"),
         "config": loaded.meta.get("config"),
         "command": shlex.join(["alexnet", *first["argv"][1:]]),
+        # A run that was stopped and resumed (possibly with a new epochs=) lists each start.
+        "starts": [shlex.join(["alexnet", *start["argv"][1:]])
+                   for start in starts],
         "git": first.get("git"),
         "trained_on": {k: first.get(k) for k in ("device", "gpu", "cpu_count", "torch",
                                                  "platform", "time_utc")},
-        "resumed": len(starts) - 1,
         "train_images": final.get("train_images"),
         "held_out_images": final.get("held_out_images"),
         "held_out": final.get("held_out"),
