@@ -163,9 +163,9 @@ def train(config: Config, out_dir: str | os.PathLike, resume: bool | None = None
     ddp = dist.setup(config.device)
     try:
         with StopFlag() as stop:
-            run, stopped = _train(config, Path(out_dir), ddp, resume, stop)
+            run, halted = _train(config, Path(out_dir), ddp, resume, stop)
         # Past training the state is saved: a signal now may end the process at once.
-        summary = stopped or finish(run)
+        summary = halted or finish(run)
         dist.barrier()  # tearing gloo down while a peer still works aborts that peer
         return summary
     finally:
