@@ -55,13 +55,22 @@ def _tile(P, HW, C, s_n, s_hw, s_c, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr
 
 
 @triton.jit
+def _x_and_denominator(x_ptr, n, hw, c, pixel_mask, mask, offs, C, group_size, s_n, s_hw, s_c,
+                       k, w, SIZE: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
+    """The tile of x and its denominators d = k + w * window sum of x^2, both fp32."""
+    x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    d = k + w * _window_sum(x_ptr, n, hw, c, pixel_mask, C, group_size, s_n, s_hw, s_c,
+                            SIZE, True, BLOCK_P, BLOCK_C)
+    return x, d
+
+
+@triton.jit
 def _lrn_forward_kernel(x_ptr, y_ptr, P, HW, C, group_size, s_n, s_hw, s_c,
                         k, w, beta, SIZE: tl.constexpr, BLOCK_P: tl.constexpr,
                         BLOCK_C: tl.constexpr):
     n, hw, c, pixel_mask, mask, offs = _tile(P, HW, C, s_n, s_hw, s_c, BLOCK_P, BLOCK_C)
-    x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    d = k + w * _window_sum(x_ptr, n, hw, c, pixel_mask, C, group_size, s_n, s_hw, s_c,
-                            SIZE, True, BLOCK_P, BLOCK_C)
+    x, d = _x_and_denominator(x_ptr, n, hw, c, pixel_mask, mask, offs, C, group_size,
+                              s_n, s_hw, s_c, k, w, SIZE, BLOCK_P, BLOCK_C)
     y = x * tl.exp2(-beta * tl.log2(d))
     tl.store(y_ptr + offs, y.to(y_ptr.dtype.element_ty), mask=mask)
 
@@ -72,10 +81,9 @@ def _lrn_backward_t_kernel(x_ptr, g_ptr, t_ptr, P, HW, C, group_size, s_n, s_hw,
                            BLOCK_C: tl.constexpr):
     """t = g * x * d^(-beta-1), written in fp32 with the layout of x."""
     n, hw, c, pixel_mask, mask, offs = _tile(P, HW, C, s_n, s_hw, s_c, BLOCK_P, BLOCK_C)
-    x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    x, d = _x_and_denominator(x_ptr, n, hw, c, pixel_mask, mask, offs, C, group_size,
+                              s_n, s_hw, s_c, k, w, SIZE, BLOCK_P, BLOCK_C)
     g = tl.load(g_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    d = k + w * _window_sum(x_ptr, n, hw, c, pixel_mask, C, group_size, s_n, s_hw, s_c,
-                            SIZE, True, BLOCK_P, BLOCK_C)
     t = g * x * tl.exp2((-beta - 1.0) * tl.log2(d))
     tl.store(t_ptr + offs, t, mask=mask)
 
@@ -85,10 +93,9 @@ def _lrn_backward_dx_kernel(x_ptr, g_ptr, t_ptr, dx_ptr, P, HW, C, group_size, s
                             k, w, beta, SIZE: tl.constexpr, BLOCK_P: tl.constexpr,
                             BLOCK_C: tl.constexpr):
     n, hw, c, pixel_mask, mask, offs = _tile(P, HW, C, s_n, s_hw, s_c, BLOCK_P, BLOCK_C)
-    x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    x, d = _x_and_denominator(x_ptr, n, hw, c, pixel_mask, mask, offs, C, group_size,
+                              s_n, s_hw, s_c, k, w, SIZE, BLOCK_P, BLOCK_C)
     g = tl.load(g_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    d = k + w * _window_sum(x_ptr, n, hw, c, pixel_mask, C, group_size, s_n, s_hw, s_c,
-                            SIZE, True, BLOCK_P, BLOCK_C)
     t_sum = _window_sum(t_ptr, n, hw, c, pixel_mask, C, group_size, s_n, s_hw, s_c,
                         SIZE, False, BLOCK_P, BLOCK_C)
     dx = g * tl.exp2(-beta * tl.log2(d)) - 2.0 * w * beta * x * t_sum
