@@ -24,19 +24,11 @@ from pathlib import Path
 
 import torch
 
+from alexnet.bench.train import image_tree
+
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 CASES = {"imagenet": (SHARED / "imagenet-samples", 256, 224),
          "cifar": (SHARED / "cifar10" / "train", 32, 24)}
-
-
-def link_tree(src: Path, dst: Path, count: int) -> None:
-    """An ImageFolder tree of symlinks to `count` files of src (flat files -> one class)."""
-    files = sorted(p for p in src.rglob("*") if p.is_file())
-    step = max(1, len(files) // count)
-    for f in files[::step][:count]:
-        cls = f.parent.name if f.parent != src else "all"
-        (dst / cls).mkdir(parents=True, exist_ok=True)
-        (dst / cls / f.name).symlink_to(f)
 
 
 def time_epochs(make_iter, epochs: int, device: str) -> float:
@@ -118,7 +110,7 @@ def main() -> None:
         count = args.images or (750 if case == "imagenet" else 5000)
         with tempfile.TemporaryDirectory() as tmp:
             tree = Path(tmp) / "tree"
-            link_tree(src, tree, count)
+            image_tree(src, tree, count)
             prepare_store(tree, Path(tmp) / "store", size=size, workers=args.workers,
                           progress=False)
             b = torchvision_pipeline(tree, crop, args.batch, args.workers, args.epochs,

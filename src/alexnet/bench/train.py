@@ -22,17 +22,19 @@ from alexnet.bench.model import synthetic_step, training_step
 from alexnet.models import build_model, model_spec
 
 
-def image_tree(src: Path, dst: Path) -> int:
-    """An ImageFolder tree of links to the images under `src` (flat files: one class)."""
+def image_tree(src: Path, dst: Path, count: int | None = None) -> int:
+    """An ImageFolder tree at `dst` of links to the images under `src` (flat files: one
+    class), `count` of them evenly spread when given; returns how many it linked."""
     from alexnet.data.sources import IMAGE_EXTENSIONS
 
-    count = 0
-    for f in sorted(p for p in src.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS):
+    files = sorted(p for p in src.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+    if count:
+        files = files[::max(1, len(files) // count)][:count]
+    for f in files:
         cls = f.parent.name if f.parent != src else "all"
         (dst / cls).mkdir(parents=True, exist_ok=True)
         (dst / cls / f.name).symlink_to(f.resolve())
-        count += 1
-    return count
+    return len(files)
 
 
 def cycle(make_iterator):
