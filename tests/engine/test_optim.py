@@ -93,3 +93,11 @@ def test_plateau_drops_at_most_three_times_and_round_trips_its_state():
     t = Schedule("plateau")
     t.load_state_dict(state)
     assert t.plateau.best == 0.3 and not math.isinf(t.plateau.best)
+
+
+def test_plateau_watches_validation_error_else_training_loss():
+    from alexnet.engine.train import plateau_target
+
+    stats = {"train_loss": 6.9, "train_top1_error": 1.0}
+    assert plateau_target({"top1_error": 0.4, "top5_error": 0.2}, stats) == 0.4
+    assert plateau_target({}, stats) == 6.9  # not the 100% training error

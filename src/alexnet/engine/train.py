@@ -154,6 +154,14 @@ def check_resumable(saved: Config, config: Config, out: Path) -> None:
                         f"it without changing them, or pass a new --out")
 
 
+def plateau_target(val: dict, stats: dict) -> float:
+    """What the plateau rule watches: the validation top-1 error (the paper), or without
+    held-out images the training loss. Training top-1 error would mislead there: with many
+    classes it sits at 100% for epochs while the network is learning, and the rule would
+    divide the lr long before anything has stopped improving."""
+    return val["top1_error"] if val else stats["train_loss"]
+
+
 def train(config: Config, out_dir: str | os.PathLike, resume: bool | None = None) -> dict:
     """Train (or continue) the run in `out_dir`; returns its summary (also in final.json).
 
@@ -216,8 +224,7 @@ def _train(config: Config, out: Path, ddp: dist.DistInfo, resume: bool | None,
             if stats is None:
                 return run, stopped(run)
             val = validate(run)
-            target = val.get("top1_error", stats["train_top1_error"])
-            dropped = run.schedule.end_epoch(target)
+            dropped = run.schedule.end_epoch(plateau_target(val, stats))
             row = {"epoch": p.epoch + 1, **stats, "val_top1_error": val.get("top1_error"),
                    "val_top5_error": val.get("top5_error"), "lr_dropped": int(dropped)}
             p.history.append(row)
