@@ -86,7 +86,7 @@ def store_features(loaded, store, cache_dir: str | os.PathLike | None = None,
 
     info: {"cache": path, "cached": whether it was already there, "seconds", "images", "dim"}.
     """
-    from alexnet.engine.checkpoint import atomic_path
+    from alexnet.files import atomic_path
 
     check_store_fits(loaded, store)
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()

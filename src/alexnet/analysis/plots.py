@@ -26,7 +26,7 @@ def _pyplot():
 
 
 def save_figure(fig, path: str | os.PathLike, dpi: int = 100) -> Path:
-    from alexnet.engine.checkpoint import atomic_path
+    from alexnet.files import atomic_path
 
     path = Path(path)
     plt = _pyplot()

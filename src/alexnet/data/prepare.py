@@ -41,6 +41,7 @@ from alexnet.data.sources import (
 )
 from alexnet.data.stats import RGBStats
 from alexnet.errors import UserError
+from alexnet.files import atomic_path, atomic_write_text, fsync_path
 
 PENDING, DONE, SKIPPED = 0, 1, 2
 CHECKPOINT_EVERY_S = 15.0
@@ -111,15 +112,12 @@ def _fingerprint(source: Source, size: int) -> str:
 
 
 def _atomic_savez(path: Path, **arrays) -> None:
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: no ".npz" added
+        np.savez(f, **arrays)
 
 
 def _atomic_json(path: Path, data) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data))
 
 
 class _Run:
@@ -287,22 +285,12 @@ def _finish(run: _Run, source: Source, partial: Path, out: Path, workers: int,
     for name in (PLAN, STATE, EVENTS):
         (partial / name).unlink(missing_ok=True)
     for name in (fmt.IMAGES, fmt.LABELS, fmt.FILES, fmt.STATS, fmt.MANIFEST, "."):
-        _fsync(partial / name)  # on disk before the rename makes the store visible
+        fsync_path(partial / name)  # on disk before the rename makes the store visible
     if out.is_dir():
         out.rmdir()  # only an empty folder reaches here
     os.replace(partial, out)
-    _fsync(out.parent)
+    fsync_path(out.parent)
     return manifest
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some file systems cannot fsync a directory
-    finally:
-        os.close(fd)
 
 
 def _start_or_resume(source: Source, partial: Path, size: int) -> _Run:

@@ -5,17 +5,14 @@ A weights file holds the state dict plus `preprocessing.*` tensors, and string m
 (JSON) and any extra JSON-able entries. It rebuilds a usable model on its own, and loading
 it runs no code: safetensors holds only tensors and strings.
 
-Every write goes to a temporary file in the same folder, is fsynced, then renamed over the
-target, so a crash mid-write leaves the previous file intact.
+Every write is atomic (`alexnet.files.atomic_path`): a crash mid-write leaves the previous
+file intact.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,37 +21,11 @@ from torch import nn
 
 from alexnet.data.preprocess import Preprocessing
 from alexnet.errors import UserError
+from alexnet.files import atomic_path
 
 FORMAT = "alexnet-weights/1"
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
 RUN_DIR_CANDIDATES = ("best.safetensors", "last.safetensors")
-
-
-@contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; on success fsync it and rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
-    try:
-        yield tmp
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)  # make the rename itself durable
-        finally:
-            os.close(dir_fd)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
 
 
 @dataclass

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from alexnet.engine.checkpoint import atomic_write_text
+from alexnet.files import atomic_write_text
 
 METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_top1_error", "val_top1_error",
                   "val_top5_error", "images_per_s", "epoch_seconds", "lr_dropped")

@@ -15,7 +15,7 @@ import numpy as np
 
 from alexnet import console
 from alexnet.config import Config, apply_overrides, resolve_config
-from alexnet.engine.checkpoint import atomic_write_text
+from alexnet.files import atomic_write_text
 
 
 def experiment_store(data: str, out: Path, size: int, per_class: int | None) -> str:

@@ -161,7 +161,7 @@ def export_checkpoint(loaded, fmt: str, out: str | os.PathLike, *,
     also proves the batch dimension is dynamic) and compares with the eager model; a
     difference above 1e-4 is an error. Returns a summary with `max_abs_diff`.
     """
-    from alexnet.engine.checkpoint import atomic_path
+    from alexnet.files import atomic_path
     from alexnet.interop.torchvision import export_torchvision
 
     if fmt not in FORMATS:
