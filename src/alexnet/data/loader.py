@@ -4,7 +4,8 @@ The order of an epoch depends only on (seed, epoch), so a run resumed at batch k
 sees exactly the batches it would have seen (`iterate(e, start_batch=k)`). Each batch is read
 from the memory-mapped store with its indices sorted (sequential reads; the order inside a
 batch does not matter to SGD), by a background thread into pinned memory when the device is
-CUDA, and copied to the device asynchronously.
+CUDA, and copied to the device asynchronously. A JPEG store's batches are read as bytes by
+the thread and decoded where they are used: by nvJPEG on the GPU, in the thread on the CPU.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ import torch
 class StoreLoader:
     """Batches (images uint8 [B,H,W,3], labels int64 [B]) on `device`.
 
-    images: np.memmap / np.ndarray uint8 [N,H,W,3], or a torch tensor (indexed where it is,
-    e.g. a whole CIFAR-10 store already on the GPU). Shards: rank r takes every world_size-th
+    images: np.memmap / np.ndarray uint8 [N,H,W,3], a JPEG store's JpegImages, or a torch
+    tensor (indexed where it is, e.g. a whole CIFAR-10 store already on the GPU). Shards: rank r takes every world_size-th
     sample of the permutation, so shards are disjoint and together cover it. With drop_last,
     every rank gets the same number of full batches (what DDP needs).
     """
@@ -33,7 +34,8 @@ class StoreLoader:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is outside world_size {world_size}")
-        if not isinstance(images, torch.Tensor):
+        self.jpeg = hasattr(images, "read_bytes")
+        if not isinstance(images, torch.Tensor) and not self.jpeg:
             images = np.asarray(images)  # a plain view of a memmap: takes return ndarrays
         self.images, self.batch_size = images, int(batch_size)
         self.labels = labels if isinstance(labels, torch.Tensor) else \
@@ -91,27 +93,35 @@ class StoreLoader:
         yield from self._prefetched(batches)
 
     def _read(self, idx: np.ndarray, out: torch.Tensor | None):
-        """Rows idx of the store into `out` (a pinned buffer) or a fresh tensor."""
+        """Rows idx of the store into `out` (a pinned buffer) or a fresh tensor; from a JPEG
+        store, the bytes when they are decoded on the GPU, else the decoded images."""
+        labels = self.labels[torch.from_numpy(idx)]
+        if self.jpeg:
+            blobs = self.images.read_bytes(idx)
+            return (blobs if self.device.type == "cuda" else self.images.decode(blobs)), labels
         if out is None:
             images = torch.from_numpy(np.take(self.images, idx, axis=0))
         else:
             images = out[:len(idx)]
             np.take(self.images, idx, axis=0, out=images.numpy())
-        return images, self.labels[torch.from_numpy(idx)]
+        return images, labels
 
-    def _to_device(self, images: torch.Tensor, labels: torch.Tensor):
+    def _to_device(self, images, labels: torch.Tensor):
         if self.device.type == "cpu":
             return images, labels
+        if self.jpeg:   # a list of JPEG byte tensors: one batched nvJPEG call
+            return (self.images.decode(images, self.device),
+                    labels.to(self.device, non_blocking=True))
         return (images.to(self.device, non_blocking=True),
                 labels.to(self.device, non_blocking=True))
 
     def _prefetched(self, batches: Iterator[np.ndarray]):
         """Read ahead in a thread (numpy copies release the GIL). On CUDA, batches land in a
         ring of pinned buffers; a buffer is reused only after its copy to the GPU finished."""
-        cuda = self.device.type == "cuda"
+        pinned = self.device.type == "cuda" and not self.jpeg   # a ring for raw rows only
         ready: queue.Queue = queue.Queue(maxsize=self.prefetch)
         free: queue.Queue = queue.Queue()
-        if cuda:
+        if pinned:
             shape = (self.batch_size, *self.images.shape[1:])
             for _ in range(self.prefetch + 1):
                 free.put((torch.empty(shape, dtype=torch.uint8).pin_memory(), None))
@@ -130,7 +140,7 @@ class StoreLoader:
             try:
                 for idx in batches:
                     buf = None
-                    if cuda:
+                    if pinned:
                         buf, event = wait(free)
                         if event is not None:
                             event.synchronize()
@@ -152,7 +162,7 @@ class StoreLoader:
                     raise item
                 images, labels, buf = item
                 out = self._to_device(images, labels)
-                if cuda:
+                if pinned:
                     event = torch.cuda.Event()
                     event.record()
                     free.put((buf, event))

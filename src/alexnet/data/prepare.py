@@ -8,6 +8,12 @@ continues where the last checkpoint left it. Skipped images leave holes that are
 moving later rows forward; then labels, names, statistics and the manifest are written and
 the folder is renamed to `<out>`. Memory: refs and one status byte per image in the main
 process, one chunk per worker.
+
+A JPEG store (`encoding="jpeg"`) differs in one place: workers return each chunk's JPEG bytes
+and the main process appends them to `images.jpg`, recording (offset, length) per image; the
+checkpoint holds the file's length too, and a resumed run cuts the file back to it. Skipped
+images leave no bytes, so there is nothing to compact. The statistics are those of the
+pixels before JPEG encoding, as a raw store of the same source would have.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from alexnet.console import info
 from alexnet.console import progress as progress_display
 from alexnet.data import store as fmt
 from alexnet.data.images import ALPHA_BACKGROUND_NAME, BadImage, decode_image
+from alexnet.data.jpeg import DEFAULT_QUALITY, encode_jpeg
 from alexnet.data.sources import (
     Source,
     cifar_row,
@@ -53,9 +60,12 @@ PLAN, STATE, EVENTS = "plan.json", "state.npz", "events.json"
 _worker: dict = {}
 
 
-def _init_worker(root: str, reader: str, size: int, images_path: str) -> None:
+def _init_worker(root: str, reader: str, size: int, images_path: str,
+                 jpeg_quality: int | None) -> None:
+    """jpeg_quality None: a raw store, rows written in place; else JPEG bytes returned."""
     _worker.update(root=Path(root), reader=reader, size=size, cache={},
-                   fd=os.open(images_path, os.O_WRONLY))
+                   jpeg_quality=jpeg_quality,
+                   fd=None if jpeg_quality else os.open(images_path, os.O_WRONLY))
 
 
 def _read_one(ref: str) -> tuple[np.ndarray, list[str]]:
@@ -77,9 +87,11 @@ def _read_one(ref: str) -> tuple[np.ndarray, list[str]]:
 
 
 def _work(task: tuple[list[int], list[str]]):
-    """Decode and write one chunk: (indices, status codes, {index: [kind, text]}, sums)."""
+    """Decode and write one chunk: (indices, status codes, {index: [kind, text]}, sums,
+    [(index, JPEG bytes)] for a JPEG store, else [])."""
     indices, refs = task
-    size, fd = _worker["size"], _worker["fd"]
+    size, fd, quality = _worker["size"], _worker["fd"], _worker["jpeg_quality"]
+    blobs: list[tuple[int, bytes]] = []
     stats = RGBStats(size)
     codes = np.zeros(len(indices), np.int8)
     events: dict[int, list[str]] = {}
@@ -93,18 +105,23 @@ def _work(task: tuple[list[int], list[str]]):
             codes[k], events[index] = SKIPPED, ["skipped", f"{type(err).__name__}: {err}"]
             continue
         # Outside the try: a failed write (disk full) must stop the run, not skip images.
-        os.pwrite(fd, image.tobytes(), index * image.nbytes)
+        if quality:
+            blobs.append((index, encode_jpeg(image, quality)))
+        else:
+            os.pwrite(fd, image.tobytes(), index * image.nbytes)
         stats.add_image(image)
         codes[k] = DONE
         if notes:
             events[index] = ["converted", "; ".join(notes)]
-    return indices, codes, events, stats.to_arrays()
+    return indices, codes, events, stats.to_arrays(), blobs
 
 
 # ---- main side ---------------------------------------------------------------------------
 
-def _fingerprint(source: Source, size: int) -> str:
+def _fingerprint(source: Source, size: int, jpeg_quality: int | None) -> str:
     digest = hashlib.sha256(json.dumps([size, source.kind, source.classes]).encode())
+    if jpeg_quality:  # raw stores keep the fingerprint they always had
+        digest.update(f"jpeg{jpeg_quality}".encode())
     for ref in source.refs:
         digest.update(ref.encode() + b"\0")
     digest.update(np.ascontiguousarray(source.labels).tobytes())
@@ -123,9 +140,13 @@ def _atomic_json(path: Path, data) -> None:
 class _Run:
     """The state of one prepare in `<out>.partial`: status per image, sums, events."""
 
-    def __init__(self, partial: Path, count: int, size: int):
+    def __init__(self, partial: Path, count: int, size: int, jpeg_quality: int | None):
         self.partial, self.count, self.size = partial, count, size
+        self.jpeg_quality = jpeg_quality
+        self.images_path = partial / (fmt.JPEG_IMAGES if jpeg_quality else fmt.IMAGES)
         self.bytes_per_image = size * size * 3
+        self.jpeg_index = np.zeros((count, 2), np.int64) if jpeg_quality else None
+        self.jpeg_end = 0      # bytes of images.jpg that belong to absorbed images
         self.status = np.zeros(count, np.int8)
         self.stats = RGBStats(size)
         self.events: dict[int, list[str]] = {}
@@ -137,6 +158,9 @@ class _Run:
                 raise ValueError("interrupted while compacting")
             self.status = np.array(state["status"], np.int8)
             self.stats = RGBStats.from_arrays(state)
+            if self.jpeg_quality:
+                self.jpeg_index = np.array(state["jpeg_index"], np.int64)
+                self.jpeg_end = int(state["jpeg_end"])
         events = json.loads((self.partial / EVENTS).read_text())
         self.events = {int(k): v for k, v in events.items() if self.status[int(k)] != PENDING}
         self.resumed = int((self.status != PENDING).sum())
@@ -144,11 +168,19 @@ class _Run:
     def checkpoint(self, fd: int, compacting: bool = False) -> None:
         os.fsync(fd)  # images first: the status must never claim rows that are not on disk
         _atomic_json(self.partial / EVENTS, self.events)
+        jpeg = {"jpeg_index": self.jpeg_index, "jpeg_end": np.asarray(self.jpeg_end)} \
+            if self.jpeg_quality else {}
         _atomic_savez(self.partial / STATE, status=self.status, compacting=np.asarray(compacting),
-                      **self.stats.to_arrays())
+                      **self.stats.to_arrays(), **jpeg)
 
-    def absorb(self, result) -> int:
-        indices, codes, events, sums = result
+    def absorb(self, result, fd: int) -> int:
+        """Take in one chunk's results; a JPEG store's bytes are appended to `fd` first."""
+        indices, codes, events, sums, blobs = result
+        if blobs:
+            os.pwrite(fd, b"".join(data for _, data in blobs), self.jpeg_end)
+            for index, data in blobs:
+                self.jpeg_index[index] = (self.jpeg_end, len(data))
+                self.jpeg_end += len(data)
         self.status[np.asarray(indices, np.int64)] = codes
         self.events.update(events)
         self.stats.merge(RGBStats.from_arrays(sums))
@@ -184,10 +216,11 @@ def _parallel(tasks, workers: int, init: tuple):
             pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _decode_all(run: _Run, source: Source, images_path: Path, workers: int, show: bool) -> None:
+def _decode_all(run: _Run, source: Source, workers: int, show: bool) -> None:
+    images_path = run.images_path
     pending = np.flatnonzero(run.status == PENDING)
     chunk = int(np.clip(len(pending) // max(workers * 8, 1), 8, 256 if run.size <= 64 else 64))
-    init = (str(source.root), source.reader, run.size, str(images_path))
+    init = (str(source.root), source.reader, run.size, str(images_path), run.jpeg_quality)
     tasks = _tasks(source, pending, chunk)
     fd = os.open(images_path, os.O_RDWR)
     try:
@@ -202,7 +235,7 @@ def _decode_all(run: _Run, source: Source, images_path: Path, workers: int, show
                 results = _parallel(tasks, workers, init)
             try:
                 for result in results:
-                    bar.advance(run.absorb(result))
+                    bar.advance(run.absorb(result, fd))
                     if time.monotonic() - last > CHECKPOINT_EVERY_S:
                         run.checkpoint(fd)
                         last = time.monotonic()
@@ -220,9 +253,12 @@ def _decode_all(run: _Run, source: Source, images_path: Path, workers: int, show
         os.close(fd)
 
 
-def _compact(run: _Run, images_path: Path) -> np.ndarray:
+def _compact(run: _Run) -> np.ndarray:
     """Move kept rows forward over the holes of skipped ones; returns the kept indices."""
     kept = np.flatnonzero(run.status == DONE)
+    images_path = run.images_path
+    if run.jpeg_quality:
+        return kept   # skipped images wrote no bytes; the index simply leaves them out
     bpi = run.bytes_per_image
     first_hole = int(np.argmax(kept != np.arange(len(kept)))) if len(kept) else 0
     if len(kept) and kept[-1] != len(kept) - 1:
@@ -246,6 +282,7 @@ def _summary(manifest: dict, out: Path, status: str, seconds: float | None = Non
                "images": manifest["count"], "num_classes": len(manifest["classes"]),
                "classes": manifest["classes"], "per_class": manifest["per_class"],
                "skipped": manifest["skipped"], "converted": manifest["converted"]}
+    summary["encoding"] = manifest.get("encoding", "raw")
     if seconds is not None:
         summary.update(seconds=round(seconds, 2), workers=manifest["workers"],
                        images_per_second=round(decoded / max(seconds, 1e-9), 1))
@@ -254,9 +291,15 @@ def _summary(manifest: dict, out: Path, status: str, seconds: float | None = Non
 
 def _finish(run: _Run, source: Source, partial: Path, out: Path, workers: int,
             source_arg: str) -> dict:
-    images_path = partial / fmt.IMAGES
-    kept = _compact(run, images_path)
+    kept = _compact(run)
     labels = source.labels[kept]
+    written = [run.images_path.name, fmt.LABELS, fmt.FILES, fmt.STATS, fmt.MANIFEST]
+    encoding = {"encoding": "raw"}
+    if run.jpeg_quality:
+        np.save(partial / fmt.JPEG_INDEX, run.jpeg_index[kept])
+        written.append(fmt.JPEG_INDEX)
+        encoding = {"encoding": "jpeg", "jpeg_quality": run.jpeg_quality,
+                    "jpeg_bytes": run.jpeg_end}
     stats = run.stats.finish()
     np.save(partial / fmt.LABELS, labels.astype(np.int64))
     (partial / fmt.FILES).write_text(json.dumps([source.refs[i] for i in kept]))
@@ -268,7 +311,7 @@ def _finish(run: _Run, source: Source, partial: Path, out: Path, workers: int,
                  for i, (kind, text) in sorted(run.events.items()) if kind == "converted"]
     manifest = {
         "format": fmt.FORMAT, "version": fmt.VERSION, "count": int(len(kept)),
-        "size": run.size, "shape": [int(len(kept)), run.size, run.size, 3],
+        "size": run.size, "shape": [int(len(kept)), run.size, run.size, 3], **encoding,
         "planned": run.count, "source": str(source.root), "source_arg": source_arg,
         "source_kind": source.kind,
         "classes": source.classes, "class_names": source.class_names,
@@ -284,7 +327,7 @@ def _finish(run: _Run, source: Source, partial: Path, out: Path, workers: int,
     (partial / fmt.MANIFEST).write_text(json.dumps(manifest, indent=1))
     for name in (PLAN, STATE, EVENTS):
         (partial / name).unlink(missing_ok=True)
-    for name in (fmt.IMAGES, fmt.LABELS, fmt.FILES, fmt.STATS, fmt.MANIFEST, "."):
+    for name in (*written, "."):
         fsync_path(partial / name)  # on disk before the rename makes the store visible
     if out.is_dir():
         out.rmdir()  # only an empty folder reaches here
@@ -293,15 +336,18 @@ def _finish(run: _Run, source: Source, partial: Path, out: Path, workers: int,
     return manifest
 
 
-def _start_or_resume(source: Source, partial: Path, size: int) -> _Run:
-    plan = {"fingerprint": _fingerprint(source, size), "size": size, "count": len(source.refs),
-            "source": str(source.root)}
-    run = _Run(partial, len(source.refs), size)
+def _start_or_resume(source: Source, partial: Path, size: int,
+                     jpeg_quality: int | None) -> _Run:
+    plan = {"fingerprint": _fingerprint(source, size, jpeg_quality), "size": size,
+            "count": len(source.refs), "source": str(source.root)}
+    run = _Run(partial, len(source.refs), size, jpeg_quality)
     if partial.exists():
         try:
             same = json.loads((partial / PLAN).read_text()) == plan
             if same:
                 run.load()
+                if jpeg_quality:   # bytes past the checkpoint belong to no recorded image
+                    os.truncate(run.images_path, run.jpeg_end)
                 info(f"continuing the interrupted prepare in {partial} "
                      f"({run.resumed:,} of {run.count:,} images done)")
                 return run
@@ -311,17 +357,19 @@ def _start_or_resume(source: Source, partial: Path, size: int) -> _Run:
                                 f"move it away") from None
             info(f"starting {partial} afresh ({err})")
         shutil.rmtree(partial)
-        run = _Run(partial, len(source.refs), size)
+        run = _Run(partial, len(source.refs), size, jpeg_quality)
     partial.mkdir(parents=True)
-    with open(partial / fmt.IMAGES, "wb") as f:
-        f.truncate(len(source.refs) * size * size * 3)  # sparse until written
+    with open(run.images_path, "wb") as f:
+        if not jpeg_quality:
+            f.truncate(len(source.refs) * size * size * 3)  # sparse until written
     _atomic_json(partial / PLAN, plan)
     return run
 
 
 def prepare_store(src, out, size: int = 256, workers: int | None = None, strict: bool = False,
                   progress: bool = True, *, split: str | None = None, labels: str | None = None,
-                  devkit: str | None = None, classes=None) -> dict:
+                  devkit: str | None = None, classes=None, encoding: str = "raw",
+                  quality: int = DEFAULT_QUALITY) -> dict:
     """Decode `src` into a store at `out`; returns the summary (counts, classes, skipped
     files with reasons, converted files with what was done).
 
@@ -331,9 +379,17 @@ def prepare_store(src, out, size: int = 256, workers: int | None = None, strict:
     labels / devkit: validation labels file and devkit folder when not found automatically.
     classes: a prepared store or `id [name]` text file whose class list (and order) the
     labels must follow, e.g. the training store's for a validation folder.
+    encoding: "raw" (uint8 arrays, fastest to read) or "jpeg" (about a tenth of the disk,
+    decoded in batches on the GPU by nvJPEG) at JPEG `quality`.
     """
     if size < 1:
         raise UserError(f"--size must be positive, got {size}")
+    if encoding not in fmt.ENCODINGS:
+        raise UserError(f"unknown store format {encoding!r}; choose one of "
+                        f"{', '.join(fmt.ENCODINGS)}")
+    if not 1 <= quality <= 100:
+        raise UserError(f"--quality must be between 1 and 100, got {quality}")
+    jpeg_quality = quality if encoding == "jpeg" else None
     out = Path(out).expanduser()
     if fmt.is_store(out):
         manifest = fmt.open_store(out).manifest
@@ -344,6 +400,9 @@ def prepare_store(src, out, size: int = 256, workers: int | None = None, strict:
         if int(manifest["size"]) != size:
             raise UserError(f"{out} already holds a store of {manifest['size']}x"
                             f"{manifest['size']} images, not {size}x{size}; choose another OUT")
+        if manifest.get("encoding", "raw") != encoding:
+            raise UserError(f"{out} already holds a {manifest.get('encoding', 'raw')} store, "
+                            f"not a {encoding} one; choose another OUT")
         summary = _summary(manifest, out, "already prepared")
     else:
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -356,8 +415,8 @@ def prepare_store(src, out, size: int = 256, workers: int | None = None, strict:
         workers = max(1, min(workers or os.cpu_count() or 1, 64))
         started = time.perf_counter()
         partial = fmt.partial_path(out)
-        run = _start_or_resume(source, partial, size)
-        _decode_all(run, source, partial / fmt.IMAGES, workers, progress)
+        run = _start_or_resume(source, partial, size, jpeg_quality)
+        _decode_all(run, source, workers, progress)
         manifest = _finish(run, source, partial, out, workers,
                            str(Path(src).expanduser().resolve()))
         summary = _summary(manifest, out, "prepared", time.perf_counter() - started,

@@ -5,7 +5,9 @@ A store is a folder:
     manifest.json   format, version, count, size, classes, class_names, source, per-class
                     counts, skipped files with reasons, converted files with what was done,
                     the RGB statistics (channel mean, eigenvalues, eigenvectors)
-    images.u8       raw uint8 [N, size, size, 3], row-major (RGB, HWC)
+    images.u8       raw uint8 [N, size, size, 3], row-major (RGB, HWC), or, in a JPEG store
+                    (`prepare --format jpeg`), images.jpg: the images' JPEG bytes one after
+                    another, and jpeg_index.npy: int64 [N, 2] (offset, length) of each
     labels.npy      int64 [N]
     files.json      [N] file names relative to the source (CIFAR batches: "batch/row")
     stats.npz       mean [size,size,3] float32 (0-255), covariance [3,3] float64,
@@ -30,6 +32,8 @@ FORMAT = "alexnet-store"
 VERSION = 1
 MANIFEST, IMAGES, LABELS, FILES, STATS = (
     "manifest.json", "images.u8", "labels.npy", "files.json", "stats.npz")
+JPEG_IMAGES, JPEG_INDEX = "images.jpg", "jpeg_index.npy"
+ENCODINGS = ("raw", "jpeg")
 PARTIAL_SUFFIX = ".partial"
 
 
@@ -59,6 +63,7 @@ class Store:
         self.classes: list[str] = list(manifest["classes"])
         self.class_names: list[str] = list(manifest.get("class_names") or self.classes)
         self._count = int(manifest["count"])
+        self.encoding: str = manifest.get("encoding", "raw")
 
     def __len__(self) -> int:
         return self._count
@@ -68,9 +73,14 @@ class Store:
                 f"classes={len(self.classes)})")
 
     @cached_property
-    def images(self) -> np.memmap:
-        """uint8 [N, size, size, 3], memory-mapped read-only."""
+    def images(self):
+        """uint8 [N, size, size, 3], memory-mapped read-only; for a JPEG store a JpegImages
+        that decodes the rows it is indexed with."""
         shape = (self._count, self.size, self.size, 3)
+        if self.encoding == "jpeg":
+            from alexnet.data.jpeg import JpegImages
+            return JpegImages(self.path / JPEG_IMAGES,
+                              np.load(self.path / JPEG_INDEX, allow_pickle=False), self.size)
         if self._count == 0:
             return np.zeros(shape, np.uint8)  # np.memmap cannot map an empty file
         return np.memmap(self.path / IMAGES, dtype=np.uint8, mode="r", shape=shape)
@@ -149,8 +159,10 @@ def open_store(path: str | os.PathLike) -> Store:
     if int(manifest.get("version", 0)) > VERSION:
         raise UserError(f"{path} was written by a newer alexnet (store version "
                         f"{manifest['version']}, this one reads {VERSION})")
-    expected = int(manifest["count"]) * int(manifest["size"]) ** 2 * 3
-    images = path / IMAGES
+    if manifest.get("encoding", "raw") == "jpeg":
+        images, expected = path / JPEG_IMAGES, int(manifest["jpeg_bytes"])
+    else:
+        images, expected = path / IMAGES, int(manifest["count"]) * int(manifest["size"]) ** 2 * 3
     if not images.is_file() or images.stat().st_size != expected:
         raise UserError(f"{images} is missing or has the wrong size "
                         f"(expected {expected:,} bytes); prepare the store again")
