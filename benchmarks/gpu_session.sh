@@ -43,6 +43,9 @@ if has bench; then
     --data /tmp/data/imagenet-samples --steps 30 --json > "/tmp/bench/train-torchvision.json"
   stage "10-view evaluation"
   timeout 60 python3 -m alexnet bench eval --json > "/tmp/bench/eval.json"
+  stage "prepare: PIL loop vs 1..16 worker processes, and the JPEG store"
+  timeout 120 python3 -m alexnet bench prepare --data /tmp/data/imagenet-samples \
+    --json > "/tmp/bench/prepare.json"
   python3 -c "import json,glob; print(json.dumps({f: json.load(open(f)) for f in sorted(glob.glob('/tmp/bench/*.json'))}, indent=1))" > "$OUT/bench.json"
   for f in /tmp/bench/*.json; do echo "$f"; python3 -c "import json,sys; r=json.load(open(sys.argv[1])); [print(f\"  {x['variant']}: {x['images_per_s']:,.0f}\") for x in r['rows']]; print('  ', r['ratios'])" "$f"; done
 fi

@@ -7,6 +7,7 @@ import shutil
 from alexnet.bench import format_report
 from alexnet.bench.evaluate import bench_eval
 from alexnet.bench.model import bench_model
+from alexnet.bench.prepare import bench_prepare, worker_counts
 from alexnet.bench.train import bench_train
 from alexnet.cli import main
 
@@ -42,8 +43,17 @@ def test_train_bench_on_real_images(cifar10_train, tmp_path):
     report = bench_train(str(folder), "cifar-4layer", batch=4, steps=2, warmup=1, workers=0,
                          device="cpu")
     check_report(report, ["model step only (synthetic)", "ours: store + on-device augmentation",
+                          "ours: JPEG store, decoded on the device + augmentation",
                           "torchvision: ImageFolder + PIL + DataLoader"])
     assert report["settings"]["images"] == 16 and report["settings"]["store_size"] == 32
+
+
+def test_prepare_bench_scales_workers_and_writes_a_jpeg_store_too(cifar10_train):
+    report = bench_prepare(str(cifar10_train), size=32, workers=2, images=40)
+    check_report(report, ["PIL loop, 1 process", "prepare, 1 worker", "prepare, 2 workers",
+                          "prepare, 2 workers, JPEG store"])
+    assert all(row["peak_rss_mb_all_processes"] > 0 for row in report["rows"][1:])
+    assert worker_counts(16) == [1, 2, 4, 8, 16] and worker_counts(6) == [1, 2, 4, 6]
 
 
 def test_bench_cli_json_and_bad_model(capsys):

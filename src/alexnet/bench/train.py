@@ -1,7 +1,8 @@
 """End-to-end training throughput: images to SGD step, the project's path against torchvision's.
 
 ours: the prepared uint8 store -> StoreLoader -> TrainAugment on the device (random crop,
-flip, PCA lighting, mean image) -> training step.
+flip, PCA lighting, mean image) -> training step; and the same from the JPEG store, whose
+batches are decoded on the device (nvJPEG) before the augmentation.
 torchvision: ImageFolder + PIL decoding + RandomResizedCrop + flip + ToTensor + Normalize in
 DataLoader worker processes -> copy to the device -> the same training step.
 Also the model-step-only rate (synthetic batches already on the device), the ceiling both
@@ -101,16 +102,19 @@ def bench_train(data: str, model_name: str = "alexnet-paper", batch: int | None 
     size = 256 if model_spec(model_name).input_size > 32 else 32
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        tree, store = Path(tmp) / "tree", Path(tmp) / "store"
+        tree, store, jpeg = Path(tmp) / "tree", Path(tmp) / "store", Path(tmp) / "jpeg"
         count = image_tree(Path(data), tree)
         start = time.perf_counter()
         prepare_store(tree, store, size=size, workers=workers, progress=False)
         prepare_rate = count / (time.perf_counter() - start)
+        prepare_store(tree, jpeg, size=size, workers=workers, progress=False, encoding="jpeg")
         for variant, make in [
             ("model step only (synthetic)",
              lambda m: synthetic_step(m, batch, device, compile_model)),
             ("ours: store + on-device augmentation",
              lambda m: ours(store, m, batch, device, compile_model)),
+            ("ours: JPEG store, decoded on the device + augmentation",
+             lambda m: ours(jpeg, m, batch, device, compile_model)),
             ("torchvision: ImageFolder + PIL + DataLoader",
              lambda m: torchvision_pipeline(tree, m, batch, workers, device, compile_model)),
         ]:
@@ -125,4 +129,5 @@ def bench_train(data: str, model_name: str = "alexnet-paper", batch: int | None 
                          "prepare_img_per_s": round(prepare_rate, 1)},
             "environment": environment(), "rows": rows,
             "ratios": {"ours / model step only": rate[1] / rate[0],
-                       "ours / torchvision": rate[1] / rate[2]}}
+                       "ours / torchvision": rate[1] / rate[3],
+                       "ours from JPEG / model step only": rate[2] / rate[0]}}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-TARGETS = ("model", "train", "eval")
+TARGETS = ("model", "train", "eval", "prepare")
 
 
 def register(subparsers) -> None:
@@ -15,11 +15,14 @@ def register(subparsers) -> None:
     parser.add_argument("target", nargs="?", default="model", choices=TARGETS,
                         help="what to measure (default: model)")
     parser.add_argument("--model", default="alexnet-paper", help="registry name")
-    parser.add_argument("--data", help="train: a folder of images for both pipelines "
-                        "(default: ../shared/data/imagenet-samples when present)")
-    parser.add_argument("--workers", type=int,
-                        help="train: loader worker processes (default: all cores)")
-    parser.add_argument("--images", type=int, help="eval: images (default: 4000 GPU, 32 CPU)")
+    parser.add_argument("--data", help="train, prepare: a folder of images for both "
+                        "pipelines (default: ../shared/data/imagenet-samples when present)")
+    parser.add_argument("--workers", type=int, help="train: loader worker processes; "
+                        "prepare: the most decoding processes (default: all cores)")
+    parser.add_argument("--images", type=int, help="eval: images (default: 4000 GPU, 32 CPU); "
+                        "prepare: files of --data to use (default: all)")
+    parser.add_argument("--size", type=int, default=256,
+                        help="prepare: stored image side (default 256)")
     parser.add_argument("--batch", type=int, help="batch size (default: 256 on GPU, 16 on CPU)")
     parser.add_argument("--steps", type=int, default=20, help="timed steps after warm-up")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
@@ -54,6 +57,10 @@ def run(args) -> int:
         report = bench_train(default_images(args.data), args.model, batch=args.batch,
                              steps=args.steps, workers=args.workers,
                              compile_model=args.compile, device=args.device)
+    elif args.target == "prepare":
+        from alexnet.bench.prepare import bench_prepare
+
+        report = bench_prepare(default_images(args.data), args.size, args.workers, args.images)
     else:
         from alexnet.bench.evaluate import bench_eval
 
