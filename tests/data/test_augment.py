@@ -92,8 +92,14 @@ def _preprocessing(side=32, crop=24, std=(2.0, 3.0, 4.0)):
     return Preprocessing(size=side, crop=crop, mean_image=mean, channel_std=std)
 
 
+# The CPU's two forms: batched gathers (small crops) and views image by image (large ones).
+BOTH_CPU_FORMS = pytest.mark.parametrize("min_crop", [10**6, 1], ids=["gathered", "per-image"])
+
+
+@BOTH_CPU_FORMS
 @pytest.mark.parametrize("std", [(2.0, 3.0, 4.0), (1.0, 1.0, 1.0)])
-def test_train_augment_equals_explicit_per_image_computation(std):
+def test_train_augment_equals_explicit_per_image_computation(std, min_crop, monkeypatch):
+    monkeypatch.setattr(TrainAugment, "PER_IMAGE_MIN_CROP", min_crop)
     pre = _preprocessing(std=std)
     images = torch.randint(0, 256, (64, 32, 32, 3), dtype=torch.uint8)
     aug = TrainAugment(pre, eigvals=torch.zeros(3), eigvecs=torch.eye(3), lighting_std=0.0)
@@ -116,7 +122,9 @@ def test_train_augment_equals_explicit_per_image_computation(std):
     assert 16 < flips < 48
 
 
-def test_train_augment_lighting_is_one_shift_per_image():
+@BOTH_CPU_FORMS
+def test_train_augment_lighting_is_one_shift_per_image(min_crop, monkeypatch):
+    monkeypatch.setattr(TrainAugment, "PER_IMAGE_MIN_CROP", min_crop)
     pre = Preprocessing(size=8, crop=8, mean_image=torch.zeros(8, 8, 3))
     q, _ = torch.linalg.qr(torch.randn(3, 3, generator=torch.Generator().manual_seed(0)))
     images = torch.full((500, 8, 8, 3), 100, dtype=torch.uint8)
@@ -128,7 +136,9 @@ def test_train_augment_lighting_is_one_shift_per_image():
     assert torch.allclose(torch.cov(shifts.T), expected, atol=1.0)
 
 
-def test_train_augment_layout_dtype_and_per_channel():
+@BOTH_CPU_FORMS
+def test_train_augment_layout_dtype_and_per_channel(min_crop, monkeypatch):
+    monkeypatch.setattr(TrainAugment, "PER_IMAGE_MIN_CROP", min_crop)
     pre = Preprocessing(size=32, crop=24, channel_mean=(10.0, 20.0, 30.0))
     images = torch.full((3, 32, 32, 3), 40, dtype=torch.uint8)
     aug = TrainAugment(pre, torch.zeros(3), torch.eye(3), lighting_std=0.0, channels_last=True,
@@ -172,6 +182,26 @@ def test_cpu_blocks_give_the_same_result_as_one_pass(monkeypatch, channels_last)
     assert torch.allclose(whole, blocked)
     assert blocked.is_contiguous(
         memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("mean_image", [True, False])
+def test_per_image_cpu_form_equals_the_gathered_one_at_224(channels_last, dtype, mean_image):
+    pre = _preprocessing(side=256, crop=224) if mean_image else \
+        Preprocessing(256, 224, channel_mean=(1.0, 2.0, 3.0), channel_std=(2.0, 3.0, 4.0))
+    images = torch.randint(0, 256, (6, 256, 256, 3), dtype=torch.uint8)
+    aug = TrainAugment(pre, torch.tensor([900.0, 100.0, 10.0]), torch.eye(3),
+                       channels_last=channels_last, dtype=dtype)
+    g = torch.Generator().manual_seed(0)
+    top, left = torch.randint(0, 33, (6,), generator=g), torch.randint(0, 33, (6,), generator=g)
+    flip, shift = torch.tensor([True, False] * 3), torch.randn(6, 3, generator=g) * 20
+    assert TrainAugment.PER_IMAGE_MIN_CROP <= 224
+    per_image = aug.apply(images, top, left, flip, shift)
+    gathered = torch.empty_like(per_image)
+    aug._gathered(images, top, left, flip, shift[:, :, None, None] * pre.std_tensor().reciprocal(),
+                  gathered, 0, 6)
+    assert per_image.dtype == dtype and torch.equal(per_image, gathered)
 
 
 @pytest.mark.gpu

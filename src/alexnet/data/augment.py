@@ -50,33 +50,20 @@ def crop_at(images: torch.Tensor, top: torch.Tensor, left: torch.Tensor, crop: i
     return windows[batch, :, top, left]
 
 
-def _crop_flip_indices(shape, top, left, flip, crop: int):
-    """Indices for crop_flip: rows int64 [B*crop] into the [B*H, W*C] byte matrix, and
-    cols int64 [B, 1, crop*C] into each picked row (reversed pixel order where flipped)."""
-    b, h, _, ch = shape
+def crop_flip(images: torch.Tensor, top: torch.Tensor, left: torch.Tensor, flip: torch.Tensor,
+              crop: int) -> torch.Tensor:
+    """uint8 NHWC [B,H,W,C] -> [B,crop,crop,C] contiguous: per-sample crops, mirrored where
+    `flip` (bool [B]). Two index ops, both over contiguous runs of bytes: the crop's rows are
+    picked from the [B*H, W*C] byte matrix (index_select), then each row's pixels in forward
+    or reversed order (gather)."""
+    b, h, w, ch = images.shape
     device = top.device
     steps = torch.arange(crop, device=device)
     rows = ((torch.arange(b, device=device) * h + top)[:, None] + steps).reshape(-1)
     pixels = left[:, None] + torch.where(flip[:, None], crop - 1 - steps, steps)   # [B, c]
     cols = (pixels[:, :, None] * ch + torch.arange(ch, device=device)).view(b, 1, crop * ch)
-    return rows, cols
-
-
-def _gather_rows_cols(flat: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, crop: int):
-    """[k*crop] rows of flat [B*H, W*C], then cols [k,1,crop*C] of each -> [k,crop,crop,C]."""
-    k = cols.shape[0]
-    picked = flat.index_select(0, rows).view(k, crop, flat.shape[1])
-    return torch.gather(picked, 2, cols.expand(k, crop, cols.shape[2])).view(k, crop, crop, -1)
-
-
-def crop_flip(images: torch.Tensor, top: torch.Tensor, left: torch.Tensor, flip: torch.Tensor,
-              crop: int) -> torch.Tensor:
-    """uint8 NHWC [B,H,W,C] -> [B,crop,crop,C] contiguous: per-sample crops, mirrored where
-    `flip` (bool [B]). Two index ops, both over contiguous runs of bytes: the crop's rows are
-    picked (index_select), then each row's pixels in forward or reversed order (gather)."""
-    b, h, w, ch = images.shape
-    rows, cols = _crop_flip_indices(images.shape, top, left, flip, crop)
-    return _gather_rows_cols(images.reshape(b * h, w * ch), rows, cols, crop)
+    picked = images.reshape(b * h, w * ch).index_select(0, rows).view(b, crop, w * ch)
+    return torch.gather(picked, 2, cols.expand(b, crop, crop * ch)).view(b, crop, crop, ch)
 
 
 def random_crop(images: torch.Tensor, crop: int, generator: torch.Generator) -> torch.Tensor:
@@ -168,8 +155,15 @@ class TrainAugment:
     Memory passes are few because each is a full read and write of the batch: one uint8
     gather, one gather of the (negated, pre-divided) mean, one in-place add of the colour
     shift and one multiply-add; the gathers produce channels-last strides, so channels_last
-    output costs nothing extra and NCHW output one copy.
+    output costs nothing extra and NCHW output one copy. On a CPU, large crops skip both
+    gathers: each image's crop is a strided view of the batch and of the mean, read by one
+    elementwise op per image (`PER_IMAGE_MIN_CROP`).
     """
+
+    # From this crop side up, the CPU works image by image on views (no gathered copies);
+    # below it the per-op overhead of a Python loop would outweigh the copies it saves
+    # (at 224: 4x faster than the batched gathers on one core; at 24: 10x slower).
+    PER_IMAGE_MIN_CROP = 64
 
     def __init__(self, preprocessing: Preprocessing, eigvals, eigvecs, flip: bool = True,
                  lighting_std: float = 0.1, channels_last: bool = False,
@@ -186,14 +180,14 @@ class TrainAugment:
         if key not in self._cache:
             inv_std = 1.0 / self.preprocessing.std_tensor(device)       # [3,1,1]
             bias = -self.preprocessing.mean_tensor(device) * inv_std    # [3,S,S] or [3,1,1]
-            windows = None
+            windows = both = None
             if bias.shape[-1] > 1:
                 # [2,S,S,3], HWC like the images so the cropped means share their strides.
                 both = torch.stack([bias, bias.flip(-1)]).permute(0, 2, 3, 1).contiguous()
                 windows = both.unfold(1, self.preprocessing.crop, 1).unfold(
                     2, self.preprocessing.crop, 1)                      # [2,S',S',3,c,c]
             self._cache[key] = (windows, bias, inv_std, self.eigvals.to(device),
-                                self.eigvecs.to(device))
+                                self.eigvecs.to(device), both)
         return self._cache[key]
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -209,7 +203,7 @@ class TrainAugment:
             else torch.zeros(batch, dtype=torch.bool, device=device)
         shift = None
         if self.lighting_std > 0:
-            _, _, _, eigvals, eigvecs = self._constants(device)
+            _, _, _, eigvals, eigvecs, _ = self._constants(device)
             shift = lighting_shifts(batch, eigvals, eigvecs, self.lighting_std, generator)
         return self.apply(images, top, left, flip, shift)
 
@@ -217,59 +211,83 @@ class TrainAugment:
               flip: torch.Tensor, shift: torch.Tensor | None) -> torch.Tensor:
         """The augmentation for given draws: offsets int64 [B], flip bool [B], colour shift
         float [B,3] on the 0-255 scale (or None)."""
-        batch, side, crop = images.shape[0], images.shape[1], self.preprocessing.crop
-        device = images.device
-        windows, bias, inv_std, _, _ = self._constants(device)
-        rows, cols = _crop_flip_indices(images.shape, top, left, flip, crop)
-        flat = images.reshape(batch * side, -1)
-        mean_at = None
-        if windows is not None:
-            # Flipped patch at `left` = mirror of the patch of the mirrored mean at side-c-left.
-            mean_at = (flip.long(), top, torch.where(flip, side - crop - left, left))
+        batch, crop, device = images.shape[0], self.preprocessing.crop, images.device
+        inv_std = self._constants(device)[2]
         if shift is not None:
             shift = shift[:, :, None, None] * inv_std                  # [B,3,1,1]
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         out = torch.empty(batch, 3, crop, crop, dtype=self.dtype, device=device,
                           memory_format=fmt)
-        unit_std = all(v == 1.0 for v in self.preprocessing.channel_std)
-
-        def work(s: int, e: int) -> None:
-            x = _gather_rows_cols(flat, rows[s * crop:e * crop], cols[s:e], crop)
-            b = bias if mean_at is None else windows[tuple(i[s:e] for i in mean_at)]
-            sh = None if shift is None else shift[s:e]
-            if sh is not None and self.dtype != torch.float32:
-                b, sh = b + sh, None               # add before rounding to a short float
-            # x/std - mean/std, written straight in the output's layout and dtype; + shift/std.
-            if unit_std:   # the paper's preprocessing: no division, a plain add is cheaper
-                torch.add(b, x.permute(0, 3, 1, 2), out=out[s:e])
-            else:
-                torch.addcmul(b, x.permute(0, 3, 1, 2), inv_std, out=out[s:e])
-            if sh is not None:
-                out[s:e].add_(sh)
-
+        args = (images, top, left, flip, shift, out)
         if device.type != "cpu":
-            work(0, batch)
+            self._gathered(*args, 0, batch)   # a GPU takes the batch whole
             return out
-        # On a CPU every pass over a large float batch goes to DRAM; blocks of ~1.5 MB stay
-        # in cache across the passes (4x faster on a 2-core VM). A GPU takes the batch whole.
+        threads = torch.get_num_threads()
+        if crop >= self.PER_IMAGE_MIN_CROP:
+            part, block = self._per_image, -(-batch // threads)
+        else:
+            # Every pass over a large float batch goes to DRAM; blocks of ~1.5 MB stay in
+            # cache across the passes (4x faster on a 2-core VM).
+            part, block = self._gathered, min(self._cpu_block(crop), batch)
+        starts = range(0, batch, block)
         # Blocks are shared out to threads that each run torch single-threaded: the caller's
         # intra-op thread budget without a parallel region (and its barrier) per small op,
         # which on a busy machine made small CIFAR batches 20x slower.
-        block = min(self._cpu_block(crop), batch)
-        starts = range(0, batch, block)
-        threads = torch.get_num_threads()
         if threads > 1 and block < batch:
-            list(_block_pool(threads).map(lambda s: work(s, s + block), starts))
+            list(_block_pool(threads).map(lambda s: part(*args, s, min(s + block, batch)),
+                                          starts))
             return out
         # One block (small images) or one thread: here, single-threaded for the duration
         # (handing one block to another thread costs a scheduler wake-up, ms on a busy host).
         torch.set_num_threads(1)
         try:
             for s in starts:
-                work(s, s + block)
+                part(*args, s, min(s + block, batch))
         finally:
             torch.set_num_threads(threads)
         return out
+
+    def _normalise_into(self, out, x, b, sh) -> None:
+        """out = x/std - mean/std (b) + shift/std (sh, or None), in out's layout and dtype."""
+        if sh is not None and self.dtype != torch.float32:
+            b, sh = b + sh, None               # add before rounding to a short float
+        if all(v == 1.0 for v in self.preprocessing.channel_std):
+            torch.add(b, x, out=out)           # the paper's preprocessing: no division
+        else:
+            torch.addcmul(b, x, self._constants(out.device)[2], out=out)
+        if sh is not None:
+            out.add_(sh)
+
+    def _gathered(self, images, top, left, flip, shift, out, s: int, e: int) -> None:
+        """Images s..e as a batch: one uint8 gather of the crops (mirrored where flipped),
+        one gather of the mean windows, then the normalisation."""
+        side, crop = images.shape[1], self.preprocessing.crop
+        windows, bias = self._constants(images.device)[:2]
+        x = crop_flip(images[s:e], top[s:e], left[s:e], flip[s:e], crop)
+        b = bias
+        if windows is not None:
+            # Flipped patch at `left` = mirror of the patch of the mirrored mean at side-c-left.
+            f = flip[s:e]
+            b = windows[f.long(), top[s:e], torch.where(f, side - crop - left[s:e], left[s:e])]
+        self._normalise_into(out[s:e], x.permute(0, 3, 1, 2), b,
+                             None if shift is None else shift[s:e])
+
+    def _per_image(self, images, top, left, flip, shift, out, s: int, e: int) -> None:
+        """Images s..e one by one (the CPU, large crops): each crop, and its mean, is a
+        strided view, read by one elementwise op with no gathered copy in between."""
+        side, crop = images.shape[1], self.preprocessing.crop
+        bias, means = (self._constants(images.device)[i] for i in (1, 5))
+        for i, t, left_i, f in zip(range(s, e), top[s:e].tolist(), left[s:e].tolist(),
+                                   flip[s:e].tolist(), strict=True):
+            x = images[i, t:t + crop, left_i:left_i + crop]
+            if f:
+                x = x.flip(1)        # a uint8 copy: a quarter of the float output's bytes
+            b = bias                                                    # [3,1,1]
+            if means is not None:   # the mirrored mean at the mirrored offset, as above
+                m = side - crop - left_i if f else left_i
+                b = means[int(f), t:t + crop, m:m + crop].permute(2, 0, 1)
+            self._normalise_into(out[i], x.permute(2, 0, 1), b,
+                                 None if shift is None else shift[i])
 
     @staticmethod
     def _cpu_block(crop: int) -> int:
