@@ -290,7 +290,8 @@ def finish(run: Run) -> dict:
             run_files.write_json(path, summary)
     if run.ddp.is_main:
         if "held_out" not in summary:
-            console.info("no images were held out (no class has two), so there is no held-out "
+            why = "val_per_class=0" if run.config.val_per_class == 0 else "no class has two"
+            console.info(f"no images were held out ({why}), so there is no held-out "
                          "error; evaluate with: alexnet eval RUN --data OTHER_IMAGES")
         for split, name in (("held_out", "held-out"), ("test", "test")):
             for views, res in summary.get(split, {}).items():
