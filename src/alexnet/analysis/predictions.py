@@ -14,9 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from alexnet.data.sources import IMAGE_EXTENSIONS
 from alexnet.errors import UserError
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".ppm"}
 
 
 def expand_inputs(paths: Iterable[str | os.PathLike]) -> list[Path]:
@@ -30,10 +29,10 @@ def expand_inputs(paths: Iterable[str | os.PathLike]) -> list[Path]:
         path = Path(spec)
         if path.is_dir():
             found = sorted(p for p in path.rglob("*")
-                           if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+                           if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
             if not found:
                 raise UserError(f"folder {str(path)!r} holds no image files "
-                                f"({', '.join(sorted(IMAGE_SUFFIXES))})")
+                                f"({', '.join(sorted(IMAGE_EXTENSIONS))})")
             files.extend(found)
         else:
             files.append(path)  # missing files are reported per file, like broken ones

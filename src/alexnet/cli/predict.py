@@ -45,7 +45,7 @@ def looks_like_model(spec: str) -> bool:
 
 def split_model(inputs: list[str], model: str | None) -> tuple[str, list[str]]:
     """(model spec, image arguments) from the positionals and --model."""
-    from alexnet.analysis.predictions import IMAGE_SUFFIXES
+    from alexnet.data.sources import IMAGE_EXTENSIONS
     from alexnet.engine.checkpoint import shipped_models
     from alexnet.errors import UserError
 
@@ -58,7 +58,7 @@ def split_model(inputs: list[str], model: str | None) -> tuple[str, list[str]]:
         # A missing path without an image suffix reads as a (mistyped) model name, so the
         # user hears which models exist rather than "no such file".
         missing_name = not Path(first).exists() and Path(first).suffix.lower() not in \
-            IMAGE_SUFFIXES
+            IMAGE_EXTENSIONS
         if missing_name and len(inputs) == 1:
             names = ", ".join(shipped_models()) or "none yet"
             raise UserError(f"{first!r} is not an image, a folder, a checkpoint or a shipped "

@@ -25,7 +25,7 @@ import numpy as np
 
 from alexnet.errors import UserError
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".ppm"}
 WNID = re.compile(r"^n\d{8}$")
 VAL_NUMBER = re.compile(r"ILSVRC2012_val_(\d{8})")
 GROUND_TRUTH = "ILSVRC2012_validation_ground_truth.txt"
