@@ -38,11 +38,12 @@ def test_relu_vs_tanh_quick_writes_results_and_figure(small_cifar, tmp_path, cap
     assert results == json.loads((out / "results.json").read_text())
     for activation in ("relu", "tanh"):
         network = results["networks"][activation]
-        assert network["lr"] in (0.001, 0.003) and len(network["sweep"]) == 2
+        assert network["lr"] in (0.0001, 0.0003) and len(network["sweep"]) == 2
         assert 1 <= len(network["train_error"]) <= 2
         assert all(0 <= e <= 1 for e in network["train_error"])
         assert network["command"].startswith("alexnet train --recipe cifar10")
         assert f"model.activation={activation}" in network["command"]
+        assert "model.init=cuda-convnet" in network["command"]
     with Image.open(out / "relu-vs-tanh.png") as figure:
         assert figure.size == (600, 480)
         assert len(np.unique(np.asarray(figure.convert("L")))) > 2  # lines drawn, not blank

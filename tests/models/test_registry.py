@@ -73,6 +73,18 @@ def test_cifar_4layer_activations():
     assert relu.forward_features(torch.zeros(1, 3, 32, 32)).shape == (1, 64, 4, 4)
 
 
+def test_cifar_4layer_cuda_convnet_initialisation():
+    torch.manual_seed(0)
+    model = build_model("cifar-4layer", activation="tanh", init="cuda-convnet")
+    stds = {name: p.std().item() for name, p in model.named_parameters() if name.endswith("weight")}
+    assert stds["features.conv1.weight"] == pytest.approx(1e-4, rel=0.1)
+    for name in ("features.conv2.weight", "features.conv3.weight", "classifier.weight"):
+        assert stds[name] == pytest.approx(1e-2, rel=0.1)
+    assert all(p.abs().sum() == 0 for n, p in model.named_parameters() if n.endswith("bias"))
+    with pytest.raises(UserError, match="init"):
+        build_model("cifar-4layer", init="xavier")
+
+
 def test_unknown_name_option_and_value_are_user_errors():
     with pytest.raises(UserError, match="valid models: alexnet-paper, alexnet-torchvision"):
         build_model("alexnet-huge")

@@ -27,7 +27,7 @@ def register(subparsers) -> None:
                         help="CIFAR-10 training images (image folder or prepared store)")
     parser.add_argument("--out", help="results folder (default: runs/experiment-<name>)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per variant (lrn, pooling)")
-    parser.add_argument("--lrs", default="0.001,0.003,0.01,0.03,0.1",
+    parser.add_argument("--lrs", default="0.0001,0.0003,0.001,0.003,0.01,0.03,0.1",
                         help="learning rates swept for each activation (relu-vs-tanh)")
     parser.add_argument("--sweep-epochs", type=int, default=2,
                         help="epochs each swept lr trains for (relu-vs-tanh)")

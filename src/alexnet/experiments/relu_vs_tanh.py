@@ -5,8 +5,12 @@ As in the paper: no regularisation of any kind (no weight decay, no dropout, no 
 flips: the whole 32x32 image), and each activation's learning rate chosen separately to
 train as fast as possible, by a small sweep on training error alone. The network is
 cuda-convnet's layers-18pct shape (`cifar-4layer`) without its normalisation layers, so the
-activation is the only difference. Training error is the running error of each epoch on the
-training images, the number cuda-convnet printed.
+activation is the only difference, set up as cuda-convnet ran it: its layer file's Gaussian
+initialisation (`init=cuda-convnet`) and mean-subtracted pixels on the 0-255 scale
+(`normalize=mean-image`). Both matter to tanh, which saturates on large inputs; overriding
+them (`model.init=pytorch normalize=mean-image-std`) gives the modern setup instead. Training
+error is the running error of each epoch on the training images, the number cuda-convnet
+printed.
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ TARGET = 0.25
 def config_for(activation: str, lr: float, data: str, epochs: int, overrides: list[str]):
     return make_config(
         "cifar10", data, overrides, model="cifar-4layer",
-        model_options={"activation": activation, "norm": False}, data_size=32, crop=32,
+        model_options={"activation": activation, "norm": False, "init": "cuda-convnet"},
+        normalize="mean-image", data_size=32, crop=32,
         flip=False, lighting_std=0.0, weight_decay=0.0, bias_weight_decay=0.0,
         bias_lr_mult=1.0, no_decay=(), schedule="constant", warmup_epochs=0.0,
         val_per_class=0, eval_views="center", lr=lr, epochs=epochs)
@@ -60,6 +65,9 @@ def sweep(activation: str, lrs: list[float], data: str, out: Path, sweep_epochs:
     best = min(trials, key=lambda t: t["train_error"])
     if best["train_error"] == float("inf"):
         raise UserError(f"{activation} diverged at every swept lr ({lrs}); pass smaller --lrs")
+    if len(lrs) > 1 and best["lr"] in (min(lrs), max(lrs)):
+        console.info(f"warning: {activation}'s best lr {best['lr']:g} is at the edge of the "
+                     f"sweep; widen --lrs to be sure it is the fastest")
     return best["lr"], trials
 
 

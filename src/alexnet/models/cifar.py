@@ -80,7 +80,13 @@ class Cifar4Layer(CifarNet):
     32x32 -> conv1 32 5x5 -> max-pool 3/2 (16) -> within-map norm 3x3 -> conv2 32 5x5
     -> avg-pool 3/2 (8) -> norm -> conv3 64 5x5 -> avg-pool 3/2 (4) -> fc10,
     with `activation` ("relu" or "tanh") after every conv layer.
+
+    init: "pytorch" (PyTorch's defaults) or "cuda-convnet", the layer file's own: weights
+    from zero-mean Gaussians with std 0.0001 (conv1) and 0.01 (conv2, conv3, fc10), zero
+    biases. The latter is the network as the paper's authors initialised it.
     """
+
+    CUDA_CONVNET_STD = {"conv1": 1e-4, "conv2": 1e-2, "conv3": 1e-2, "classifier": 1e-2}
 
     input_size = 32
 
@@ -89,8 +95,8 @@ class Cifar4Layer(CifarNet):
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
-        if init != "pytorch":
-            raise ValueError(f"init must be 'pytorch' for this network, got {init!r}")
+        if init not in ("pytorch", "cuda-convnet"):
+            raise ValueError(f"init must be 'pytorch' or 'cuda-convnet', got {init!r}")
         act = ACTIVATIONS[activation]
 
         def within_map_norm() -> nn.Module:
@@ -110,3 +116,9 @@ class Cifar4Layer(CifarNet):
             ("pool3", nn.AvgPool2d(3, 2, ceil_mode=True)),
         ]))
         self.classifier = nn.Linear(64 * 4 * 4, num_classes)
+        if init == "cuda-convnet":
+            for name, module in self.named_modules():
+                std = self.CUDA_CONVNET_STD.get(name.rsplit(".", 1)[-1])
+                if std is not None:
+                    nn.init.normal_(module.weight, 0.0, std)
+                    nn.init.zeros_(module.bias)
