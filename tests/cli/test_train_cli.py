@@ -131,3 +131,18 @@ def test_train_json_summary_and_recipes(tiny_store, tmp_path, capsys):
     assert main(["train", "--recipes"]) == 0
     listed = capsys.readouterr().out
     assert all(name in listed for name in ("cifar10:", "imagenet-paper:", "imagenet-torchvision:"))
+
+
+def test_overrides_may_follow_the_options(tmp_path, capsys, monkeypatch):
+    import alexnet.experiments.ablations as ablations
+
+    seen = {}
+    monkeypatch.setattr(ablations, "run_ablation",
+                        lambda name, data, out, seeds, per_class, overrides:
+                        seen.update(seeds=seeds, overrides=overrides) or {})
+    assert main(["experiment", "lrn", "--seeds", "2", "epochs=3", "--data", str(tmp_path),
+                 "lr=0.1"]) == 0
+    assert seen == {"seeds": 2, "overrides": ["epochs=3", "lr=0.1"]}
+    with pytest.raises(SystemExit) as exit_:
+        main(["models", "epochs=3"])     # a command without overrides still refuses them
+    assert exit_.value.code == 2 and "unrecognized arguments: epochs=3" in capsys.readouterr().err
