@@ -47,6 +47,13 @@ def test_relu_vs_tanh_quick_writes_results_and_figure(small_cifar, tmp_path, cap
     with Image.open(out / "relu-vs-tanh.png") as figure:
         assert figure.size == (600, 480)
         assert len(np.unique(np.asarray(figure.convert("L")))) > 2  # lines drawn, not blank
+    # A rerun continues the finished runs instead of training again, and still reads each
+    # swept lr's error after the sweep's epochs (not after the winner's longer training).
+    assert main(["experiment", "relu-vs-tanh", "--quick", "--data", str(small_cifar),
+                 "--out", str(out), "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    for activation in ("relu", "tanh"):
+        assert again["networks"][activation]["sweep"] == results["networks"][activation]["sweep"]
 
 
 def test_lrn_ablation_quick_reports_each_variant(small_cifar, tmp_path, capsys):

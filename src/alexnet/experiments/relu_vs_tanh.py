@@ -55,7 +55,8 @@ def sweep(activation: str, lrs: list[float], data: str, out: Path, sweep_epochs:
         run = out / f"{activation}-lr{lr:g}"
         try:
             history = train_until(config_for(activation, lr, data, sweep_epochs, overrides), run)
-            error = history[-1]["train_top1_error"]
+            # the error after `sweep_epochs`, also when a rerun finds the winner trained on
+            error = history[sweep_epochs - 1]["train_top1_error"]
         except UserError as err:  # diverged at this lr: too large, not a failure
             console.info(f"{activation} lr={lr:g}: {err}")
             error = float("inf")
@@ -94,6 +95,13 @@ def run_relu_vs_tanh(data: str, out: Path, lrs: list[float], sweep_epochs: int,
                         f"not reached in {len(history)} epochs"))
     relu, tanh = (results["networks"][a]["epochs_to_target"] for a in ("relu", "tanh"))
     results["ratio_tanh_over_relu"] = tanh / relu if relu and tanh else None
+    if relu and not tanh:   # tanh gave up at max_epochs: the ratio is at least this
+        results["ratio_tanh_over_relu_at_least"] = \
+            len(results["networks"]["tanh"]["train_error"]) / relu
+    ratio = results["ratio_tanh_over_relu"] or results.get("ratio_tanh_over_relu_at_least")
+    if ratio:
+        console.info(f"tanh needed {'' if tanh else 'more than '}{ratio:.1f}x the epochs ReLU "
+                     f"needed (the paper: 6x)")
     results["figure"] = str(plot(results, out / "relu-vs-tanh.png"))
     save_results(out, results)
     return results
