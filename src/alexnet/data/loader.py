@@ -22,9 +22,10 @@ class StoreLoader:
     """Batches (images uint8 [B,H,W,3], labels int64 [B]) on `device`.
 
     images: np.memmap / np.ndarray uint8 [N,H,W,3], a JPEG store's JpegImages, or a torch
-    tensor (indexed where it is, e.g. a whole CIFAR-10 store already on the GPU). Shards: rank r takes every world_size-th
-    sample of the permutation, so shards are disjoint and together cover it. With drop_last,
-    every rank gets the same number of full batches (what DDP needs).
+    tensor (indexed where it is, e.g. a whole CIFAR-10 store already on the GPU). Shards:
+    rank r takes every world_size-th sample of the permutation, so shards are disjoint and
+    together cover it. With drop_last, every rank gets the same number of full batches (what
+    DDP needs).
     """
 
     def __init__(self, images, labels, batch_size: int, *, indices=None, shuffle: bool = True,

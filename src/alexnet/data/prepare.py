@@ -281,8 +281,8 @@ def _summary(manifest: dict, out: Path, status: str, seconds: float | None = Non
                "kind": manifest["source_kind"], "size": manifest["size"],
                "images": manifest["count"], "num_classes": len(manifest["classes"]),
                "classes": manifest["classes"], "per_class": manifest["per_class"],
-               "skipped": manifest["skipped"], "converted": manifest["converted"]}
-    summary["encoding"] = manifest.get("encoding", "raw")
+               "skipped": manifest["skipped"], "converted": manifest["converted"],
+               "encoding": manifest.get("encoding", "raw")}
     if seconds is not None:
         summary.update(seconds=round(seconds, 2), workers=manifest["workers"],
                        images_per_second=round(decoded / max(seconds, 1e-9), 1))
