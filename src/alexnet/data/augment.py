@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 import torch
 
@@ -132,6 +133,17 @@ def normalize(images: torch.Tensor, preprocessing: Preprocessing, top=None, left
     return ((x - mean) * (1.0 / preprocessing.std_tensor(x.device))).to(dtype)
 
 
+class _Constants(NamedTuple):
+    """Per-device tensors TrainAugment computes once."""
+
+    windows: torch.Tensor | None   # [2,S',S',3,c,c] crop windows of `means`
+    bias: torch.Tensor             # -mean/std: [3,S,S] (mean image) or [3,1,1]
+    inv_std: torch.Tensor          # [3,1,1]
+    eigvals: torch.Tensor
+    eigvecs: torch.Tensor
+    means: torch.Tensor | None     # [2,S,S,3]: bias and its mirror image, HWC
+
+
 _POOLS: dict[int, ThreadPoolExecutor] = {}
 if hasattr(os, "register_at_fork"):  # a forked child has none of the parent's threads
     os.register_at_fork(after_in_child=_POOLS.clear)
@@ -160,9 +172,9 @@ class TrainAugment:
     elementwise op per image (`PER_IMAGE_MIN_CROP`).
     """
 
-    # From this crop side up, the CPU works image by image on views (no gathered copies);
-    # below it the per-op overhead of a Python loop would outweigh the copies it saves
-    # (at 224: 4x faster than the batched gathers on one core; at 24: 10x slower).
+    # From this crop side up, the CPU works image by image on views (no gathered copies; at
+    # 224, a batch of 128 took 16 ms instead of 79 on one core); for small crops a few ops
+    # per image would cost more in Python overhead than the copies they save.
     PER_IMAGE_MIN_CROP = 64
 
     def __init__(self, preprocessing: Preprocessing, eigvals, eigvecs, flip: bool = True,
@@ -186,8 +198,8 @@ class TrainAugment:
                 both = torch.stack([bias, bias.flip(-1)]).permute(0, 2, 3, 1).contiguous()
                 windows = both.unfold(1, self.preprocessing.crop, 1).unfold(
                     2, self.preprocessing.crop, 1)                      # [2,S',S',3,c,c]
-            self._cache[key] = (windows, bias, inv_std, self.eigvals.to(device),
-                                self.eigvecs.to(device), both)
+            self._cache[key] = _Constants(windows, bias, inv_std, self.eigvals.to(device),
+                                          self.eigvecs.to(device), both)
         return self._cache[key]
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -203,8 +215,9 @@ class TrainAugment:
             else torch.zeros(batch, dtype=torch.bool, device=device)
         shift = None
         if self.lighting_std > 0:
-            _, _, _, eigvals, eigvecs, _ = self._constants(device)
-            shift = lighting_shifts(batch, eigvals, eigvecs, self.lighting_std, generator)
+            const = self._constants(device)
+            shift = lighting_shifts(batch, const.eigvals, const.eigvecs, self.lighting_std,
+                                    generator)
         return self.apply(images, top, left, flip, shift)
 
     def apply(self, images: torch.Tensor, top: torch.Tensor, left: torch.Tensor,
@@ -212,9 +225,8 @@ class TrainAugment:
         """The augmentation for given draws: offsets int64 [B], flip bool [B], colour shift
         float [B,3] on the 0-255 scale (or None)."""
         batch, crop, device = images.shape[0], self.preprocessing.crop, images.device
-        inv_std = self._constants(device)[2]
         if shift is not None:
-            shift = shift[:, :, None, None] * inv_std                  # [B,3,1,1]
+            shift = shift[:, :, None, None] * self._constants(device).inv_std   # [B,3,1,1]
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         out = torch.empty(batch, 3, crop, crop, dtype=self.dtype, device=device,
                           memory_format=fmt)
@@ -254,7 +266,7 @@ class TrainAugment:
         if all(v == 1.0 for v in self.preprocessing.channel_std):
             torch.add(b, x, out=out)           # the paper's preprocessing: no division
         else:
-            torch.addcmul(b, x, self._constants(out.device)[2], out=out)
+            torch.addcmul(b, x, self._constants(out.device).inv_std, out=out)
         if sh is not None:
             out.add_(sh)
 
@@ -262,9 +274,9 @@ class TrainAugment:
         """Images s..e as a batch: one uint8 gather of the crops (mirrored where flipped),
         one gather of the mean windows, then the normalisation."""
         side, crop = images.shape[1], self.preprocessing.crop
-        windows, bias = self._constants(images.device)[:2]
+        const = self._constants(images.device)
         x = crop_flip(images[s:e], top[s:e], left[s:e], flip[s:e], crop)
-        b = bias
+        b, windows = const.bias, const.windows
         if windows is not None:
             # Flipped patch at `left` = mirror of the patch of the mirrored mean at side-c-left.
             f = flip[s:e]
@@ -276,16 +288,16 @@ class TrainAugment:
         """Images s..e one by one (the CPU, large crops): each crop, and its mean, is a
         strided view, read by one elementwise op with no gathered copy in between."""
         side, crop = images.shape[1], self.preprocessing.crop
-        bias, means = (self._constants(images.device)[i] for i in (1, 5))
+        const = self._constants(images.device)
         for i, t, left_i, f in zip(range(s, e), top[s:e].tolist(), left[s:e].tolist(),
                                    flip[s:e].tolist(), strict=True):
             x = images[i, t:t + crop, left_i:left_i + crop]
             if f:
                 x = x.flip(1)        # a uint8 copy: a quarter of the float output's bytes
-            b = bias                                                    # [3,1,1]
-            if means is not None:   # the mirrored mean at the mirrored offset, as above
+            b = const.bias                                              # [3,1,1]
+            if const.means is not None:   # the mirrored mean at the mirrored offset, as above
                 m = side - crop - left_i if f else left_i
-                b = means[int(f), t:t + crop, m:m + crop].permute(2, 0, 1)
+                b = const.means[int(f), t:t + crop, m:m + crop].permute(2, 0, 1)
             self._normalise_into(out[i], x.permute(2, 0, 1), b,
                                  None if shift is None else shift[i])
 
