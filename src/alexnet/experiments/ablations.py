@@ -58,8 +58,9 @@ def run_ablation(name: str, data: str, out: Path, seeds: int,
             "top1_error": mean_and_spread(errors["top1"]),
             "top5_error": mean_and_spread(errors["top5"])}
         top1 = results["variants"][variant]["top1_error"]
+        spread = f"std {100 * top1['std']:.2f}, {seeds} seeds" if seeds > 1 else "1 seed"
         console.info(f"{name}: {variant}: test top-1 error {100 * top1['mean']:.2f}% "
-                     f"(std {100 * top1['std']:.2f}, {seeds} seed(s))")
+                     f"({spread})")
     first, second = (results["variants"][v]["top1_error"]["mean"] for v in ABLATIONS[name])
     results["difference_top1"] = second - first  # positive: the first variant is better
     save_results(out, results)
