@@ -65,8 +65,10 @@ class RSSSampler(threading.Thread):
         return sum(parents[p][1] for p in tree if p in parents) * page / 2**20
 
     def run(self):
-        while not self._done.wait(0.02):
+        while True:   # sample first: a short prepare may end within one interval
             self.peak_mb = max(self.peak_mb, self._tree_rss_mb())
+            if self._done.wait(0.02):
+                return
 
     def stop(self) -> float:
         self._done.set()
