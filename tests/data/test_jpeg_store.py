@@ -12,13 +12,13 @@ import torch
 
 from alexnet.cli import main
 from alexnet.data import open_store, prepare_store
-from alexnet.data import prepare as prep
 from alexnet.data.jpeg import decode_batch
 from alexnet.data.loader import StoreLoader
 from alexnet.errors import UserError
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _imagegen import gradient, png_header_only, save  # noqa: E402
+from _interrupt import interrupt_prepare  # noqa: E402
 
 
 def _folder(root: Path, per_class: int = 5, bad: bool = False) -> Path:
@@ -76,24 +76,11 @@ def test_skipped_files_leave_no_bytes_and_rows_stay_with_their_files(tmp_path):
 def test_interrupted_jpeg_prepare_resumes_and_matches_a_fresh_one(tmp_path, monkeypatch):
     src = _folder(tmp_path / "src", per_class=30)
     prepare_store(src, tmp_path / "fresh", size=16, workers=1, progress=False, encoding="jpeg")
-    calls = {"n": 0}
-    real_work = prep._work
-
-    def dying_work(task):
-        calls["n"] += 1
-        if calls["n"] > 3:
-            raise KeyboardInterrupt
-        return real_work(task)
-
-    monkeypatch.setattr(prep, "_work", dying_work)
-    monkeypatch.setattr(prep, "CHECKPOINT_EVERY_S", 0.0)
-    with pytest.raises(KeyboardInterrupt):
-        prepare_store(src, tmp_path / "store", size=16, workers=1, progress=False,
+    interrupt_prepare(monkeypatch, src, tmp_path / "store", size=16, workers=1, progress=False,
                       encoding="jpeg")
     # bytes written after the last checkpoint are cut off on resume, not kept as garbage
     with open(tmp_path / "store.partial" / "images.jpg", "ab") as f:
         f.write(b"\xff" * 1000)
-    monkeypatch.setattr(prep, "_work", real_work)
     resumed = prepare_store(src, tmp_path / "store", size=16, workers=1, progress=False,
                             encoding="jpeg")
     assert 0 < resumed["resumed_from"] < 90 and resumed["encoding"] == "jpeg"

@@ -12,11 +12,11 @@ import pytest
 
 from alexnet.cli import main
 from alexnet.data import ensure_store, open_store, prepare_store
-from alexnet.data import prepare as prep
 from alexnet.errors import UserError
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _imagegen import gradient, png_header_only, reference, save  # noqa: E402
+from _interrupt import interrupt_prepare  # noqa: E402
 
 
 def _folder(root: Path, per_class: int = 6, bad: bool = False) -> Path:
@@ -85,23 +85,10 @@ def test_rerun_does_nothing_and_other_size_is_refused(tmp_path):
 def test_interrupted_prepare_resumes_and_matches_a_fresh_one(tmp_path, monkeypatch):
     src = _folder(tmp_path / "src", per_class=20, bad=True)
     fresh = prepare_store(src, tmp_path / "fresh", size=16, workers=1, progress=False)
-    calls = {"n": 0}
-    real_work = prep._work
-
-    def dying_work(task):
-        calls["n"] += 1
-        if calls["n"] > 3:
-            raise KeyboardInterrupt
-        return real_work(task)
-
-    monkeypatch.setattr(prep, "_work", dying_work)
-    monkeypatch.setattr(prep, "CHECKPOINT_EVERY_S", 0.0)
-    with pytest.raises(KeyboardInterrupt):
-        prepare_store(src, tmp_path / "store", size=16, workers=1, progress=False)
+    interrupt_prepare(monkeypatch, src, tmp_path / "store", size=16, workers=1, progress=False)
     assert not (tmp_path / "store").exists()          # nothing half-made under the real name
     with pytest.raises(UserError, match="unfinished prepare"):
         open_store(tmp_path / "store")
-    monkeypatch.setattr(prep, "_work", real_work)
     resumed = prepare_store(src, tmp_path / "store", size=16, workers=1, progress=False)
     assert 0 < resumed["resumed_from"] < 61
     a, b = open_store(tmp_path / "fresh"), open_store(tmp_path / "store")
