@@ -10,13 +10,12 @@ Layouts: uint8 images are NHWC ([B, H, W, 3], as stored); float images are NCHW.
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import torch
 
 from alexnet.data.preprocess import Preprocessing
+from alexnet.data.threads import thread_pool
 
 
 def _is_nhwc(images: torch.Tensor) -> bool:
@@ -144,19 +143,6 @@ class _Constants(NamedTuple):
     means: torch.Tensor | None     # [2,S,S,3]: bias and its mirror image, HWC
 
 
-_POOLS: dict[int, ThreadPoolExecutor] = {}
-if hasattr(os, "register_at_fork"):  # a forked child has none of the parent's threads
-    os.register_at_fork(after_in_child=_POOLS.clear)
-
-
-def _block_pool(threads: int) -> ThreadPoolExecutor:
-    """A persistent pool of `threads` threads, each with torch limited to one thread."""
-    if threads not in _POOLS:
-        _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="augment",
-                                             initializer=torch.set_num_threads, initargs=(1,))
-    return _POOLS[threads]
-
-
 class TrainAugment:
     """Random crop to `preprocessing.crop`, flip, PCA lighting, mean subtraction at the crop's
     own location of the mean image, division by std: uint8 [B,S,S,3] -> float [B,3,c,c].
@@ -246,7 +232,7 @@ class TrainAugment:
         # intra-op thread budget without a parallel region (and its barrier) per small op,
         # which on a busy machine made small CIFAR batches 20x slower.
         if threads > 1 and block < batch:
-            list(_block_pool(threads).map(lambda s: part(*args, s, min(s + block, batch)),
+            list(thread_pool(threads).map(lambda s: part(*args, s, min(s + block, batch)),
                                           starts))
             return out
         # One block (small images) or one thread: here, single-threaded for the duration

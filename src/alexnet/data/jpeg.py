@@ -1,6 +1,6 @@
 """The compressed store's images: one JPEG per image, decoded in batches where they are used.
 
-A raw ILSVRC-2012 store at 256x256 takes about 250 GB; as JPEG (quality 90) about 28 GB. The
+A raw ILSVRC-2012 store at 256x256 takes about 250 GB; as JPEG (quality 90) about 27 GB. The
 stored JPEGs are already the paper's 256x256 central crops, so reading one back is a single
 decode at a small size: on a GPU, a whole batch at once by nvJPEG (`torchvision.io.decode_jpeg`
 with a CUDA device); on the CPU, by libjpeg-turbo in threads (the decoder releases the GIL).
@@ -15,11 +15,12 @@ from __future__ import annotations
 import io
 import os
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from alexnet.data.threads import thread_pool
 
 DEFAULT_QUALITY = 90
 
@@ -38,18 +39,6 @@ def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
     return buffer.getvalue()
 
 
-_DECODE_POOL: list[ThreadPoolExecutor] = []
-if hasattr(os, "register_at_fork"):  # a forked child has none of the parent's threads
-    os.register_at_fork(after_in_child=_DECODE_POOL.clear)
-
-
-def _pool() -> ThreadPoolExecutor:
-    if not _DECODE_POOL:
-        _DECODE_POOL.append(ThreadPoolExecutor(os.cpu_count() or 1,
-                                               thread_name_prefix="jpeg-decode"))
-    return _DECODE_POOL[0]
-
-
 def decode_batch(blobs: list[torch.Tensor], device="cpu") -> torch.Tensor:
     """JPEG bytes (uint8 1-D tensors on the CPU) of equal-sized images -> uint8 [B, H, W, 3]
     on `device`: nvJPEG in one batched call on CUDA, libjpeg-turbo across threads on the CPU."""
@@ -61,11 +50,14 @@ def decode_batch(blobs: list[torch.Tensor], device="cpu") -> torch.Tensor:
     if device.type == "cuda":
         planes = decode_jpeg(blobs, mode=ImageReadMode.RGB, device=device)   # [3, H, W] each
         return torch.stack(planes).permute(0, 2, 3, 1).contiguous()
-    parts = max(1, min(len(blobs) // 8, os.cpu_count() or 1))
+    threads = os.cpu_count() or 1
+    parts = max(1, min(len(blobs) // 8, threads))
     bounds = np.linspace(0, len(blobs), parts + 1).astype(int)
     chunks = [blobs[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-    decoded = _pool().map(lambda chunk: decode_jpeg(chunk, mode=ImageReadMode.RGB), chunks) \
-        if parts > 1 else [decode_jpeg(chunks[0], mode=ImageReadMode.RGB)]
+    def decode(chunk):
+        return decode_jpeg(chunk, mode=ImageReadMode.RGB)
+
+    decoded = thread_pool(threads).map(decode, chunks) if parts > 1 else [decode(chunks[0])]
     planes = [plane for chunk in decoded for plane in chunk]
     return torch.stack(planes).permute(0, 2, 3, 1).contiguous().to(device)
 
@@ -90,10 +82,6 @@ class JpegImages:
 
     def __repr__(self) -> str:
         return f"JpegImages({str(self.path)!r}, shape={self.shape})"
-
-    @property
-    def compressed_bytes(self) -> int:
-        return int(self.index[:, 1].sum())
 
     def _mapped(self) -> np.memmap:
         if self._bytes is None:  # mapped on first use, so a forked reader maps its own
