@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ class Config:
     data: str | None = None          # prepared store or image folder; None: recipe's default
     data_size: int = 32              # side of the stored images
     val_per_class: int = 500         # held out from the training store, per class, seeded
+    fold_in_epoch: int = 0           # from this epoch on the held-out images train too (0: never)
     # optimisation
     epochs: int = 2
     batch_size: int = 128            # global: split evenly across distributed ranks
@@ -40,7 +42,7 @@ class Config:
     weight_decay: float = 5e-4
     bias_lr_mult: float = 1.0
     bias_weight_decay: float | None = None      # None: same as weight_decay
-    no_decay: tuple[str, ...] = ()   # parameter-name prefixes whose weights get no decay
+    layer_decay: tuple[str, ...] = ()  # "prefix=decay": weights named prefix* get that decay
     schedule: str = "cosine"         # constant | step | multistep | cosine | plateau
     warmup_epochs: float = 0.0
     step_size: int = 30
@@ -87,10 +89,26 @@ class Config:
                 raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.lr <= 0:
             raise UserError(f"lr must be positive, got {self.lr}")
+        self.layer_decay_map()
         if self.crop > self.data_size:
             raise UserError(f"crop={self.crop} is larger than the stored images "
                             f"(data_size={self.data_size})")
         return self
+
+    def layer_decay_map(self) -> dict[str, float]:
+        """`layer_decay` as {parameter-name prefix: weight decay}."""
+        decays = {}
+        for item in self.layer_decay:
+            prefix, _, text = item.partition("=")
+            try:
+                decay = float(text)
+            except ValueError:
+                decay = math.nan
+            if not prefix.strip() or not decay >= 0:   # also refuses nan
+                raise UserError(f"layer_decay entry {item!r} is not of the form "
+                                f"prefix=decay with a decay >= 0 (e.g. classifier=0.01)")
+            decays[prefix.strip()] = decay
+        return decays
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -99,7 +117,7 @@ class Config:
     def from_dict(cls, values: dict) -> Config:
         names = {f.name for f in dataclasses.fields(cls)}
         kept = {k: v for k, v in values.items() if k in names}
-        for key in ("no_decay", "milestones"):
+        for key in ("layer_decay", "milestones"):
             if key in kept and kept[key] is not None:
                 kept[key] = tuple(kept[key])
         return cls(**kept)
@@ -115,9 +133,37 @@ def _cifar10() -> Config:
     return Config(recipe="cifar10", model="cifar-conv-local", data_size=32,
                   val_per_class=500, epochs=2, batch_size=128, optimizer="paper", lr=0.02,
                   momentum=0.9, weight_decay=4e-3, bias_lr_mult=2.0, bias_weight_decay=0.0,
-                  no_decay=("features.conv",), schedule="cosine", warmup_epochs=0.5,
+                  layer_decay=("features.conv=0",), schedule="cosine", warmup_epochs=0.5,
                   crop=24, flip=True, lighting_std=0.0, normalize="mean-image-std",
                   eval_views="ten")
+
+
+def _cuda_convnet(recipe: str, model: str, classifier_decay: float) -> Config:
+    """cuda-convnet's own methodology for its CIFAR-10 layer files (see `_cifar10_11pct`)."""
+    return Config(recipe=recipe, model=model, model_options={"init": "cuda-convnet"},
+                  data_size=32, val_per_class=1000, fold_in_epoch=350, epochs=520,
+                  batch_size=128, optimizer="paper", lr=1e-3, momentum=0.9,
+                  weight_decay=4e-3, bias_lr_mult=2.0, bias_weight_decay=0.0,
+                  layer_decay=("features.conv=0", f"classifier={classifier_decay}"),
+                  schedule="multistep", milestones=(500, 510), gamma=0.1, crop=24, flip=True,
+                  lighting_std=0.0, normalize="mean-image", eval_views="ten")
+
+
+def _cifar10_11pct() -> Config:
+    """cuda-convnet's layers-conv-local-11pct.cfg trained as its files say: init from the
+    file (Gaussian initW), 0-255 pixels minus the mean image, the paper's SGD with lr
+    (epsW) 0.001 on the mean gradient, biases 0.002 and no decay, momentum 0.9, batch 128,
+    weight decay (wc) 0 on conv1/conv2, 0.004 on local3/local4, 0.01 on fc10; 350 epochs on
+    40,000 images with 10,000 held out (batch 5), then all 50,000 for 150 more, then lr / 10
+    for 10 epochs and / 100 for 10 (520 epochs); 24x24 random crops and flips, 10-view
+    test. Written for a GPU: about 26 M images."""
+    return _cuda_convnet("cifar10-11pct", "cifar-conv-local", 0.01)
+
+
+def _cifar10_13pct() -> Config:
+    """cuda-convnet's layers-conv-local-13pct.cfg (cifar-conv-local-13pct) with the same
+    methodology as cifar10-11pct; its layer-params file decays fc10 by 0.004."""
+    return _cuda_convnet("cifar10-13pct", "cifar-conv-local-13pct", 0.004)
 
 
 def _imagenet_paper() -> Config:
@@ -146,6 +192,8 @@ def _imagenet_torchvision() -> Config:
 
 RECIPES: dict[str, typing.Callable[[], Config]] = {
     "cifar10": _cifar10,
+    "cifar10-11pct": _cifar10_11pct,
+    "cifar10-13pct": _cifar10_13pct,
     "imagenet-paper": _imagenet_paper,
     "imagenet-torchvision": _imagenet_torchvision,
 }

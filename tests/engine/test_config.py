@@ -42,6 +42,9 @@ def test_changing_the_model_follows_its_input_size():
     (["schedule=fancy"], "valid schedules"),
     (["model.nosuch=1"], "valid options"),
     (["crop=64"], "larger than the stored images"),
+    (["layer_decay=classifier"], "prefix=decay"),
+    (["layer_decay=classifier=-1"], "prefix=decay"),
+    (["layer_decay=classifier=nan"], "prefix=decay"),
 ])
 def test_bad_overrides_are_one_sentence(overrides, words):
     with pytest.raises(UserError, match=words.replace("(", r"\(")):
@@ -49,5 +52,5 @@ def test_bad_overrides_are_one_sentence(overrides, words):
 
 
 def test_unknown_recipe_lists_the_recipes():
-    with pytest.raises(UserError, match="valid recipes: cifar10, imagenet-paper"):
+    with pytest.raises(UserError, match="valid recipes: cifar10, cifar10-11pct, cifar10-13pct, imagenet-paper"):
         resolve_config("imagenet-2013")

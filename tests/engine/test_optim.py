@@ -10,6 +10,7 @@ from torch import nn
 
 from alexnet.engine.optim import PaperSGD, build_optimizer, parameter_groups, set_lr
 from alexnet.engine.schedule import Plateau, Schedule, cosine_factor, step_factor
+from alexnet.models import build_model
 
 
 def test_paper_sgd_matches_hand_written_update_across_an_lr_drop():
@@ -59,7 +60,7 @@ def test_paper_sgd_equals_pytorch_sgd_at_constant_lr():
 def test_parameter_groups_give_biases_twice_the_lr_and_no_decay():
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Linear(4, 2))
     groups = parameter_groups(model, lr=0.01, weight_decay=5e-4, bias_lr_mult=2.0,
-                              bias_weight_decay=0.0, no_decay=("0.",))
+                              bias_weight_decay=0.0, layer_decay={"0.": 0.0})
     by_size = {sum(p.numel() for p in g["params"]): g for g in groups}
     biases = by_size[4 + 2]
     assert biases["lr"] == pytest.approx(0.02) and biases["weight_decay"] == 0.0
@@ -70,6 +71,23 @@ def test_parameter_groups_give_biases_twice_the_lr_and_no_decay():
     opt = build_optimizer("paper", groups, 0.01, 0.9, 5e-4)
     set_lr(opt, 0.01, 0.1)
     assert sorted(g["lr"] for g in opt.param_groups) == pytest.approx([0.001, 0.001, 0.002])
+
+
+def test_a_multi_dimensional_bias_is_a_bias_and_layers_get_their_own_decay():
+    # The locally connected layers' unshared biases are [C, H, W]: still biases.
+    model = build_model("cifar-conv-local")
+    groups = parameter_groups(model, lr=1e-3, weight_decay=4e-3, bias_lr_mult=2.0,
+                              bias_weight_decay=0.0,
+                              layer_decay={"features.conv": 0.0, "classifier": 0.01})
+    names = {id(p): n for n, p in model.named_parameters()}
+    treatment = {names[id(p)]: (g["lr"], g["weight_decay"]) for g in groups for p in g["params"]}
+    assert model.features.local3.bias.ndim == 3
+    for layer in ("conv1", "conv2", "local3", "local4"):
+        assert treatment[f"features.{layer}.bias"] == (pytest.approx(2e-3), 0.0)
+    assert treatment["classifier.bias"] == (pytest.approx(2e-3), 0.0)
+    assert treatment["features.conv1.weight"] == (1e-3, 0.0)
+    assert treatment["features.local3.weight"] == (1e-3, 4e-3)
+    assert treatment["classifier.weight"] == (1e-3, 0.01)
 
 
 def test_schedules():

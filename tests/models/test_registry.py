@@ -12,10 +12,11 @@ from alexnet.cli import main
 from alexnet.errors import UserError
 from alexnet.models import build_model, count_parameters, list_models, model_spec
 
-NAMES = ["alexnet-paper", "alexnet-torchvision", "cifar-conv-local", "cifar-4layer"]
+NAMES = ["alexnet-paper", "alexnet-torchvision", "cifar-conv-local", "cifar-conv-local-13pct",
+         "cifar-4layer"]
 
 
-def test_registry_lists_the_four_models():
+def test_registry_lists_the_models():
     assert list_models() == NAMES
 
 
@@ -54,14 +55,64 @@ def test_torchvision_state_dict_round_trip_gives_identical_logits():
     assert count_parameters(ours) == 61_100_840
 
 
-def test_cifar_conv_local_shapes_and_13pct_variant():
+def layer_sizes(model, size=24):
+    """(layer name, output channels, output side) for every layer of `features`, in order."""
+    rows, x = [], torch.zeros(1, 3, size, size)
+    for name, layer in model.features.named_children():
+        x = layer(x)
+        rows.append((name, x.shape[1], x.shape[2]))
+    return rows
+
+
+def test_cifar_conv_local_is_the_published_11pct_file():
+    # layers-conv-local-11pct.cfg: pool1 *then* norm1, norm2 *then* pool2; 24 -> 12 -> 6.
     model = build_model("cifar-conv-local")
-    x = torch.zeros(1, 3, 24, 24)
-    assert model.forward_features(x).shape == (1, 32, 6, 6)
-    assert model.features.local3.weight.shape == (36, 32, 64 * 9)  # unshared per position
-    without = build_model("cifar-conv-local", lrn=False)
+    assert layer_sizes(model) == [
+        ("conv1", 64, 24), ("relu1", 64, 24), ("pool1", 64, 12), ("norm1", 64, 12),
+        ("conv2", 64, 12), ("relu2", 64, 12), ("norm2", 64, 12), ("pool2", 64, 6),
+        ("local3", 64, 6), ("relu3", 64, 6), ("local4", 32, 6), ("relu4", 32, 6)]
+    norm = model.features.norm1
+    assert (norm.size, norm.k, norm.beta, norm.term_weight) == (9, 1.0, 0.75, 1e-3 / 9)
+    assert model.features.local3.weight.shape == (36, 64, 64 * 9)  # unshared per position
+    assert model.features.local3.bias.shape == (64, 6, 6)
+    assert model.classifier.in_features == 32 * 6 * 6
+    assert count_parameters(model) == 2_112_970
+
+
+def test_lrn_false_drops_the_two_norms_and_nothing_else():
+    model, without = build_model("cifar-conv-local"), build_model("cifar-conv-local", lrn=False)
     assert isinstance(without.features.norm1, torch.nn.Identity)
+    assert isinstance(without.features.norm2, torch.nn.Identity)
+    assert [row for row in layer_sizes(without) if not row[0].startswith("norm")] == \
+        [row for row in layer_sizes(model) if not row[0].startswith("norm")]
     assert count_parameters(without) == count_parameters(model)
+
+
+def test_cifar_conv_local_13pct_is_the_published_13pct_file():
+    model = build_model("cifar-conv-local-13pct")
+    assert layer_sizes(model) == [
+        ("conv1", 64, 24), ("relu1", 64, 24), ("pool1", 64, 12), ("norm1", 64, 12),
+        ("conv2", 64, 12), ("relu2", 64, 12), ("norm2", 64, 12), ("pool2", 64, 6),
+        ("local3", 32, 6), ("relu3", 32, 6), ("local4", 32, 6), ("relu4", 32, 6)]
+    assert isinstance(model.features.norm1, torch.nn.Identity)
+    assert isinstance(model.features.norm2, torch.nn.Identity)
+    assert count_parameters(model) == 1_116_490
+    with pytest.raises(UserError, match="lrn"):
+        build_model("cifar-conv-local-13pct", lrn=True)
+
+
+@pytest.mark.parametrize("name", ["cifar-conv-local", "cifar-conv-local-13pct"])
+def test_cifar_conv_local_cuda_convnet_initialisation(name):
+    torch.manual_seed(0)
+    model = build_model(name, init="cuda-convnet")
+    stds = {n: p.std().item() for n, p in model.named_parameters() if n.endswith("weight")}
+    expected = {"features.conv1.weight": 1e-4, "features.conv2.weight": 1e-2,
+                "features.local3.weight": 0.04, "features.local4.weight": 0.04,
+                "classifier.weight": 1e-2}
+    assert stds == pytest.approx(expected, rel=0.1)
+    assert all(p.abs().sum() == 0 for n, p in model.named_parameters() if n.endswith("bias"))
+    default = build_model(name)  # PyTorch's initialisation stays the default
+    assert default.features.conv1.weight.std().item() > 1e-2
 
 
 def test_cifar_4layer_activations():

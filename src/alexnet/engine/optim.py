@@ -57,28 +57,35 @@ class PaperSGD(torch.optim.Optimizer):
         return loss
 
 
+def is_bias(name: str) -> bool:
+    """A bias by what it is (the parameter's own name), whatever its shape: the locally
+    connected layers' unshared biases are [C, H, W]."""
+    return name.rsplit(".", 1)[-1] == "bias"
+
+
 def parameter_groups(model: nn.Module, lr: float, weight_decay: float,
                      bias_lr_mult: float = 1.0, bias_weight_decay: float | None = None,
-                     no_decay: tuple[str, ...] = ()) -> list[dict]:
+                     layer_decay: dict[str, float] | None = None) -> list[dict]:
     """Split parameters into groups for an optimiser.
 
-    Biases (and any other 1-d parameters) get `bias_lr_mult` x lr and `bias_weight_decay`
-    (default: same as the weights); the 2012 code used 2x lr and no decay for biases.
-    Weights whose name starts with a prefix in `no_decay` get no decay (cuda-convnet's
-    CIFAR nets decay only the locally connected and fc layers). Each group records
-    `lr_mult` so schedules can scale `lr` per group.
+    Biases get `bias_lr_mult` x lr and `bias_weight_decay` (default: same as the weights);
+    the 2012 code and cuda-convnet used 2x lr and no decay for every bias. A weight whose
+    name starts with a prefix of `layer_decay` gets that prefix's decay (the longest prefix
+    wins), the others `weight_decay`: cuda-convnet's layer-params files give each layer its
+    own (`wc`). Each group records `lr_mult` so schedules can scale `lr` per group.
     """
     bias_decay = weight_decay if bias_weight_decay is None else bias_weight_decay
+    layer_decay = layer_decay or {}
     buckets: dict[tuple[float, float], list] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        if p.ndim <= 1:
+        if is_bias(name):
             key = (bias_lr_mult, bias_decay)
-        elif any(name.startswith(prefix) for prefix in no_decay):
-            key = (1.0, 0.0)
         else:
-            key = (1.0, weight_decay)
+            prefixes = [prefix for prefix in layer_decay if name.startswith(prefix)]
+            decay = layer_decay[max(prefixes, key=len)] if prefixes else weight_decay
+            key = (1.0, decay)
         buckets.setdefault(key, []).append(p)
     return [{"params": params, "lr": lr * mult, "lr_mult": mult, "weight_decay": decay}
             for (mult, decay), params in buckets.items()]

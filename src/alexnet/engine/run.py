@@ -112,13 +112,21 @@ class Run:
     train_model: nn.Module      # what the loop calls: maybe DDP- and compile-wrapped
     optimizer: torch.optim.Optimizer
     schedule: Schedule
-    loader: object
+    train_loader: object        # the training split's batches
+    folded_loader: object       # all images' batches, from config.fold_in_epoch on (or None)
     augment: object
     generator: torch.Generator
     dtype: torch.dtype | None
     progress: Progress
     stop: StopFlag
     last_save: float = 0.0
+
+    def folded(self, epoch: int) -> bool:
+        """Whether the held-out images train too in `epoch` (cuda-convnet's methodology)."""
+        return self.folded_loader is not None and epoch >= self.config.fold_in_epoch
+
+    def loader(self, epoch: int):
+        return self.folded_loader if self.folded(epoch) else self.train_loader
 
     # -- checkpoints ---------------------------------------------------------------------
 
@@ -192,7 +200,7 @@ def build_run(config: Config, out: Path, ddp: dist.DistInfo, stop: StopFlag) -> 
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     groups = parameter_groups(model, config.lr, config.weight_decay, config.bias_lr_mult,
-                              config.bias_weight_decay, tuple(config.no_decay))
+                              config.bias_weight_decay, config.layer_decay_map())
     optimizer = build_optimizer(config.optimizer, groups, config.lr, config.momentum,
                                 config.weight_decay)
     plateau = Plateau(gamma=config.gamma, patience=config.plateau_patience,
@@ -205,14 +213,20 @@ def build_run(config: Config, out: Path, ddp: dist.DistInfo, stop: StopFlag) -> 
         # A small store (CIFAR-10: 150 MB) lives on the GPU: batches are gathered there.
         images = torch.from_numpy(np.array(store.images)).to(device)
         labels = torch.from_numpy(np.array(store.labels, dtype=np.int64)).to(device)
-    loader = StoreLoader(images, labels, config.batch_size // ddp.world_size,
-                         indices=train_idx, shuffle=True, seed=config.seed, rank=ddp.rank,
-                         world_size=ddp.world_size, drop_last=True, device=device)
+
+    def loader(indices: np.ndarray) -> StoreLoader:
+        return StoreLoader(images, labels, config.batch_size // ddp.world_size, indices=indices,
+                           shuffle=True, seed=config.seed, rank=ddp.rank,
+                           world_size=ddp.world_size, drop_last=True, device=device)
+
+    folded = config.fold_in_epoch > 0 and len(val_idx) > 0
+    all_idx = np.sort(np.concatenate([train_idx, val_idx]))
     augment = TrainAugment(preprocessing, store.eigvals, store.eigvecs, flip=config.flip,
                            lighting_std=config.lighting_std, channels_last=channels_last)
     train_model = dist.wrap_model(model, ddp)
     if config.compile:
         train_model = torch.compile(train_model)
     return Run(config, out, ddp, store, preprocessing, train_idx, val_idx, model, train_model,
-               optimizer, schedule, loader, augment, torch.Generator(device=device),
+               optimizer, schedule, loader(train_idx), loader(all_idx) if folded else None,
+               augment, torch.Generator(device=device),
                amp_dtype(config, device), Progress(), stop)

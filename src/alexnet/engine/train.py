@@ -62,7 +62,8 @@ def train_one_epoch(run: Run) -> dict | None:
     """Train `run.progress.epoch` from batch `run.progress.step` on; None when stopped by a
     signal (state saved). Returns the epoch's train loss/error, img/s, seconds and lr."""
     cfg, p, device = run.config, run.progress, run.ddp.device
-    steps = len(run.loader)
+    loader = run.loader(p.epoch)
+    steps = len(loader)
     if steps == 0:
         raise UserError(f"the training split ({len(run.train_idx)} images) is smaller than "
                         f"one batch (batch_size={cfg.batch_size}); lower batch_size")
@@ -75,12 +76,12 @@ def train_one_epoch(run: Run) -> dict | None:
     bad = torch.zeros((), dtype=torch.bool, device=device)
     check_every = 1 if device.type == "cpu" else 25  # a .item() per step stalls a GPU
     run.train_model.train()
-    batch_images = run.loader.batch_size * world
+    batch_images = loader.batch_size * world
     start, done, lr = time.perf_counter(), 0, cfg.lr
     total = (steps - p.step) * batch_images if run.ddp.is_main else None
     with console.progress(total, f"epoch {p.epoch + 1}/{cfg.epochs}", unit="img",
                           enabled=run.ddp.is_main) as bar:
-        for images, labels in run.loader.iterate(p.epoch, start_batch=p.step):
+        for images, labels in loader.iterate(p.epoch, start_batch=p.step):
             lr = set_lr(run.optimizer, cfg.lr, run.schedule.factor(p.epoch, p.step / steps))
             seed = step_seed(cfg.seed, run.ddp.rank, p.global_step)
             run.generator.manual_seed(seed)
@@ -229,10 +230,12 @@ def _train(config: Config, out: Path, ddp: dist.DistInfo, resume: bool | None,
                    "val_top5_error": val.get("top5_error"), "lr_dropped": int(dropped)}
             p.history.append(row)
             p.epoch, p.step, p.sums = p.epoch + 1, 0, {}
-            best = bool(val) and (p.best_top1 is None or val["top1_error"] < p.best_top1)
+            # Once the held-out images train too, `best` follows `last`.
+            held_out = bool(val) and not run.folded(p.epoch - 1)
+            best = held_out and (p.best_top1 is None or val["top1_error"] < p.best_top1)
             if best:
                 p.best_top1 = val["top1_error"]
-            run.save(best=best or not val)
+            run.save(best=best or not held_out)
             if ddp.is_main:
                 run_files.write_metrics(out, p.history)
                 board.log(row)
@@ -283,6 +286,8 @@ def finish(run: Run) -> dict:
                               else [])
         if len(run.val_idx):
             summary["held_out"] = {v: validate(run, v) for v in views}
+        if run.folded(run.config.epochs - 1):
+            summary["held_out_trained_from_epoch"] = run.config.fold_in_epoch + 1
         test = official_test_errors(run, views)
         if test:
             summary["test"] = test
@@ -293,6 +298,10 @@ def finish(run: Run) -> dict:
             why = "val_per_class=0" if run.config.val_per_class == 0 else "no class has two"
             console.info(f"no images were held out ({why}), so there is no held-out "
                          "error; evaluate with: alexnet eval RUN --data OTHER_IMAGES")
+        if "held_out_trained_from_epoch" in summary:
+            console.info(f"the held-out images trained from epoch "
+                         f"{summary['held_out_trained_from_epoch']} on (fold_in_epoch): their "
+                         "errors below are not held-out errors")
         for split, name in (("held_out", "held-out"), ("test", "test")):
             for views, res in summary.get(split, {}).items():
                 console.info(f"{name} error ({res['images']} images, {views} view"

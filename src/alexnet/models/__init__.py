@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from alexnet.errors import UserError, one_of
-from alexnet.models.cifar import Cifar4Layer, CifarConvLocal
+from alexnet.models.cifar import Cifar4Layer, CifarConvLocal, CifarConvLocal13
 from alexnet.models.layers import LocallyConnected2d, LocalResponseNorm, WithinMapNorm
 from alexnet.models.paper import AlexNetPaper
 from alexnet.models.torchvision_compat import AlexNetTorchvision
@@ -43,7 +43,10 @@ _REGISTRY: dict[str, ModelSpec] = {
         ModelSpec("alexnet-torchvision", AlexNetTorchvision,
                   "torchvision's single-tower variant, state dicts interchangeable"),
         ModelSpec("cifar-conv-local", CifarConvLocal,
-                  "cuda-convnet's 11% CIFAR-10 net (conv-norm-pool x2, 2 locally connected)"),
+                  "cuda-convnet's 11% CIFAR-10 net (2 conv with cross-map norms, 2 locally "
+                  "connected; paper §3.3)"),
+        ModelSpec("cifar-conv-local-13pct", CifarConvLocal13,
+                  "cuda-convnet's 13% CIFAR-10 net (the 11% net without norms, local3 32 wide)"),
         ModelSpec("cifar-4layer", Cifar4Layer,
                   "cuda-convnet's 18% CIFAR-10 net (3 conv + fc), ReLU or tanh (paper Fig. 1)"),
     ]
@@ -107,7 +110,8 @@ def forward_flops(model: nn.Module, input_size: int) -> int:
 
 
 __all__ = [
-    "AlexNetPaper", "AlexNetTorchvision", "Cifar4Layer", "CifarConvLocal", "LocalResponseNorm",
+    "AlexNetPaper", "AlexNetTorchvision", "Cifar4Layer", "CifarConvLocal", "CifarConvLocal13",
+    "LocalResponseNorm",
     "LocallyConnected2d", "ModelSpec", "WithinMapNorm", "build_model", "count_parameters",
     "forward_flops", "list_models", "model_spec",
 ]
