@@ -41,20 +41,60 @@ def local_reference(layer, x):
     out = torch.empty(x.shape[0], layer.out_channels, size, size, dtype=x.dtype)
     for r in range(size):
         for c in range(size):
-            patch = padded[:, :, r * s:r * s + k, c * s:c * s + k].reshape(x.shape[0], -1)
+            window = padded[:, :, r * s:r * s + k, c * s:c * s + k]   # fan-in (kh, kw, c)
+            patch = window.permute(0, 2, 3, 1).reshape(x.shape[0], -1)
             out[:, :, r, c] = patch @ layer.weight[r * size + c].T + layer.bias[:, r, c]
     return out
 
 
+LRN_BACKENDS = ["band", "reference"]
+LAYOUTS = [torch.contiguous_format, torch.channels_last]
+
+
+@pytest.mark.parametrize("backend", LRN_BACKENDS)
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("groups", [1, 2])
 @pytest.mark.parametrize("alpha_per_term", [True, False])
-def test_lrn_matches_reference(groups, alpha_per_term):
+def test_lrn_matches_reference(backend, layout, groups, alpha_per_term):
     torch.manual_seed(0)
     x = torch.randn(2, 12, 5, 4, dtype=torch.float64) * 30  # large enough for the norm to bite
-    layer = LocalResponseNorm(12, 5, 1e-4, 0.75, 2.0, groups, alpha_per_term).double()
+    x = x.contiguous(memory_format=layout)
+    layer = LocalResponseNorm(12, 5, 1e-4, 0.75, 2.0, groups, alpha_per_term,
+                              backend=backend).double()
     expected = lrn_reference(x, 5, 1e-4, 0.75, 2.0, groups, alpha_per_term)
     torch.testing.assert_close(layer(x), expected, rtol=1e-12, atol=1e-12)
     assert not torch.allclose(layer(x), x / 2.0**0.75)  # the window term matters here
+
+
+@pytest.mark.parametrize("size,beta", [(9, 0.75), (4, 0.6)])
+def test_lrn_band_gradient_for_the_cifar_norm_and_even_windows(size, beta):
+    # size 9 is cuda-convnet's CIFAR norm; an even size has asymmetric windows, whose
+    # backward needs the band's transpose.
+    torch.manual_seed(5)
+    x = (torch.randn(2, 10, 3, 3, dtype=torch.float64) * 10).requires_grad_()
+    layer = LocalResponseNorm(10, size, 1e-1, beta, 1.0, groups=2, backend="band").double()
+    grad = torch.randn_like(x)
+    ours = torch.autograd.grad(layer(x), x, grad)[0]
+    expected = torch.autograd.grad(lrn_reference(x, size, 1e-1, beta, 1.0, 2), x, grad)[0]
+    torch.testing.assert_close(ours, expected)
+
+
+def test_lrn_band_in_bf16_keeps_the_small_denominator_term():
+    # d = 1 + (a small number): in bf16 it would round to 1; the band kernel keeps it in
+    # fp32, so its bf16 output is the fp32 result rounded once.
+    torch.manual_seed(6)
+    x = (torch.rand(4, 64, 6, 6) * 20).contiguous(memory_format=torch.channels_last)
+    layer = LocalResponseNorm(64, 9, 1e-3, 0.75, 1.0, backend="band")
+    expected = layer(x)
+    assert (x - expected).abs().max() > 1   # the norm bites
+    xb = x.bfloat16().requires_grad_()
+    got = layer(xb)
+    assert got.dtype == torch.bfloat16 and got.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(got.float(), expected, rtol=8e-3, atol=1e-2)
+    grad = torch.randn_like(x)
+    got.backward(grad.bfloat16())
+    reference = torch.autograd.grad(layer(x.requires_grad_()), x, grad)[0]
+    torch.testing.assert_close(xb.grad.float(), reference, rtol=2e-2, atol=2e-2)
 
 
 def test_lrn_equals_torch_for_one_group():
@@ -76,11 +116,12 @@ def test_lrn_groups_keep_towers_apart():
     assert ((one_tower(changed) - one_tower(x)).abs().amax(dim=(0, 2, 3))[4:6] > 0).all()
 
 
+@pytest.mark.parametrize("backend", LRN_BACKENDS)
 @pytest.mark.parametrize("groups", [1, 2])
-def test_lrn_gradcheck_and_reference_gradient(groups):
+def test_lrn_gradcheck_and_reference_gradient(backend, groups):
     torch.manual_seed(1)
     x = (torch.randn(1, 6, 3, 3, dtype=torch.float64) * 10).requires_grad_()
-    layer = LocalResponseNorm(6, 5, 1e-2, 0.75, 2.0, groups).double()
+    layer = LocalResponseNorm(6, 5, 1e-2, 0.75, 2.0, groups, backend=backend).double()
     assert torch.autograd.gradcheck(layer, (x,))
     grad = torch.randn_like(x)
     ours = torch.autograd.grad(layer(x), x, grad)[0]
@@ -96,12 +137,18 @@ def test_within_map_norm_matches_reference_and_gradcheck():
     assert torch.autograd.gradcheck(layer, (x,))
 
 
+LC_BACKENDS = ["gemm", "unfold"]
+
+
+@pytest.mark.parametrize("backend", LC_BACKENDS)
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("stride,padding", [(1, 1), (2, 0)])
-def test_locally_connected_matches_reference(stride, padding):
+def test_locally_connected_matches_reference(backend, layout, stride, padding):
     torch.manual_seed(3)
     layer = LocallyConnected2d(3, 4, input_size=6, kernel_size=3, stride=stride,
-                               padding=padding).double()
-    x = torch.randn(2, 3, 6, 6, dtype=torch.float64, requires_grad=True)
+                               padding=padding, backend=backend).double()
+    x = torch.randn(2, 3, 6, 6, dtype=torch.float64).contiguous(memory_format=layout)
+    x.requires_grad_()
     torch.testing.assert_close(layer(x), local_reference(layer, x))
     grad = torch.randn_like(layer(x))
     params = (x, layer.weight, layer.bias)
@@ -111,9 +158,27 @@ def test_locally_connected_matches_reference(stride, padding):
         torch.testing.assert_close(a, b)
 
 
-def test_locally_connected_gradcheck_and_unshared_weights():
+def test_locally_connected_gemm_under_bf16_autocast():
+    # autocast runs the products in bf16 and returns fp32 gradients for the fp32 parameters.
+    torch.manual_seed(7)
+    layer = LocallyConnected2d(16, 8, input_size=6, kernel_size=3, padding=1)
+    x = torch.randn(4, 16, 6, 6).contiguous(memory_format=torch.channels_last)
+    expected = local_reference(layer, x)
+    with torch.autocast("cpu", torch.bfloat16):
+        got = layer(x)
+    assert got.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float(), expected, rtol=3e-2, atol=3e-2)
+    got.float().sum().backward()
+    assert layer.weight.grad.dtype == torch.float32 and layer.bias.grad.dtype == torch.float32
+    reference = torch.autograd.grad(local_reference(layer, x).sum(), layer.weight)[0]
+    torch.testing.assert_close(layer.weight.grad, reference, rtol=3e-2, atol=3e-1)
+
+
+@pytest.mark.parametrize("backend", LC_BACKENDS)
+def test_locally_connected_gradcheck_and_unshared_weights(backend):
     torch.manual_seed(4)
-    layer = LocallyConnected2d(2, 3, input_size=4, kernel_size=3, padding=1).double()
+    layer = LocallyConnected2d(2, 3, input_size=4, kernel_size=3, padding=1,
+                               backend=backend).double()
     x = torch.randn(1, 2, 4, 4, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(layer, (x,))
     # The same patch at two positions gives different outputs: weights are not shared.

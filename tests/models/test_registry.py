@@ -115,6 +115,23 @@ def test_cifar_conv_local_cuda_convnet_initialisation(name):
     assert default.features.conv1.weight.std().item() > 1e-2
 
 
+@pytest.mark.parametrize("name,options", [("cifar-conv-local", {}),
+                                          ("cifar-conv-local", {"lrn": False}),
+                                          ("cifar-4layer", {})])
+def test_activations_before_max_pools_run_after_them_with_identical_results(name, options):
+    torch.manual_seed(8)
+    size = model_spec(name).input_size
+    model = build_model(name, **options).double()
+    x = torch.randn(3, 3, size, size, dtype=torch.float64)
+    ours, plain = model.forward_features(x), model.features(x)   # Sequential: file order
+    assert torch.equal(ours, plain)
+    grad = torch.randn_like(ours)
+    params = list(model.features.parameters())
+    for a, b in zip(torch.autograd.grad(ours, params, grad),
+                    torch.autograd.grad(model.features(x), params, grad), strict=True):
+        assert torch.equal(a, b)
+
+
 def test_cifar_4layer_activations():
     relu = build_model("cifar-4layer")
     tanh = build_model("cifar-4layer", activation="tanh", norm=False)

@@ -14,6 +14,12 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def tracing() -> bool:
+    """Inside `torch.compile`, `torch.export` or `torch.jit.trace`: layers then take their
+    plain formulation, which compilers fuse and exporters understand."""
+    return torch.jit.is_tracing() or torch.compiler.is_compiling()
+
+
 def channel_window_matrix(channels: int, size: int, groups: int = 1,
                           device=None, dtype=None) -> torch.Tensor:
     """Band matrix B [C, C] with B[j, i] = 1 when channel j lies in channel i's window.
@@ -39,12 +45,14 @@ class LocalResponseNorm(nn.Module):
     paper text's literal alpha. `groups` > 1 keeps each window inside its group (tower),
     as the 2012 code normalised each GPU's maps separately.
 
-    `backend`: "band" computes the window sums as one [C, C] band-matrix product (exact, any
-    device; the reference); "triton" uses the fused kernels of `alexnet.kernels.lrn_triton`
-    (CUDA, odd sizes); "auto" picks triton where it can run, else band.
+    `backend`: "band" (any device) computes the window sums as one [C, C] band-matrix
+    product and has a hand-written backward (`alexnet.kernels.lrn_band`); "triton" uses the
+    fused kernels of `alexnet.kernels.lrn_triton` (CUDA, odd sizes); "auto" picks triton
+    where it can run, else band. "reference" is the plain formula under autograd, which the
+    other two are tested against.
     """
 
-    backends = ("auto", "band", "triton")
+    backends = ("auto", "band", "triton", "reference")
 
     def __init__(self, channels: int, size: int = 5, alpha: float = 1e-4, beta: float = 0.75,
                  k: float = 2.0, groups: int = 1, alpha_per_term: bool = True,
@@ -66,18 +74,22 @@ class LocalResponseNorm(nn.Module):
         """The weight of each squared activation in the denominator."""
         return self.alpha / self.size if self.alpha_per_term else self.alpha
 
-    def use_kernel(self, x: torch.Tensor) -> bool:
-        if self.backend == "band" or self.size % 2 == 0:  # the kernel needs symmetric windows
-            return False
+    def use_triton(self, x: torch.Tensor) -> bool:
+        if self.backend in ("band", "reference") or self.size % 2 == 0:
+            return False                    # the kernel needs symmetric windows
         from alexnet.kernels import triton_available
 
         return self.backend == "triton" or (x.is_cuda and triton_available())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.use_kernel(x):
+        if self.use_triton(x):
             from alexnet.kernels.lrn_triton import lrn
 
             return lrn(x, self.size, self.groups, self.k, self.term_weight, self.beta)
+        if self.backend != "reference" and not tracing():
+            from alexnet.kernels.lrn_band import lrn_band
+
+            return lrn_band(x, self.band, self.k, self.term_weight, self.beta)
         # [N, C, H, W] -> [N, H, W, C] is free for channels_last tensors; the window sum is
         # then a [NHW, C] x [C, C] product.
         band = self.band.to(x.dtype)
@@ -112,13 +124,22 @@ class WithinMapNorm(nn.Module):
 class LocallyConnected2d(nn.Module):
     """Like Conv2d, but every output position has its own filters (cuda-convnet's `local`).
 
-    weight: [out_h * out_w, out_channels, in_channels * k * k]; bias: [out_channels, out_h,
-    out_w] (also unshared). The input size is fixed at construction, as positions own weights.
+    weight: [out_h * out_w, out_channels, k * k * in_channels], fan-in in (kh, kw, c) order;
+    bias: [out_channels, out_h, out_w] (also unshared). The input size is fixed at construction, as positions own weights.
+
+    `backend`: "gemm" (default) runs `alexnet.kernels.local_gemm`, one batched product over
+    positions with a hand-written backward; "unfold" is the plain `F.unfold` + `einsum`
+    formulation, the reference it is tested against.
     """
 
+    backends = ("gemm", "unfold")
+
     def __init__(self, in_channels: int, out_channels: int, input_size: int, kernel_size: int,
-                 stride: int = 1, padding: int = 0, bias: bool = True):
+                 stride: int = 1, padding: int = 0, bias: bool = True, backend: str = "gemm"):
         super().__init__()
+        if backend not in self.backends:
+            raise ValueError(f"backend must be one of {self.backends}, got {backend!r}")
+        self.backend = backend
         self.in_channels, self.out_channels = in_channels, out_channels
         self.input_size, self.kernel_size = input_size, kernel_size
         self.stride, self.padding = stride, padding
@@ -141,9 +162,18 @@ class LocallyConnected2d(nn.Module):
         if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
             raise ValueError(f"LocallyConnected2d expects {self.input_size}x{self.input_size} "
                              f"inputs, got {tuple(x.shape[-2:])}")
-        # patches [N, C*k*k, L] -> per position L: [N, C*k*k] @ [C*k*k, out]
-        patches = F.unfold(x, self.kernel_size, padding=self.padding, stride=self.stride)
-        out = torch.einsum("nil,loi->nol", patches, self.weight)
+        if self.backend == "gemm" and not tracing():
+            from alexnet.kernels.local_gemm import locally_connected
+
+            return locally_connected(x, self.weight, self.bias, self.kernel_size, self.stride,
+                                     self.padding)
+        # The plain formulation (the reference): patches [N, C*k*k, L] in F.unfold's
+        # (c, kh, kw) order, then per position L: [N, C*k*k] @ [C*k*k, out].
+        k, positions = self.kernel_size, self.output_size ** 2
+        weight = self.weight.view(positions, self.out_channels, k * k, self.in_channels)
+        weight = weight.transpose(2, 3).reshape(positions, self.out_channels, -1)
+        patches = F.unfold(x, k, padding=self.padding, stride=self.stride)
+        out = torch.einsum("nil,loi->nol", patches, weight)
         out = out.reshape(x.shape[0], self.out_channels, self.output_size, self.output_size)
         return out if self.bias is None else out + self.bias
 
