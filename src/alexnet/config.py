@@ -74,10 +74,15 @@ class Config:
 
         _check_types(self)
         valid_options = model_spec(self.model).options()
-        for key in self.model_options:
+        for key, value in self.model_options.items():
             if key not in valid_options:
                 raise UserError(f"unknown option model.{key} for model {self.model!r}; "
                                 f"valid options: {', '.join(valid_options)}")
+            default = valid_options[key]      # an option takes the type of its default
+            if default is not None and not _has_type(value, type(default)) or (
+                    isinstance(value, float) and not math.isfinite(value)):
+                raise UserError(f"model.{key}={value!r} is not a valid "
+                                f"{type(default).__name__} (default {default!r})")
         for name, value, valid in [("optimizer", self.optimizer, OPTIMIZERS),
                                    ("schedule", self.schedule, SCHEDULES),
                                    ("normalize", self.normalize, NORMALIZATIONS),

@@ -120,6 +120,7 @@ def test_a_second_train_on_one_out_is_refused_naming_the_holder(tiny_store, tmp_
     (["train", "milestones=0,3"], "milestones must be epochs from 1"),
     (["train", "checkpoint_minutes=-1"], "checkpoint_minutes must be a finite number at least 0"),
     (["train", "warmup_epochs=nan"], "warmup_epochs must be a finite number"),
+    (["train", "model.lrn=yes"], "model.lrn='yes' is not a valid bool"),
 ])
 def test_numbers_outside_their_range_are_one_sentence(args, words, tmp_path, capsys):
     assert main([a.format(tmp=tmp_path) for a in args]) == 2
