@@ -19,14 +19,18 @@ def register(subparsers) -> None:
     parser.add_argument("--model", default="alexnet-paper", help="registry name")
     parser.add_argument("--data", help="train, prepare: a folder of images for both "
                         "pipelines (default: ../shared/data/imagenet-samples when present)")
-    parser.add_argument("--workers", type=count("--workers", 1, 1024), help="train: loader worker processes; "
-                        "prepare: the most decoding processes (default: all cores)")
-    parser.add_argument("--images", type=count("--images"), help="eval: images (default: 4000 GPU, 32 CPU); "
+    parser.add_argument("--workers", type=count("--workers", 0, 1024),
+                        help="train: loader worker processes; prepare: the most decoding "
+                        "processes (default: all cores)")
+    parser.add_argument("--images", type=count("--images"),
+                        help="eval: images (default: 4000 GPU, 32 CPU); "
                         "prepare: files of --data to use (default: all)")
     parser.add_argument("--size", type=count("--size"), default=256,
                         help="prepare: stored image side (default 256)")
-    parser.add_argument("--batch", type=count("--batch"), help="batch size (default: 256 on GPU, 16 on CPU)")
-    parser.add_argument("--steps", type=count("--steps"), default=20, help="timed steps after warm-up")
+    parser.add_argument("--batch", type=count("--batch"),
+                        help="batch size (default: 256 on GPU, 16 on CPU)")
+    parser.add_argument("--steps", type=count("--steps"), default=20,
+                        help="timed steps after warm-up")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument("--device", help="cuda or cpu (default: cuda when available)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")

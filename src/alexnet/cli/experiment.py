@@ -28,8 +28,10 @@ def register(subparsers) -> None:
                         help="settings for every run, as for `alexnet train`")
     parser.add_argument("--data", required=True,
                         help="CIFAR-10 training images (image folder or prepared store)")
-    parser.add_argument("--out", type=output_folder("--out"), help="results folder (default: runs/experiment-<name>)")
-    parser.add_argument("--seeds", type=count("--seeds", 1, 1000), default=3, help="seeds per variant (lrn, pooling)")
+    parser.add_argument("--out", type=output_folder("--out"),
+                        help="results folder (default: runs/experiment-<name>)")
+    parser.add_argument("--seeds", type=count("--seeds", 1, 1000), default=3,
+                        help="seeds per variant (lrn, pooling)")
     parser.add_argument("--lrs", default="0.0001,0.0003,0.001,0.003,0.01,0.03,0.1",
                         help="learning rates swept for each activation (relu-vs-tanh)")
     parser.add_argument("--sweep-epochs", type=count("--sweep-epochs"), default=2,

@@ -49,7 +49,8 @@ def register(subparsers) -> None:
     p.add_argument("-k", type=count("-k"), default=6, help="neighbours per query (default 6)")
     p.add_argument("--cache", metavar="DIR", help="feature cache folder (default "
                    "$ALEXNET_CACHE/features or ~/.cache/alexnet/features)")
-    p.add_argument("--batch-size", type=count("--batch-size"), default=256, help="feature extraction batch")
+    p.add_argument("--batch-size", type=count("--batch-size"), default=256,
+                   help="feature extraction batch")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if any)")
     p.set_defaults(run=run_neighbours)
 
@@ -62,7 +63,8 @@ def _raw():
 
 def _figure(kinds, name: str, help_text: str):
     p = kinds.add_parser(name, help=help_text, description=help_text + ".")
-    p.add_argument("--out", metavar="PNG", type=output_file("--out"), help="image to write (default: named after the "
+    p.add_argument("--out", metavar="PNG", type=output_file("--out"),
+                   help="image to write (default: named after the "
                    "figure in the current folder; a run folder's curves and filters go inside it)")
     p.add_argument("--json", action="store_true", help="print the numbers as JSON on stdout")
     return p

@@ -28,7 +28,8 @@ def register(subparsers) -> None:
                         help="classes per image (default 5, or all if fewer)")
     parser.add_argument("--views", choices=["center", "ten"], default="center",
                         help="centre crop (default) or the paper's ten patches, averaged")
-    parser.add_argument("--batch-size", type=count("--batch-size"), default=64, help="images per forward pass")
+    parser.add_argument("--batch-size", type=count("--batch-size"), default=64,
+                        help="images per forward pass")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if any)")
     parser.add_argument("--json", action="store_true",
                         help='print [{"file", "top": [{"label", "prob"}]} | {"file", "error"}]')

@@ -35,7 +35,8 @@ def register(subparsers) -> None:
     parser.add_argument("--recipe", help="named recipe (default: cifar10)")
     parser.add_argument("--data", help="a prepared store or an image folder (prepared on the "
                         "fly into a cache); cifar10 without it downloads CIFAR-10")
-    parser.add_argument("--out", type=output_folder("--out"), help="run folder (default: runs/<recipe>-<time>); an "
+    parser.add_argument("--out", type=output_folder("--out"),
+                        help="run folder (default: runs/<recipe>-<time>); an "
                         "existing run there is resumed")
     parser.add_argument("--resume", action="store_true",
                         help="require --out to hold a run to continue")

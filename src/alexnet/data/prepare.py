@@ -488,7 +488,7 @@ def prepare_store(src, out, size: int = 256, workers: int | None = None, strict:
     """
     if not 1 <= size <= MAX_SIZE:
         raise UserError(f"--size must be between 1 and {MAX_SIZE}, got {size}")
-    if workers is not None and not 1 <= workers <= 1024:
+    if workers is not None and not 0 <= workers <= 1024:     # 0, like None: all cores
         raise UserError(f"--workers must be between 1 and 1024, got {workers}")
     if encoding not in fmt.ENCODINGS:
         raise UserError(f"unknown store format {encoding!r}; choose one of "
