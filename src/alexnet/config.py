@@ -67,16 +67,23 @@ class Config:
     checkpoint_minutes: float = 10.0    # also save `last` mid-epoch this often (0: every step)
 
     def validate(self) -> Config:
+        from alexnet.data.store import MAX_SIZE
         from alexnet.engine.evaluate import VIEWS
         from alexnet.engine.optim import OPTIMIZERS
         from alexnet.engine.schedule import SCHEDULES
         from alexnet.models import model_spec
 
+        _check_types(self)
         valid_options = model_spec(self.model).options()
-        for key in self.model_options:
+        for key, value in self.model_options.items():
             if key not in valid_options:
                 raise UserError(f"unknown option model.{key} for model {self.model!r}; "
                                 f"valid options: {', '.join(valid_options)}")
+            default = valid_options[key]      # an option takes the type of its default
+            if default is not None and not _has_type(value, type(default)) or (
+                    isinstance(value, float) and not math.isfinite(value)):
+                raise UserError(f"model.{key}={value!r} is not a valid "
+                                f"{type(default).__name__} (default {default!r})")
         for name, value, valid in [("optimizer", self.optimizer, OPTIMIZERS),
                                    ("schedule", self.schedule, SCHEDULES),
                                    ("normalize", self.normalize, NORMALIZATIONS),
@@ -84,11 +91,35 @@ class Config:
                                    ("eval_views", self.eval_views, VIEWS)]:
             if value not in valid:
                 raise one_of(name, value, valid)
-        for name in ("epochs", "batch_size", "crop", "data_size", "eval_batch_size"):
-            if getattr(self, name) < 1:
-                raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise UserError(f"lr must be positive, got {self.lr}")
+        for name, low, high in [("epochs", 1, 100_000), ("batch_size", 1, 2 ** 31 - 1),
+                                ("eval_batch_size", 1, 2 ** 31 - 1), ("crop", 1, MAX_SIZE),
+                                ("data_size", 1, MAX_SIZE), ("val_per_class", 0, 2 ** 31 - 1),
+                ("fold_in_epoch", 0, 100_000),
+                                ("step_size", 1, 100_000), ("plateau_patience", 0, 100_000),
+                                ("plateau_max_drops", 0, 1000), ("seed", 0, 2 ** 63 - 1)]:
+            value = getattr(self, name)
+            if not low <= value <= high:
+                raise UserError(f"{name} must be a whole number from {low:,} to {high:,}, "
+                                f"got {value}")
+        for value in self.milestones:
+            if not 1 <= value <= 100_000:
+                raise UserError(f"milestones must be epochs from 1 to 100,000, got {value}")
+        # (name, lowest, highest, whether the lowest itself is excluded)
+        for name, low, high, open_low in [
+                ("lr", 0.0, math.inf, True), ("momentum", 0.0, 0.999999, False),
+                ("weight_decay", 0.0, math.inf, False), ("bias_lr_mult", 0.0, math.inf, False),
+                ("bias_weight_decay", 0.0, math.inf, False), ("gamma", 0.0, 1.0, True),
+                ("warmup_epochs", 0.0, math.inf, False), ("lighting_std", 0.0, math.inf, False),
+                ("checkpoint_minutes", 0.0, math.inf, False)]:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if not (math.isfinite(value) and (value > low if open_low else value >= low)
+                    and value <= high):
+                side = "greater than" if open_low else "at least"
+                most = f" and at most {high:g}" if high != math.inf else ""
+                raise UserError(f"{name} must be a finite number {side} {low:g}{most}, "
+                                f"got {value}")
         self.layer_decay_map()
         if self.crop > self.data_size:
             raise UserError(f"crop={self.crop} is larger than the stored images "
@@ -121,6 +152,31 @@ class Config:
             if key in kept and kept[key] is not None:
                 kept[key] = tuple(kept[key])
         return cls(**kept)
+
+
+def _check_types(config: Config) -> None:
+    """Every field holds its declared type (a config read back from a file may not)."""
+    hints = typing.get_type_hints(Config)
+    for f in dataclasses.fields(Config):
+        value = getattr(config, f.name)
+        if not _has_type(value, hints[f.name]):
+            raise UserError(f"setting {f.name}={value!r} is not a valid "
+                            f"{getattr(hints[f.name], '__name__', hints[f.name])}")
+
+
+def _has_type(value, hint) -> bool:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_has_type(value, a) for a in args)
+    if origin is tuple:
+        return isinstance(value, tuple) and all(_has_type(v, args[0]) for v in value)
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
 
 
 def _cifar10() -> Config:

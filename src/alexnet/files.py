@@ -1,12 +1,15 @@
 """Writing files so that a crash never leaves a half-written one where a good one was.
 
 Every write goes to a temporary file in the same folder, is fsynced, then renamed over the
-target, and the folder is fsynced so the rename itself survives a power loss.
+target, and the folder is fsynced so the rename itself survives a power loss. Also here:
+the lock that gives an output folder to one process at a time, the free-space check made
+before large writes, and the check of an output path given by the user.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,3 +47,105 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def lock_path(path: str | os.PathLike) -> Path:
+    """The lock file of an output `path`: `<path>.lock`, beside it (the output itself may be
+    renamed into place, like a store, or not exist yet)."""
+    path = Path(path)
+    return path.with_name(path.name + ".lock")
+
+
+@contextmanager
+def output_lock(path: str | os.PathLike, what: str = "output folder") -> Iterator[None]:
+    """Own the output `path` for the block: an OS lock (flock) on `<path>.lock`, released when
+    the block ends or the process dies. A second process is refused (UserError) in one
+    sentence naming the holder's pid, which the holder writes into the lock file."""
+    from alexnet.errors import UserError
+
+    try:
+        import fcntl
+    except ImportError:      # no flock (Windows): outputs are not guarded
+        yield
+        return
+    lock = lock_path(path)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise UserError(f"the {what} {str(path)!r} is in use by another alexnet process "
+                            f"(pid {holder}); wait for it to end or choose another") from None
+        # The holder before us may have removed the file after we opened it: lock the file
+        # that is at the path now, or we would share the path with a later process.
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(lock))
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        lock.unlink(missing_ok=True)    # while still held: nobody else has it open locked
+        os.close(fd)
+
+
+def check_free_space(folder: str | os.PathLike, needed: int, what: str) -> None:
+    """UserError when the file system of `folder` (or its nearest existing parent) has less
+    than `needed` bytes free for `what`."""
+    from alexnet.errors import UserError
+
+    folder = Path(folder).absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return          # cannot tell: the write itself will report a full disk
+    if free < needed:
+        raise UserError(f"{what} needs about {_size(needed)} free in {str(folder)!r} but only "
+                        f"{_size(free)} is; free some space or choose another folder")
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"
+
+
+MAX_NAME_BYTES = 255     # one file or folder name, on every common Linux/macOS file system
+
+
+def output_path(path: str | os.PathLike, what: str) -> Path:
+    """`path` as an output location, or UserError in one sentence naming it: empty, a name
+    longer than the file system allows, or a path to something that cannot hold it."""
+    from alexnet.errors import UserError
+
+    text = os.fspath(path)
+    if not str(text).strip():
+        raise UserError(f"{what} is empty; give a file or folder name")
+    path = Path(text).expanduser()
+    for part in path.parts:
+        size = len(os.fsencode(part))
+        if size > MAX_NAME_BYTES:
+            raise UserError(f"{what} {str(path)!r} has a name of {size} bytes; names may be "
+                            f"at most {MAX_NAME_BYTES} bytes")
+    return path
+
+
+def output_file(path: str | os.PathLike, what: str) -> Path:
+    """`output_path` for a file to write: a folder there is refused, not replaced."""
+    from alexnet.errors import UserError
+
+    path = output_path(path, what)
+    if path.is_dir():
+        raise UserError(f"{what} {str(path)!r} is a folder; give the name of the file to write")
+    return path

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _runs import alexnet_env, run_alexnet  # noqa: E402
+from _runs import alexnet_env, make_image_folder, run_alexnet  # noqa: E402
 
 # Augmentation off (crop = stored size, no flip, no lighting) and no dropout in this network,
 # so both runs see exactly the same inputs; each global batch of 16 is the union of the two
@@ -44,6 +44,23 @@ def test_two_gloo_processes_match_one_process(tiny_store, tmp_path):
     final_two = json.loads((tmp_path / "two" / "final.json").read_text())["held_out"]
     assert final_one["center"]["images"] == final_two["center"]["images"] == 20
     assert abs(final_one["center"]["top1_error"] - final_two["center"]["top1_error"]) <= 0.05
+
+
+def test_torchrun_on_an_image_folder_prepares_it_once(tmp_path):
+    """The README's `torchrun --nproc_per_node=2 -m alexnet train --data FOLDER` on a fresh
+    cache: rank 0 prepares the folder, rank 1 waits for it, then both train."""
+    images = make_image_folder(tmp_path / "images", classes=4, per_class=20)
+    env = alexnet_env(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         "-m", "alexnet", "train", "--data", str(images), "--out", str(tmp_path / "run"),
+         "model=cifar-4layer", "epochs=1", "batch_size=16", "val_per_class=2",
+         "eval_views=center"], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("preparing") == 1 and "Traceback" not in done.stderr
+    stores = sorted(p.name for p in (tmp_path / "cache" / "stores").iterdir())
+    assert len(stores) == 1 and stores[0].startswith("images-32-")
+    assert json.loads((tmp_path / "run" / "final.json").read_text())["status"] == "finished"
 
 
 def initial_weights() -> dict[str, torch.Tensor]:

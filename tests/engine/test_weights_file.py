@@ -29,7 +29,7 @@ def test_round_trip_rebuilds_model_classes_and_preprocessing(tmp_path):
 
 
 def test_per_channel_preprocessing_round_trip(tmp_path):
-    pre = Preprocessing(256, 224, channel_mean=IMAGENET_CHANNEL_MEAN,
+    pre = Preprocessing(40, 32, channel_mean=IMAGENET_CHANNEL_MEAN,   # 32: the net's input
                         channel_std=IMAGENET_CHANNEL_STD)
     save_weights(tmp_path / "w.safetensors", build_model("cifar-4layer"), classes=list("abcdefghij"),
                  preprocessing=pre)

@@ -122,6 +122,9 @@ def predict_files(loaded, files: list[Path], top: int | None = None, views: str 
         probs = view_probabilities(loaded.model, batch, loaded.preprocessing, views=views,
                                    batch_size=batch_size).cpu()
         for (entry, image), row in zip(pending, probs, strict=True):
+            if not bool(row.isfinite().all()):   # JSON has no NaN: an error entry instead
+                entry["error"] = "the model's scores for it are not finite numbers"
+                continue
             entry["top"] = top_k(row, loaded.classes, top, names)
             if keep_images:
                 entry["image"] = image

@@ -32,7 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
+    try:
+        args, extra = parser.parse_known_args(argv)
+    except UserError as err:          # a number outside its range (cli/_args.py)
+        print(f"alexnet: error: {err}", file=sys.stderr)
+        return err.exit_code
     # key=value overrides may follow the options (`experiment lrn --seeds 3 epochs=150`):
     # argparse has given the positional list out before it saw them.
     if extra and hasattr(args, "overrides") and all(
@@ -48,11 +52,28 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"alexnet: error: {err}", file=sys.stderr)
         return err.exit_code
+    except OSError as err:
+        # What the operating system refused (a full disk, no permission, a name too long...)
+        # and no closer code explained: the reason and the file, not a traceback.
+        if isinstance(err, BrokenPipeError):
+            return _broken_pipe()
+        print(f"alexnet: error: {os_error(err)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("alexnet: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        # The reader went away (`alexnet ... --json | head`): stop quietly, and keep Python
-        # from complaining again when it flushes stdout at exit.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141
+
+
+def _broken_pipe() -> int:
+    # The reader went away (`alexnet ... --json | head`): stop quietly, and keep Python
+    # from complaining again when it flushes stdout at exit.
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 141
+
+
+def os_error(err: OSError) -> str:
+    """An OSError as one sentence: what failed, on which file."""
+    reason = err.strerror or str(err) or type(err).__name__
+    files = [f for f in (err.filename, err.filename2) if f is not None]
+    where = " and ".join(repr(os.fsdecode(f)) for f in files)
+    return f"{reason}: {where}" if where else reason

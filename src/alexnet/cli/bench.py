@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from alexnet.cli._args import count
+
 TARGETS = ("model", "train", "eval", "prepare")
 
 
@@ -17,14 +19,18 @@ def register(subparsers) -> None:
     parser.add_argument("--model", default="alexnet-paper", help="registry name")
     parser.add_argument("--data", help="train, prepare: a folder of images for both "
                         "pipelines (default: ../shared/data/imagenet-samples when present)")
-    parser.add_argument("--workers", type=int, help="train: loader worker processes; "
-                        "prepare: the most decoding processes (default: all cores)")
-    parser.add_argument("--images", type=int, help="eval: images (default: 4000 GPU, 32 CPU); "
+    parser.add_argument("--workers", type=count("--workers", 0, 1024),
+                        help="train: loader worker processes; prepare: the most decoding "
+                        "processes (default: all cores)")
+    parser.add_argument("--images", type=count("--images"),
+                        help="eval: images (default: 4000 GPU, 32 CPU); "
                         "prepare: files of --data to use (default: all)")
-    parser.add_argument("--size", type=int, default=256,
+    parser.add_argument("--size", type=count("--size"), default=256,
                         help="prepare: stored image side (default 256)")
-    parser.add_argument("--batch", type=int, help="batch size (default: 256 on GPU, 16 on CPU)")
-    parser.add_argument("--steps", type=int, default=20, help="timed steps after warm-up")
+    parser.add_argument("--batch", type=count("--batch"),
+                        help="batch size (default: 256 on GPU, 16 on CPU)")
+    parser.add_argument("--steps", type=count("--steps"), default=20,
+                        help="timed steps after warm-up")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument("--device", help="cuda or cpu (default: cuda when available)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -48,6 +54,10 @@ def run(args) -> int:
     from alexnet.models import model_spec
 
     model_spec(args.model)  # an unknown name ends here, with the list of valid ones
+    if args.device:
+        from alexnet.engine.distributed import pick_device
+
+        pick_device(args.device)  # so does a device that is not here
     if args.target == "model":
         report = bench_model(args.model, batch=args.batch, steps=args.steps,
                              compile_model=args.compile, device=args.device)
@@ -59,6 +69,11 @@ def run(args) -> int:
                              compile_model=args.compile, device=args.device)
     elif args.target == "prepare":
         from alexnet.bench.prepare import bench_prepare
+        from alexnet.data.store import MAX_SIZE
+        from alexnet.errors import UserError
+
+        if args.size > MAX_SIZE:
+            raise UserError(f"--size must be from 1 to {MAX_SIZE:,}, got {args.size}")
 
         report = bench_prepare(default_images(args.data), args.size, args.workers, args.images)
     else:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from alexnet.cli._args import count
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -13,7 +15,7 @@ def register(subparsers) -> None:
     parser.add_argument("checkpoints", nargs="+", metavar="CKPT")
     parser.add_argument("--data", required=True, help="a prepared store or an image folder")
     parser.add_argument("--views", default="center", choices=["center", "ten"])
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=count("--batch-size"), default=256)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", action="store_true", help="print the errors (fractions)")
     parser.set_defaults(run=run)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from alexnet.cli._args import count
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -17,7 +19,7 @@ def register(subparsers) -> None:
     parser.add_argument("--split", default="all", choices=["all", "held-out"],
                         help="held-out: only the images the checkpoint's run held out of "
                         "this (its training) store")
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=count("--batch-size"), default=256)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     parser.add_argument("--json", action="store_true",
                         help='print {"top1_error", "top5_error", "images"} (fractions)')

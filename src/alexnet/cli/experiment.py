@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
+
+from alexnet.cli._args import count, output_folder
 
 EXPERIMENTS = ("relu-vs-tanh", "lrn", "pooling")
 QUICK_PER_CLASS = 100
@@ -25,13 +28,15 @@ def register(subparsers) -> None:
                         help="settings for every run, as for `alexnet train`")
     parser.add_argument("--data", required=True,
                         help="CIFAR-10 training images (image folder or prepared store)")
-    parser.add_argument("--out", help="results folder (default: runs/experiment-<name>)")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds per variant (lrn, pooling)")
+    parser.add_argument("--out", type=output_folder("--out"),
+                        help="results folder (default: runs/experiment-<name>)")
+    parser.add_argument("--seeds", type=count("--seeds", 1, 1000), default=3,
+                        help="seeds per variant (lrn, pooling)")
     parser.add_argument("--lrs", default="0.0001,0.0003,0.001,0.003,0.01,0.03,0.1",
                         help="learning rates swept for each activation (relu-vs-tanh)")
-    parser.add_argument("--sweep-epochs", type=int, default=2,
+    parser.add_argument("--sweep-epochs", type=count("--sweep-epochs"), default=2,
                         help="epochs each swept lr trains for (relu-vs-tanh)")
-    parser.add_argument("--max-epochs", type=int, default=60,
+    parser.add_argument("--max-epochs", type=count("--max-epochs"), default=60,
                         help="give up on reaching 25%% training error after this many")
     parser.add_argument("--quick", action="store_true",
                         help=f"a smoke run: {QUICK_PER_CLASS} images per class, one epoch, "
@@ -50,6 +55,9 @@ def run(args) -> int:
         lrs = [float(v) for v in args.lrs.split(",") if v.strip()]
     except ValueError:
         raise UserError(f"--lrs {args.lrs!r} is not a comma-separated list of numbers") from None
+    if not lrs or not all(math.isfinite(lr) and lr > 0 for lr in lrs):
+        raise UserError(f"--lrs must list one or more finite learning rates greater than 0, "
+                        f"got {args.lrs!r}")
     per_class = QUICK_PER_CLASS if args.quick else None
     overrides = list(args.overrides)
     if args.quick:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from alexnet.cli._args import output_file
+
 FORMAT_HELP = ("onnx (run with onnxruntime), torchscript (torch.jit, C++/mobile), "
                "exported-program (torch.export .pt2), torchvision (a state-dict .pth that "
                "torchvision.models.alexnet() loads; alexnet-torchvision checkpoints only)")
@@ -20,7 +22,7 @@ def register(subparsers) -> None:
     parser.add_argument("--format", required=True, metavar="FORMAT",
                         choices=["onnx", "torchscript", "exported-program", "torchvision"],
                         help=FORMAT_HELP)
-    parser.add_argument("--out", metavar="FILE",
+    parser.add_argument("--out", metavar="FILE", type=output_file("--out"),
                         help="output file (default: CKPT with .onnx/.pt/.pt2/.pth)")
     parser.add_argument("--embed-preprocessing", action="store_true",
                         help="put the mean/std normalisation inside the graph: input becomes "

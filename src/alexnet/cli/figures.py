@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from alexnet.cli._args import count, output_file
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("figures", help="draw the paper's figures (filters, "
@@ -31,11 +33,11 @@ def register(subparsers) -> None:
     p = _figure(kinds, "predictions", "images with their top-k predictions")
     p.add_argument("checkpoint", metavar="CKPT", help="weights file, run folder or shipped name")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders")
-    p.add_argument("--top", type=int, default=None,
+    p.add_argument("--top", type=count("--top"), default=None,
                    help="predictions per image (default 5, or all if fewer)")
     p.add_argument("--views", choices=["center", "ten"], default="center",
                    help="centre crop, or the paper's ten patches averaged")
-    p.add_argument("--max-images", type=int, default=16,
+    p.add_argument("--max-images", type=count("--max-images"), default=16,
                    help="draw at most this many images (default 16)")
     p.set_defaults(run=run_predictions)
 
@@ -44,10 +46,11 @@ def register(subparsers) -> None:
     p.add_argument("--data", required=True, metavar="STORE",
                    help="the training images: a prepared store (or a folder to prepare)")
     p.add_argument("--query", required=True, nargs="+", metavar="IMAGE", help="query images")
-    p.add_argument("-k", type=int, default=6, help="neighbours per query (default 6)")
+    p.add_argument("-k", type=count("-k"), default=6, help="neighbours per query (default 6)")
     p.add_argument("--cache", metavar="DIR", help="feature cache folder (default "
                    "$ALEXNET_CACHE/features or ~/.cache/alexnet/features)")
-    p.add_argument("--batch-size", type=int, default=256, help="feature extraction batch")
+    p.add_argument("--batch-size", type=count("--batch-size"), default=256,
+                   help="feature extraction batch")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if any)")
     p.set_defaults(run=run_neighbours)
 
@@ -60,7 +63,8 @@ def _raw():
 
 def _figure(kinds, name: str, help_text: str):
     p = kinds.add_parser(name, help=help_text, description=help_text + ".")
-    p.add_argument("--out", metavar="PNG", help="image to write (default: named after the "
+    p.add_argument("--out", metavar="PNG", type=output_file("--out"),
+                   help="image to write (default: named after the "
                    "figure in the current folder; a run folder's curves and filters go inside it)")
     p.add_argument("--json", action="store_true", help="print the numbers as JSON on stdout")
     return p
@@ -143,16 +147,16 @@ def run_neighbours(args) -> int:
     import time
 
     import numpy as np
-    import torch
 
     from alexnet.analysis.neighbours import extract_features, nearest, store_features
     from alexnet.analysis.plots import plot_neighbours
     from alexnet.analysis.predictions import decode_files, expand_inputs
     from alexnet.console import info
     from alexnet.engine.checkpoint import load_model
+    from alexnet.engine.distributed import pick_device
     from alexnet.errors import UserError
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = pick_device(args.device)
     loaded = load_model(args.checkpoint, device=device)
     store = open_training_store(args.data, loaded.preprocessing.size)
     features, cache = store_features(loaded, store, args.cache, batch_size=args.batch_size)

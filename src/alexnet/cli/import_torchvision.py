@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from alexnet.cli._args import output_file
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -14,7 +16,7 @@ def register(subparsers) -> None:
         "the ImageNet class names and torchvision's preprocessing (shorter side 256, centre "
         "224 crop, per-channel mean/std). The reverse: alexnet export CKPT --format torchvision.")
     parser.add_argument("weights", metavar="WEIGHTS.pth", help="torchvision state-dict file")
-    parser.add_argument("--out", required=True, metavar="CKPT",
+    parser.add_argument("--out", required=True, metavar="CKPT", type=output_file("--out"),
                         help="checkpoint to write (.safetensors)")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--classes", metavar="FILE",

@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+from alexnet.cli._args import count
+
 DEFAULT_MODEL = "cifar10-conv-local"
 
 
@@ -22,11 +24,12 @@ def register(subparsers) -> None:
     parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR",
                         help="image files or folders, optionally preceded by MODEL")
     parser.add_argument("--model", help="the model, given explicitly")
-    parser.add_argument("--top", type=int, default=None,
+    parser.add_argument("--top", type=count("--top"), default=None,
                         help="classes per image (default 5, or all if fewer)")
     parser.add_argument("--views", choices=["center", "ten"], default="center",
                         help="centre crop (default) or the paper's ten patches, averaged")
-    parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
+    parser.add_argument("--batch-size", type=count("--batch-size"), default=64,
+                        help="images per forward pass")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if any)")
     parser.add_argument("--json", action="store_true",
                         help='print [{"file", "top": [{"label", "prob"}]} | {"file", "error"}]')
@@ -86,15 +89,14 @@ def format_result(entry: dict) -> str:
 
 
 def run(args) -> int:
-    import torch
-
     from alexnet.analysis.predictions import expand_inputs, predict_files
     from alexnet.console import info
     from alexnet.engine.checkpoint import load_model
+    from alexnet.engine.distributed import pick_device
 
     model, images = split_model(args.inputs, args.model)
     files = expand_inputs(images)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = pick_device(args.device)
     loaded = load_model(model, device=device)
     results = predict_files(loaded, files, top=args.top, views=args.views,
                             batch_size=args.batch_size)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from alexnet.cli._args import count
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -15,9 +17,9 @@ def register(subparsers) -> None:
         "nothing; on an interrupted one it continues.")
     parser.add_argument("src", help="image source folder (or a CIFAR-10 batch file)")
     parser.add_argument("out", help="store folder to create")
-    parser.add_argument("--size", type=int, default=256,
+    parser.add_argument("--size", type=count("--size"), default=256,
                         help="stored image side (default 256, the paper's; CIFAR-10: 32)")
-    parser.add_argument("--workers", type=int, default=None,
+    parser.add_argument("--workers", type=count("--workers", 1, 1024), default=None,
                         help="decoding processes (default: all CPU cores)")
     parser.add_argument("--split", choices=["train", "test"], default=None,
                         help="CIFAR-10 python folder: which batches (default train)")
@@ -34,7 +36,7 @@ def register(subparsers) -> None:
                         help="raw: uint8 arrays, the fastest to read (ILSVRC-2012 at 256: about "
                         "250 GB); jpeg: one JPEG per image, about a tenth of the disk, decoded "
                         "in batches on the GPU by nvJPEG (default raw)")
-    parser.add_argument("--quality", type=int, default=90,
+    parser.add_argument("--quality", type=count("--quality", 1, 100), default=90,
                         help="JPEG quality of a --format jpeg store (default 90)")
     parser.add_argument("--strict", action="store_true",
                         help="exit with status 1 when any file was skipped")

@@ -8,6 +8,8 @@ import signal
 import time
 from pathlib import Path
 
+from alexnet.cli._args import output_folder
+
 EPILOG = """\
 recipes: cifar10 (default; cuda-convnet's 11%% net, a 2-epoch run; epochs=150 is the full recipe),
 imagenet-paper (the paper's), imagenet-torchvision (torchvision's reference); see --recipes.
@@ -33,7 +35,8 @@ def register(subparsers) -> None:
     parser.add_argument("--recipe", help="named recipe (default: cifar10)")
     parser.add_argument("--data", help="a prepared store or an image folder (prepared on the "
                         "fly into a cache); cifar10 without it downloads CIFAR-10")
-    parser.add_argument("--out", help="run folder (default: runs/<recipe>-<time>); an "
+    parser.add_argument("--out", type=output_folder("--out"),
+                        help="run folder (default: runs/<recipe>-<time>); an "
                         "existing run there is resumed")
     parser.add_argument("--resume", action="store_true",
                         help="require --out to hold a run to continue")
@@ -49,6 +52,8 @@ def resolve(args):
     from alexnet.errors import UserError
 
     overrides = list(args.overrides)
+    if args.data is not None and not args.data.strip():
+        raise UserError("--data is empty; give a prepared store or an image folder")
     if args.data:
         overrides.append(f"data={Path(args.data).expanduser().resolve()}")
     if args.out:

@@ -1,7 +1,10 @@
 """Where images come from: every layout is read into (files, labels, classes, class names).
 
 - ImageFolder trees: `root/<class>/**/<image>`; classes are the sorted sub-folder names that
-  hold at least one image; hidden files and folders are ignored, so are non-image files.
+  hold at least one image (or cannot be read: reported, and kept so later labels do not
+  shift); hidden files and folders are ignored, so are non-image files and prepared stores
+  kept inside. Links to folders are followed, but a folder is never read twice within a
+  class: a link back to a folder on its own path (a loop) is reported, not followed.
 - ILSVRC-2012 validation as a flat folder, labelled by the devkit
   (`ILSVRC2012_validation_ground_truth.txt` + `meta.mat`) or by Kaggle's
   `LOC_val_solution.csv`, mapped to the same sorted-wnid class indices as training; already
@@ -14,6 +17,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import pickle
@@ -56,13 +60,90 @@ def is_image_name(name: str) -> bool:
     return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
-def _walk_images(folder: Path) -> list[Path]:
-    """Image files below `folder`, sorted, skipping hidden files and folders."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found += [Path(dirpath, f) for f in sorted(filenames) if is_image_name(f)]
-    return found
+def _is_prepared(folder: Path) -> bool:
+    """A store made by `alexnet prepare` (or one being made): data, not a class of images."""
+    from alexnet.data.store import PARTIAL_SUFFIX, is_store
+
+    return is_store(folder) or (folder.name.endswith(PARTIAL_SUFFIX)
+                                and (folder / "plan.json").is_file())
+
+
+@dataclass
+class Walk:
+    """What `walk_images` found below one folder."""
+
+    files: list[Path] = field(default_factory=list)
+    problems: list[dict] = field(default_factory=list)  # {"file", "reason"}, like skipped files
+    notes: list[str] = field(default_factory=list)
+    readable: bool = True                               # the folder itself could be listed
+
+
+def walk_images(folder: Path, root: Path) -> Walk:
+    """Image files below `folder`, sorted (a folder's files, then its sub-folders in order),
+    skipping hidden entries and prepared stores. Links to folders are followed, but no folder
+    is entered twice (compared by device and inode), nor `folder`, `root` or anything above
+    them: such a link is a loop, reported with the folders that cannot be read."""
+    walk = Walk()
+
+    def inodes(paths) -> set[tuple[int, int]]:
+        found = set()
+        for path in paths:
+            with contextlib.suppress(OSError):
+                st = os.stat(path)
+                found.add((st.st_dev, st.st_ino))
+        return found
+
+    above_root = inodes([root, *Path(os.path.realpath(root)).parents])
+    if inodes([folder]) & above_root:
+        walk.problems.append({"file": folder.name + "/", "reason": (
+            "a link to the source folder or above it (a loop); not followed")})
+        return walk
+    seen = above_root | inodes([folder, *Path(os.path.realpath(folder)).parents])
+
+    def name(path: Path) -> str:
+        return path.relative_to(root).as_posix()
+
+    stack = [folder]
+    while stack:
+        here = stack.pop()
+        try:
+            with os.scandir(here) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as err:
+            walk.problems.append({"file": name(here) + "/",
+                                  "reason": f"cannot read folder: {err.strerror or err}"})
+            walk.readable = walk.readable and here != folder
+            continue
+        subfolders = []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            try:
+                is_dir = entry.is_dir()            # follows links
+            except OSError:
+                is_dir = False
+            if not is_dir:
+                if is_image_name(entry.name):
+                    walk.files.append(Path(entry.path))
+                continue
+            path = Path(entry.path)
+            try:
+                st = os.stat(path)
+            except OSError as err:
+                walk.problems.append({"file": name(path) + "/",
+                                      "reason": f"cannot read folder: {err.strerror or err}"})
+                continue
+            if (st.st_dev, st.st_ino) in seen:
+                walk.problems.append({"file": name(path) + "/", "reason": (
+                    "a link to a folder already read or above it (a loop); not followed")})
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            if _is_prepared(path):
+                walk.notes.append(f"{name(path)}: a prepared store, not read as images")
+                continue
+            subfolders.append(path)
+        stack.extend(reversed(subfolders))
+    return walk
 
 
 def find_source(src: str | os.PathLike, split: str | None = None, labels: str | None = None,
@@ -76,17 +157,27 @@ def find_source(src: str | os.PathLike, split: str | None = None, labels: str | 
             return cifar_python(root.parent, [root.name])
         raise UserError(f"{root} is a file; give a folder of images, an ILSVRC folder or a "
                         f"CIFAR-10 python folder")
+    try:
+        entries = sorted(root.iterdir())
+    except OSError as err:
+        raise UserError(f"cannot read the folder {str(root)!r} ({err.strerror or err})") from None
     if (root / "batches.meta").is_file() or (root / "data_batch_1").is_file():
         if split not in (None, "train", "test"):
             raise UserError(f"unknown CIFAR-10 split {split!r}; valid splits: train, test")
         return cifar_python(root, ["test_batch"] if split == "test" else CIFAR_TRAIN)
-    subdirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    class_files = {d.name: _walk_images(d) for d in subdirs}
-    class_files = {k: v for k, v in class_files.items() if v}
-    flat = [p for p in sorted(root.iterdir()) if p.is_file() and is_image_name(p.name)]
+    subdirs = [d for d in entries if d.is_dir() and not d.name.startswith(".")]
+    stores = [d for d in subdirs if _is_prepared(d)]
+    walked = {d.name: walk_images(d, root) for d in subdirs if d not in stores}
+    # An unreadable class folder stays a class: dropping it would shift every later label.
+    walks = {k: w for k, w in walked.items() if w.files or not w.readable}
+    flat = [p for p in entries if p.is_file() and is_image_name(p.name)]
     # A flat validation folder with a stray sub-folder is still a flat folder.
-    if class_files and len(flat) <= sum(len(v) for v in class_files.values()):
-        return image_folder(root, class_files, flat)
+    if walks and len(flat) <= sum(len(w.files) for w in walks.values()):
+        source = image_folder(root, {k: w.files for k, w in walks.items()}, flat)
+        source.unlabelled += [p for w in walked.values() for p in w.problems]
+        source.notes += [n for w in walked.values() for n in w.notes]
+        source.notes += [f"{d.name}: a prepared store, not read as images" for d in stores]
+        return source
     if not flat:
         raise UserError(f"no images found in {root} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))}"
                         f" files, in class sub-folders or at the top level)")
@@ -279,12 +370,11 @@ def cifar_python(root: Path, batches: list[str]) -> Source:
 def read_class_list(spec: str | os.PathLike) -> tuple[list[str], list[str]]:
     """(class ids, names) from a prepared store or a text file of `id [name]` lines."""
     path = Path(spec).expanduser()
-    manifest = path / "manifest.json"
-    if manifest.is_file():
-        import json
+    if (path / "manifest.json").is_file():
+        from alexnet.data.store import open_store
 
-        data = json.loads(manifest.read_text())
-        return list(data["classes"]), list(data.get("class_names") or data["classes"])
+        store = open_store(path)      # its manifest checked
+        return list(store.classes), list(store.class_names)
     if not path.is_file():
         raise UserError(f"--classes {path}: neither a prepared store nor a class list file")
     pairs = [line.strip().split(None, 1) for line in path.read_text().splitlines()

@@ -35,6 +35,8 @@ MANIFEST, IMAGES, LABELS, FILES, STATS = (
 JPEG_IMAGES, JPEG_INDEX = "images.jpg", "jpeg_index.npy"
 ENCODINGS = ("raw", "jpeg")
 PARTIAL_SUFFIX = ".partial"
+MAX_SIZE = 2048         # stored image side: the paper's is 256; 2048 is 12 MB per image
+MAX_CLASSES = 1_000_000
 
 
 def is_store(path: str | os.PathLike) -> bool:
@@ -43,9 +45,10 @@ def is_store(path: str | os.PathLike) -> bool:
     if not manifest.is_file():
         return False
     try:
-        return json.loads(manifest.read_text()).get("format") == FORMAT
+        data = json.loads(manifest.read_text())
     except (OSError, ValueError):
         return False
+    return isinstance(data, dict) and data.get("format") == FORMAT
 
 
 def partial_path(out: str | os.PathLike) -> Path:
@@ -79,15 +82,43 @@ class Store:
         shape = (self._count, self.size, self.size, 3)
         if self.encoding == "jpeg":
             from alexnet.data.jpeg import JpegImages
-            return JpegImages(self.path / JPEG_IMAGES,
-                              np.load(self.path / JPEG_INDEX, allow_pickle=False), self.size)
+            return JpegImages(self.path / JPEG_IMAGES, self._jpeg_index(), self.size)
         if self._count == 0:
             return np.zeros(shape, np.uint8)  # np.memmap cannot map an empty file
         return np.memmap(self.path / IMAGES, dtype=np.uint8, mode="r", shape=shape)
 
+    def _jpeg_index(self) -> np.ndarray:
+        """int64 [N, 2] (offset, length), every image inside images.jpg."""
+        path = self.path / JPEG_INDEX
+        try:
+            index = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as err:
+            raise UserError(f"{path} is not a readable JPEG index ({err}); prepare the store "
+                            f"again") from None
+        ends = index[:, 0] + index[:, 1] if index.ndim == 2 and index.shape[1:] == (2,) \
+            and index.dtype.kind in "iu" else None
+        if ends is None or len(index) != self._count or (len(index) and (
+                index.min() < 0 or ends.max() > self.manifest["jpeg_bytes"])):
+            raise UserError(f"{path} does not index {self._count} images inside "
+                            f"{JPEG_IMAGES}; prepare the store again")
+        return index.astype(np.int64, copy=False)
+
     @cached_property
     def labels(self) -> np.ndarray:
-        return np.load(self.path / LABELS, allow_pickle=False).astype(np.int64, copy=False)
+        """int64 [N], each a class index; checked, since every split and error uses them."""
+        path = self.path / LABELS
+        try:
+            labels = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as err:
+            raise UserError(f"{path} is not a readable labels array ({err}); prepare the "
+                            f"store again") from None
+        if labels.dtype.kind not in "iu" or labels.shape != (self._count,):
+            raise UserError(f"{path} holds {labels.dtype} {list(labels.shape)}, not "
+                            f"{self._count} integer labels; prepare the store again")
+        if len(labels) and not (labels.min() >= 0 and labels.max() < len(self.classes)):
+            raise UserError(f"{path} holds labels outside 0..{len(self.classes) - 1} "
+                            f"(the store's {len(self.classes)} classes); prepare it again")
+        return labels.astype(np.int64, copy=False)
 
     @cached_property
     def files(self) -> list[str]:
@@ -95,8 +126,22 @@ class Store:
 
     @cached_property
     def _stats(self) -> dict[str, np.ndarray]:
-        with np.load(self.path / STATS, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
+        path = self.path / STATS
+        shapes = {"mean": (self.size, self.size, 3), "channel_mean": (3,),
+                  "covariance": (3, 3), "eigvals": (3,), "eigvecs": (3, 3)}
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                stats = {k: data[k] for k in data.files}
+        except (OSError, ValueError, EOFError) as err:
+            raise UserError(f"{path} is not readable statistics ({err}); prepare the store "
+                            f"again") from None
+        for key, shape in shapes.items():
+            value = stats.get(key)
+            if value is None or value.shape != shape or value.dtype.kind != "f" \
+                    or not np.isfinite(value).all():
+                raise UserError(f"{path} lacks finite {key} of shape {list(shape)}; prepare "
+                                f"the store again")
+        return stats
 
     @property
     def mean(self) -> np.ndarray:
@@ -154,16 +199,49 @@ def open_store(path: str | os.PathLike) -> Store:
         manifest = json.loads(manifest_file.read_text())
     except ValueError as err:
         raise UserError(f"{manifest_file} is not valid JSON ({err})") from None
-    if manifest.get("format") != FORMAT:
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise UserError(f"{manifest_file} is not an alexnet store manifest")
-    if int(manifest.get("version", 0)) > VERSION:
+    check_manifest(manifest, manifest_file)
+    if manifest["version"] > VERSION:
         raise UserError(f"{path} was written by a newer alexnet (store version "
                         f"{manifest['version']}, this one reads {VERSION})")
     if manifest.get("encoding", "raw") == "jpeg":
-        images, expected = path / JPEG_IMAGES, int(manifest["jpeg_bytes"])
+        images, expected = path / JPEG_IMAGES, manifest["jpeg_bytes"]
     else:
-        images, expected = path / IMAGES, int(manifest["count"]) * int(manifest["size"]) ** 2 * 3
+        images, expected = path / IMAGES, manifest["count"] * manifest["size"] ** 2 * 3
     if not images.is_file() or images.stat().st_size != expected:
         raise UserError(f"{images} is missing or has the wrong size "
                         f"(expected {expected:,} bytes); prepare the store again")
     return Store(path, manifest)
+
+
+def _is_int(value, low: int, high: float = float("inf")) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def check_manifest(manifest: dict, where: Path) -> None:
+    """Types and ranges of the manifest fields a store is read by; UserError naming the field
+    (a crafted manifest must not make a reader allocate or index anything unchecked)."""
+    def bad(field: str, expected: str) -> UserError:
+        return UserError(f"{where} is damaged: {field} is {manifest.get(field)!r}, expected "
+                         f"{expected}")
+
+    if not _is_int(manifest.get("version", 0), 0):
+        raise bad("version", "a whole number")
+    manifest.setdefault("version", 0)
+    if not _is_int(manifest.get("count"), 0, 2 ** 40):
+        raise bad("count", "a whole number of images")
+    if not _is_int(manifest.get("size"), 1, MAX_SIZE):
+        raise bad("size", f"a whole number from 1 to {MAX_SIZE}")
+    classes = manifest.get("classes")
+    if not (isinstance(classes, list) and 0 < len(classes) <= MAX_CLASSES
+            and all(isinstance(c, str) for c in classes)):
+        raise bad("classes", "a list of class names")
+    names = manifest.get("class_names")
+    if names is not None and not (isinstance(names, list) and len(names) == len(classes)
+                                  and all(isinstance(n, str) for n in names)):
+        raise bad("class_names", f"a list of {len(classes)} names")
+    if manifest.get("encoding", "raw") not in ENCODINGS:
+        raise bad("encoding", " or ".join(ENCODINGS))
+    if manifest.get("encoding") == "jpeg" and not _is_int(manifest.get("jpeg_bytes"), 0):
+        raise bad("jpeg_bytes", "a whole number of bytes")

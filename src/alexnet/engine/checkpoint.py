@@ -72,18 +72,21 @@ def shipped_models() -> list[str]:
 
 
 def model_card(name: str) -> dict:
-    """The card shipped beside a pretrained model ({} when there is none)."""
-    card = PRETRAINED_DIR / f"{name}.json"
-    return json.loads(card.read_text()) if card.is_file() else {}
+    """The card shipped beside a pretrained model: a JSON object holding at least the
+    SHA-256 of the weights; UserError when it is missing or malformed."""
+    from alexnet.engine.integrity import check_model_card
+
+    return check_model_card(name, PRETRAINED_DIR / f"{name}.json")
 
 
 def verified_shipped(name: str) -> Path:
-    """A shipped model's file, after checking it against the SHA-256 of its card."""
+    """A shipped model's file, after checking it against the SHA-256 of its card (a model
+    without a card or SHA-256 is refused, not trusted)."""
     import hashlib
 
     path = PRETRAINED_DIR / f"{name}.safetensors"
-    expected = model_card(name).get("sha256")
-    if expected and hashlib.sha256(path.read_bytes()).hexdigest() != expected:
+    expected = model_card(name)["sha256"].lower()
+    if hashlib.sha256(path.read_bytes()).hexdigest() != expected:
         raise UserError(f"the shipped model {name!r} at {str(path)!r} does not match the "
                         f"SHA-256 of its model card; reinstall the package")
     return path
@@ -125,22 +128,27 @@ def read_weights_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
 
 def load_model(spec: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
     """Rebuild the model stored at `spec` (see `resolve_checkpoint`), in eval mode."""
+    from alexnet.engine.integrity import check_weights_metadata
     from alexnet.models import build_model
 
     path = resolve_checkpoint(spec)
     tensors, metadata = read_weights_file(path)
+    # Every field checked before anything is built from it (sizes decide allocations).
+    checked = check_weights_metadata(path, metadata, tensors)
+    preprocessing = Preprocessing.from_checkpoint(checked["preprocessing"], tensors)
+    model = build_model(checked["model"], **checked["options"])
+    weights = {k: v for k, v in tensors.items() if not k.startswith("preprocessing.")}
     try:
-        options = json.loads(metadata["options"])
-        classes = json.loads(metadata["classes"])
-        preprocessing = Preprocessing.from_checkpoint(metadata["preprocessing"], tensors)
-        model = build_model(metadata["model"], **options)
-        weights = {k: v for k, v in tensors.items() if not k.startswith("preprocessing.")}
         model.load_state_dict(weights, strict=True)
-    except (KeyError, json.JSONDecodeError, RuntimeError) as err:
-        raise UserError(f"{str(path)!r} is a damaged alexnet weights file ({err})") from None
-    reserved = {"format", "model", "options", "classes", "preprocessing"}
-    meta = {k: json.loads(v) for k, v in metadata.items() if k not in reserved}
-    return LoadedModel(model.to(device).eval(), classes, preprocessing, path, meta)
+        with torch.no_grad():    # the crop must fit the network (fixed-size layers)
+            model.eval()(torch.zeros(1, 3, preprocessing.crop, preprocessing.crop))
+    except RuntimeError as err:
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        reason = lines[1] if len(lines) > 1 and lines[0].startswith("Error(s)") else lines[0]
+        raise UserError(f"{str(path)!r} is a damaged alexnet weights file: its weights or "
+                        f"crop do not fit {checked['model']} ({reason})") from None
+    return LoadedModel(model.to(device).eval(), checked["classes"], preprocessing, path,
+                       checked["meta"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -150,36 +158,87 @@ def load_model(spec: str | os.PathLike, device: str | torch.device = "cpu") -> L
 # optimiser state dicts, the schedule, epoch and step, every RNG state, the data position) and
 # is read with `torch.load(weights_only=True)`, which refuses any pickle that would build
 # arbitrary objects or run code. The model weights are in it too, so weights and optimiser
-# state always come from one atomic write.
+# state always come from one atomic write. A footer records the SHA-256 of the bytes (see
+# integrity.py): a damaged file is detected, and a run falls back to the state saved before
+# it (`<name>.previous`, kept by `save_training_state(..., keep_previous=True)`).
 
 STATE_SUFFIX = ".state.pt"
 STATE_FORMAT = "alexnet-train-state/1"
+PREVIOUS_SUFFIX = ".previous"
 
 
-def save_training_state(path: str | os.PathLike, state: dict) -> None:
-    """Write `state` (tensors, numbers, strings, lists, tuples, dicts) atomically."""
+def previous_state_path(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    return path.with_name(path.name + PREVIOUS_SUFFIX)
+
+
+def save_training_state(path: str | os.PathLike, state: dict,
+                        keep_previous: bool = False) -> None:
+    """Write `state` (tensors, numbers, strings, lists, tuples, dicts) atomically, with its
+    checksum. keep_previous: the file it replaces stays as `<path>.previous` (a hard link,
+    so `path` itself is never missing; a copy where links are not supported)."""
+    from alexnet.engine.integrity import write_checksummed
+
+    path = Path(path)
+    if keep_previous and path.is_file():
+        previous = previous_state_path(path)
+        previous.unlink(missing_ok=True)
+        try:
+            os.link(path, previous)
+        except OSError:
+            import shutil
+
+            shutil.copyfile(path, previous)
     with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+        write_checksummed(tmp, lambda target: torch.save(state, target))
 
 
 def load_training_state(path: str | os.PathLike) -> dict:
-    """Read a training state written by `save_training_state`; never unpickles code."""
+    """Read a training state written by `save_training_state`; never unpickles code.
+    A file whose checksum does not match raises integrity.DamagedFile (a UserError)."""
     import pickle
+
+    from alexnet.engine.integrity import read_checksummed, weights_only_reason
 
     path = Path(path)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(read_checksummed(path), map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise UserError(f"no training state at {str(path)!r}") from None
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError,
-            AttributeError, TypeError) as err:
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            AttributeError, TypeError, KeyError, IndexError) as err:
         raise UserError(f"{str(path)!r} is not a loadable training state, refused "
-                        f"({reason[:160]})") from None
+                        f"({weights_only_reason(err)})") from None
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise UserError(f"{str(path)!r} is not an alexnet training state "
                         f"(expected format {STATE_FORMAT!r})")
     return state
+
+
+def load_latest_state(path: str | os.PathLike, warn: bool = True) -> tuple[dict, Path] | None:
+    """(state, file) of a run's training state at `path`, every field a resume reads
+    checked; when that file is damaged or incomplete, the previous one, with a warning
+    (when `warn`). None when neither exists; UserError (the newer file's problem) when
+    neither loads."""
+    from alexnet.console import info
+    from alexnet.engine.integrity import check_training_state
+
+    path = Path(path)
+    candidates = [p for p in (path, previous_state_path(path)) if p.is_file()]
+    problems = []
+    for candidate in candidates:
+        try:
+            state = check_training_state(load_training_state(candidate), candidate)
+        except UserError as err:
+            problems.append(err)
+            continue
+        if problems and warn:
+            info(f"warning: {problems[0]}; resuming from {str(candidate)!r} (epoch "
+                 f"{state['epoch'] + 1}, step {state['step']}), the state saved before it")
+        return state, candidate
+    if problems:
+        raise problems[0]
+    return None
 
 
 

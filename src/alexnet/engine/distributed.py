@@ -7,8 +7,11 @@ CPU). Without them everything runs as a single process with rank 0.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -31,13 +34,32 @@ class DistInfo:
         return self.world_size > 1
 
 
-def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
-    if name == "auto":
+def pick_device(name: str | None = "auto", local_rank: int = 0) -> torch.device:
+    """The device `name` (auto or None: this rank's GPU when there is one, else the CPU);
+    UserError when it is not a device name or is not present on this machine."""
+    from alexnet.errors import UserError
+
+    if name in (None, "auto"):
         return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() \
             else torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device(f"cuda:{local_rank}")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError, TypeError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda", "mps"):
+        raise UserError(f"unknown device {name!r}; valid devices: auto, cpu, cuda, cuda:N, mps")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"device {name!r} needs a CUDA GPU and none is available here; "
+                            f"use --device cpu (or device=cpu)")
+        if device.index is None:
+            device = torch.device(f"cuda:{local_rank}")
+        if device.index >= torch.cuda.device_count():
+            raise UserError(f"device {str(device)!r} does not exist: this machine has "
+                            f"{torch.cuda.device_count()} CUDA GPUs (cuda:0 to "
+                            f"cuda:{torch.cuda.device_count() - 1})")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError(f"device {name!r} needs Apple's MPS and it is not available here")
     return device
 
 
@@ -75,6 +97,34 @@ def any_rank(flag: bool, device: torch.device) -> bool:
     t = torch.tensor([1.0 if flag else 0.0], device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item())
+
+
+@contextlib.contextmanager
+def main_rank_first() -> Iterator[None]:
+    """Rank 0 runs the block first (it prepares the data into the shared cache, or downloads
+    it); the other ranks wait for it, then run the block themselves (and find the work
+    done). The wait has its own gloo group with a long timeout: preparing ImageNet takes
+    hours, longer than the default group's 30 minutes. When rank 0 fails, the others stop
+    with one sentence instead of waiting."""
+    from alexnet.errors import UserError
+
+    if not (dist.is_initialized() and dist.get_world_size() > 1):
+        yield
+        return
+    group = dist.new_group(backend="gloo", timeout=timedelta(days=7))
+    flag = torch.zeros(1)
+    if dist.get_rank() == 0:
+        try:
+            yield
+            flag += 1
+        finally:
+            dist.broadcast(flag, src=0, group=group)
+    else:
+        dist.broadcast(flag, src=0, group=group)
+        if not flag.item():
+            raise UserError("rank 0 could not open the training data (its message says why)")
+        yield
+    dist.destroy_process_group(group)
 
 
 def barrier() -> None:

@@ -32,9 +32,10 @@ def download_cifar10(root: Path | None = None) -> Path:
     return root / "cifar-10-batches-py"
 
 
-def open_data(config: Config, progress: bool = True):
-    """The run's Store: `config.data` prepared at `config.data_size` when needed, or for the
-    cifar10 recipe without data, CIFAR-10 downloaded into the user cache."""
+def open_data(config: Config, progress: bool = True, refresh: bool = True):
+    """The run's Store: `config.data` prepared at `config.data_size` when needed (again when
+    the folder changed, if `refresh`), or for the cifar10 recipe without data, CIFAR-10
+    downloaded into the user cache."""
     from alexnet.data import ensure_store
 
     if config.data:
@@ -48,7 +49,7 @@ def open_data(config: Config, progress: bool = True):
     else:
         raise UserError(f"recipe {config.recipe!r} needs training images: pass --data PATH "
                         f"(an ImageNet-style folder or a prepared store)")
-    store = ensure_store(str(path), config.data_size)
+    store = ensure_store(str(path), config.data_size, refresh=refresh)
     if store.size != config.data_size:
         raise UserError(f"the store at {str(store.path)!r} holds {store.size}x{store.size} "
                         f"images but the run expects data_size={config.data_size}")

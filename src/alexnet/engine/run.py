@@ -147,26 +147,51 @@ class Run:
                 "val_top5_error": last.get("val_top5_error")}
 
     def save(self, best: bool = False) -> None:
-        """Write last (and best) atomically; only rank 0 writes."""
+        """Write last (and best) atomically; only rank 0 writes. The state it replaces is
+        kept as last.state.pt.previous, for a resume when the newer one is damaged."""
         self.last_save = time.monotonic()
         if not self.ddp.is_main:
             return
-        ckpt.save_training_state(self.out / STATE_FILE, self.state())
-        kwargs = {"classes": list(self.store.classes), "preprocessing": self.preprocessing,
-                  "extra": self.weights_extra()}
-        ckpt.save_weights(self.out / "last.safetensors", self.model, **kwargs)
-        if best:
-            ckpt.save_weights(self.out / "best.safetensors", self.model, **kwargs)
+        target = self.out / STATE_FILE
+        try:
+            ckpt.save_training_state(target, self.state(), keep_previous=True)
+            kwargs = {"classes": list(self.store.classes), "preprocessing": self.preprocessing,
+                      "extra": self.weights_extra()}
+            target = self.out / "last.safetensors"
+            ckpt.save_weights(target, self.model, **kwargs)
+            if best:
+                target = self.out / "best.safetensors"
+                ckpt.save_weights(target, self.model, **kwargs)
+        except OSError as err:
+            raise UserError(f"saving the checkpoint {str(target)!r} failed "
+                            f"({err.strerror or err}); the checkpoints saved before are intact: "
+                            f"free some space and run the same command to resume") from None
 
-    def load(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.schedule.load_state_dict(state["schedule"])
-        self.progress = Progress(epoch=state["epoch"], step=state["step"],
-                                 global_step=state["global_step"],
-                                 best_top1=state["best_top1"], history=list(state["history"]),
-                                 sums=dict(state["sums"]))
-        ckpt.restore_rng(state["rng"], self.generator)
+    def check_space(self) -> None:
+        """Refuse to start when the run folder cannot hold the next checkpoints: a new
+        training state (weights and optimiser buffers) beside the one it replaces, and a
+        weights file."""
+        from alexnet.files import check_free_space
+
+        weights = sum(t.numel() * t.element_size() for t in self.model.state_dict().values())
+        state = 2 * weights              # the weights and one momentum buffer per parameter
+        check_free_space(self.out, 2 * state + 2 * weights, f"saving checkpoints in {self.out}")
+
+    def load(self, state: dict, path: Path | None = None) -> None:
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.schedule.load_state_dict(state["schedule"])
+            self.progress = Progress(epoch=state["epoch"], step=state["step"],
+                                     global_step=state["global_step"],
+                                     best_top1=state["best_top1"],
+                                     history=list(state["history"]), sums=dict(state["sums"]))
+            ckpt.restore_rng(state["rng"], self.generator)
+        except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as err:
+            lines = [line.strip() for line in str(err).splitlines() if line.strip()] or \
+                [type(err).__name__]
+            raise UserError(f"the training state {str(path or self.out / STATE_FILE)!r} "
+                            f"does not fit this run ({' '.join(lines[:2])})") from None
 
     def check_finite(self, bad: torch.Tensor) -> None:
         if not bool(bad.item()):
@@ -186,7 +211,8 @@ def build_run(config: Config, out: Path, ddp: dist.DistInfo, stop: StopFlag) -> 
     from alexnet.engine.inputs import make_preprocessing, open_data, split_validation
     from alexnet.models import build_model
 
-    store = open_data(config)
+    with dist.main_rank_first():     # rank 0 prepares or downloads; the others wait
+        store = open_data(config, refresh=ddp.is_main)
     train_idx, val_idx = split_validation(store.labels, config.val_per_class, config.seed)
     preprocessing = make_preprocessing(store, config)
     device = ddp.device

@@ -5,6 +5,7 @@ with the paper's 10-view evaluation on the held-out split. A run folder holds:
 
     config.json  run.json  metrics.csv  [tensorboard/]  final.json
     last.safetensors  last.state.pt      (every epoch, and every `checkpoint_minutes`)
+    last.state.pt.previous                (the state before, if the last one is damaged)
     best.safetensors                      (best validation top-1 so far)
 
 `last.state.pt` is all a resume needs; re-running with the same folder continues from it
@@ -140,10 +141,15 @@ def validate(run: Run, views: str = "center") -> dict:
 
 def saved_config(out: Path) -> Config | None:
     """The config of the run in `out` if it can be resumed (its training state exists)."""
-    path = Path(out) / STATE_FILE
-    if not path.is_file():
+    found = ckpt.load_latest_state(Path(out) / STATE_FILE, warn=False)  # train() warns
+    if found is None:
         return None
-    return Config.from_dict(ckpt.load_training_state(path)["config"])
+    state, path = found
+    try:
+        return Config.from_dict(state["config"])
+    except (TypeError, ValueError) as err:
+        raise UserError(f"{str(path)!r} holds settings that are not a valid config "
+                        f"({err})") from None
 
 
 def check_resumable(saved: Config, config: Config, out: Path) -> None:
@@ -169,12 +175,22 @@ def train(config: Config, out_dir: str | os.PathLike, resume: bool | None = None
     resume: True requires a saved state, False refuses to continue one, None continues
     when `out_dir` holds one. The summary has "status": "finished" or "stopped".
     """
+    import contextlib
+
+    from alexnet.files import output_lock
+
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"the run folder {str(out)!r} is a file; give a folder (new, or "
+                        f"holding a run to continue)")
     ddp = dist.setup(config.device)
     try:
-        with StopFlag() as stop:
-            run, halted = _train(config, Path(out_dir), ddp, resume, stop)
-        # Past training the state is saved: a signal now may end the process at once.
-        summary = halted or finish(run)
+        # The run folder belongs to this run (its rank 0) until it ends.
+        with output_lock(out, "run folder") if ddp.is_main else contextlib.nullcontext():
+            with StopFlag() as stop:
+                run, halted = _train(config, out, ddp, resume, stop)
+            # Past training the state is saved: a signal now may end the process at once.
+            summary = halted or finish(run)
         dist.barrier()  # tearing gloo down while a peer still works aborts that peer
         return summary
     finally:
@@ -188,18 +204,21 @@ def _train(config: Config, out: Path, ddp: dist.DistInfo, resume: bool | None,
     from alexnet.engine.inputs import check_classes
 
     state = None
-    if (out / STATE_FILE).is_file() and resume is not False:
-        state = ckpt.load_training_state(out / STATE_FILE)
+    saved = (out / STATE_FILE).is_file() or ckpt.previous_state_path(out / STATE_FILE).is_file()
+    if saved and resume is not False:
+        state, state_path = ckpt.load_latest_state(out / STATE_FILE, warn=ddp.is_main)
         check_resumable(Config.from_dict(state["config"]), config, out)
     elif resume:
         raise UserError(f"nothing to resume: {str(out)!r} holds no {STATE_FILE}")
-    elif (out / STATE_FILE).is_file():
+    elif saved:
         raise UserError(f"{str(out)!r} already holds a run; resume it or pass a new --out")
     configure_backends(config, ddp.device)
     run = build_run(config, out, ddp, stop)
     if state is not None:
         check_classes(run.store, state["classes"], f"the run in {str(out)!r}")
-        run.load(state)
+        run.load(state, state_path)
+    if ddp.is_main:
+        run.check_space()
     run.last_save = time.monotonic()
     p = run.progress
     if ddp.is_main:

@@ -36,7 +36,7 @@ def config_for(activation: str, lr: float, data: str, epochs: int, overrides: li
         model_options={"activation": activation, "norm": False, "init": "cuda-convnet"},
         normalize="mean-image", data_size=32, crop=32,
         flip=False, lighting_std=0.0, weight_decay=0.0, bias_weight_decay=0.0,
-        bias_lr_mult=1.0, no_decay=(), schedule="constant", warmup_epochs=0.0,
+        bias_lr_mult=1.0, layer_decay=(), schedule="constant", warmup_epochs=0.0,
         val_per_class=0, eval_views="center", lr=lr, epochs=epochs)
 
 

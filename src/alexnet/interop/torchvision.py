@@ -53,14 +53,18 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"torchvision weights file {str(path)!r} does not exist")
+    from alexnet.engine.integrity import weights_only_reason
+
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        raise UserError(f"{str(path)!r} is not a plain state dict (torch.load with "
-                        f"weights_only=True refused it: {str(err).splitlines()[0]}); save "
-                        f"model.state_dict() instead of the whole model") from None
+        # Never PyTorch's advice to retry with weights_only=False: that runs the file's code.
+        raise UserError(f"{str(path)!r} is not a plain state dict, refused without running "
+                        f"it ({weights_only_reason(err)}); save model.state_dict() instead "
+                        f"of the whole model") from None
     except (RuntimeError, OSError, EOFError, ValueError) as err:
-        raise UserError(f"{str(path)!r} is not a readable PyTorch file ({err})") from None
+        raise UserError(f"{str(path)!r} is not a readable PyTorch file "
+                        f"({weights_only_reason(err)})") from None
     if isinstance(obj, dict):
         for key in _WRAPPER_KEYS:
             if isinstance(obj.get(key), dict):

@@ -1,0 +1,64 @@
+"""Range-checked numbers for command-line options.
+
+`type=count("--batch-size")` reads an integer and refuses one outside its range with a
+UserError: one sentence naming the option, the value and the allowed range, and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+from alexnet.errors import UserError
+
+MAX_COUNT = 2 ** 31 - 1
+
+
+def count(option: str, low: int = 1, high: int = MAX_COUNT):
+    """An argparse type: an integer from `low` to `high`."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise UserError(f"{option} must be {_range(low, high)}, got {value}")
+        return value
+
+    return parse
+
+
+def number(option: str, low: float = 0.0, high: float = math.inf, low_open: bool = False):
+    """An argparse type: a finite float from `low` (excluded when `low_open`) to `high`."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value) or value < low or (low_open and value == low) \
+                or value > high:
+            bound = f"greater than {low:g}" if low_open else f"at least {low:g}"
+            if high != math.inf:
+                bound += f" and at most {high:g}"
+            raise UserError(f"{option} must be a finite number {bound}, got {text}")
+        return value
+
+    return parse
+
+
+def output_file(option: str):
+    """An argparse type: a file to write (not empty, names not too long, not a folder)."""
+    from alexnet.files import output_file as check
+
+    return lambda text: check(text, option)
+
+
+def output_folder(option: str):
+    """An argparse type: a folder to write into (not empty, names not too long)."""
+    from alexnet.files import output_path
+
+    return lambda text: output_path(text, option)
+
+
+def _range(low: int, high: int) -> str:
+    return f"at least {low:,}" if high == MAX_COUNT else f"from {low:,} to {high:,}"
