@@ -62,6 +62,7 @@ class Config:
     channels_last: bool | None = None   # None: on CUDA only
     amp: str = "auto"                   # auto: bf16 on CUDA, none on CPU
     device: str = "auto"
+    model_parallel: int = 1             # 2: alexnet-paper's towers on two devices or ranks
     checkpoint_minutes: float = 10.0    # also save `last` mid-epoch this often (0: every step)
 
     def validate(self) -> Config:
@@ -87,6 +88,13 @@ class Config:
                 raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.lr <= 0:
             raise UserError(f"lr must be positive, got {self.lr}")
+        if self.model_parallel not in (1, 2):
+            raise UserError(f"model_parallel must be 1 or 2 (the network has two towers), "
+                            f"got {self.model_parallel}")
+        if self.model_parallel == 2:
+            from alexnet.models.towers import check_splittable
+
+            check_splittable(self.model, self.model_options)
         if self.crop > self.data_size:
             raise UserError(f"crop={self.crop} is larger than the stored images "
                             f"(data_size={self.data_size})")

@@ -23,9 +23,11 @@ from torch import nn
 from alexnet.config import Config
 from alexnet.engine import checkpoint as ckpt
 from alexnet.engine import distributed as dist
+from alexnet.engine import model_parallel as mp
 from alexnet.engine.optim import build_optimizer, parameter_groups
 from alexnet.engine.schedule import Plateau, Schedule
 from alexnet.errors import UserError
+from alexnet.models import towers
 
 STATE_FILE = "last" + ckpt.STATE_SUFFIX
 
@@ -124,8 +126,13 @@ class Run:
 
     def state(self) -> dict:
         p = self.progress
+        if towers.is_split(self.model):   # the single-device format: a collective per pair
+            model = towers.full_state_dict(self.model)
+            optimizer = mp.full_optimizer_state(self.optimizer, self.model)
+        else:
+            model, optimizer = self.model.state_dict(), self.optimizer.state_dict()
         return {"format": ckpt.STATE_FORMAT, "config": self.config.to_dict(),
-                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "model": model, "optimizer": optimizer,
                 "schedule": self.schedule.state_dict(), "epoch": p.epoch, "step": p.step,
                 "global_step": p.global_step, "best_top1": p.best_top1,
                 "history": p.history, "sums": p.sums, "classes": list(self.store.classes),
@@ -141,18 +148,28 @@ class Run:
     def save(self, best: bool = False) -> None:
         """Write last (and best) atomically; only rank 0 writes."""
         self.last_save = time.monotonic()
+        split = towers.is_split(self.model)
+        # Split towers: both ranks of rank 0's pair gather the pieces, rank 0 writes.
+        if not self.ddp.is_main and not (split and self.ddp.data_rank == 0):
+            return
+        state = self.state()
         if not self.ddp.is_main:
             return
-        ckpt.save_training_state(self.out / STATE_FILE, self.state())
+        ckpt.save_training_state(self.out / STATE_FILE, state)
         kwargs = {"classes": list(self.store.classes), "preprocessing": self.preprocessing,
                   "extra": self.weights_extra()}
-        ckpt.save_weights(self.out / "last.safetensors", self.model, **kwargs)
+        model = towers.SavedWeights(self.model, state["model"]) if split else self.model
+        ckpt.save_weights(self.out / "last.safetensors", model, **kwargs)
         if best:
-            ckpt.save_weights(self.out / "best.safetensors", self.model, **kwargs)
+            ckpt.save_weights(self.out / "best.safetensors", model, **kwargs)
 
     def load(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        if towers.is_split(self.model):
+            towers.load_full_state_dict(self.model, state["model"])
+            mp.load_full_optimizer_state(self.optimizer, self.model, state["optimizer"])
+        else:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
         self.progress = Progress(epoch=state["epoch"], step=state["step"],
                                  global_step=state["global_step"],
@@ -182,16 +199,20 @@ def build_run(config: Config, out: Path, ddp: dist.DistInfo, stop: StopFlag) -> 
     train_idx, val_idx = split_validation(store.labels, config.val_per_class, config.seed)
     preprocessing = make_preprocessing(store, config)
     device = ddp.device
-    if config.batch_size % ddp.world_size:
+    if config.batch_size % ddp.data_world:
         raise UserError(f"batch_size={config.batch_size} does not split evenly over "
-                        f"{ddp.world_size} processes")
+                        f"{ddp.data_world} processes")
     options = {**config.model_options, "num_classes": len(store.classes)}
-    model = build_model(config.model, **options).to(device)
+    model = build_model(config.model, **options)
+    # Split after building, so the towers start from the single-device network's weights.
+    model = mp.build_split(model, config.device, ddp) if config.model_parallel > 1 \
+        else model.to(device)
     channels_last = device.type == "cuda" if config.channels_last is None \
         else config.channels_last
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    groups = parameter_groups(model, config.lr, config.weight_decay, config.bias_lr_mult,
+    named = mp.SingleDeviceNames(model) if towers.is_split(model) else model
+    groups = parameter_groups(named, config.lr, config.weight_decay, config.bias_lr_mult,
                               config.bias_weight_decay, tuple(config.no_decay))
     optimizer = build_optimizer(config.optimizer, groups, config.lr, config.momentum,
                                 config.weight_decay)
@@ -205,9 +226,10 @@ def build_run(config: Config, out: Path, ddp: dist.DistInfo, stop: StopFlag) -> 
         # A small store (CIFAR-10: 150 MB) lives on the GPU: batches are gathered there.
         images = torch.from_numpy(np.array(store.images)).to(device)
         labels = torch.from_numpy(np.array(store.labels, dtype=np.int64)).to(device)
-    loader = StoreLoader(images, labels, config.batch_size // ddp.world_size,
-                         indices=train_idx, shuffle=True, seed=config.seed, rank=ddp.rank,
-                         world_size=ddp.world_size, drop_last=True, device=device)
+    # The towers of a pair train on the same images: shards go to networks, not ranks.
+    loader = StoreLoader(images, labels, config.batch_size // ddp.data_world,
+                         indices=train_idx, shuffle=True, seed=config.seed, rank=ddp.data_rank,
+                         world_size=ddp.data_world, drop_last=True, device=device)
     augment = TrainAugment(preprocessing, store.eigvals, store.eigvecs, flip=config.flip,
                            lighting_std=config.lighting_std, channels_last=channels_last)
     train_model = dist.wrap_model(model, ddp)
