@@ -39,10 +39,11 @@ def test_split_over_two_gloo_ranks_equals_one_device(tmp_path):
     done = torchrun(2, [str(HERE / "_split_check.py"), str(tmp_path)], alexnet_env(tmp_path))
     assert done.returncode == 0, done.stderr
     result = json.loads((tmp_path / "result.json").read_text())
-    assert result["same_weights"] and result["gradient_names"], result
+    assert result["same_weights"] and result["saved_names"], result
     assert result["logits"] < 1e-5 and result["loss"] < 1e-5, result
     assert result["gradients"] < 1e-5, result
     assert result["weights_after_step"] < 1e-5 and result["velocity"] < 1e-5, result
+    assert result["saved_weights"] < 1e-5 and result["saved_velocity"] < 1e-5, result
     assert result["param_groups_equal"] and result["state_round_trip"], result
     assert result["sent_bytes"] == result["bytes_from_shapes"], result
 
@@ -97,6 +98,11 @@ def test_training_with_towers_on_two_ranks_matches_one_device(store224, one_devi
     velocity = max((ref["optimizer"]["state"][i]["velocity"] - v["velocity"]).abs().max().item()
                    for i, v in state["optimizer"]["state"].items())
     assert velocity < TOLERANCE and ref["model"].keys() == state["model"].keys()
+    # So one process without towers continues it.
+    more = run_alexnet(["train", "--out", str(out), "epochs=2", "model_parallel=1"],
+                       alexnet_env(tmp_path))
+    assert more.returncode == 0, more.stderr
+    assert "resuming" in more.stderr and "epoch 2/2: train loss" in more.stderr
 
 
 def test_two_pairs_of_towers_match_one_device(store224, one_device, tmp_path):
