@@ -201,7 +201,7 @@ def build_run(config: Config, out: Path, ddp: dist.DistInfo, stop: StopFlag) -> 
     device = ddp.device
     if config.batch_size % ddp.data_world:
         raise UserError(f"batch_size={config.batch_size} does not split evenly over "
-                        f"{ddp.data_world} processes")
+                        f"{ddp.data_world} {'pairs of ' if ddp.towers > 1 else ''}processes")
     options = {**config.model_options, "num_classes": len(store.classes)}
     model = build_model(config.model, **options)
     # Split after building, so the towers start from the single-device network's weights.
