@@ -64,6 +64,7 @@ class Config:
     channels_last: bool | None = None   # None: on CUDA only
     amp: str = "auto"                   # auto: bf16 on CUDA, none on CPU
     device: str = "auto"
+    model_parallel: int = 1             # 2: alexnet-paper's towers on two devices or ranks
     checkpoint_minutes: float = 10.0    # also save `last` mid-epoch this often (0: every step)
 
     def validate(self) -> Config:
@@ -94,8 +95,8 @@ class Config:
         for name, low, high in [("epochs", 1, 100_000), ("batch_size", 1, 2 ** 31 - 1),
                                 ("eval_batch_size", 1, 2 ** 31 - 1), ("crop", 1, MAX_SIZE),
                                 ("data_size", 1, MAX_SIZE), ("val_per_class", 0, 2 ** 31 - 1),
-                ("fold_in_epoch", 0, 100_000),
-                                ("step_size", 1, 100_000), ("plateau_patience", 0, 100_000),
+                                ("fold_in_epoch", 0, 100_000), ("step_size", 1, 100_000),
+                                ("plateau_patience", 0, 100_000),
                                 ("plateau_max_drops", 0, 1000), ("seed", 0, 2 ** 63 - 1)]:
             value = getattr(self, name)
             if not low <= value <= high:
@@ -121,6 +122,13 @@ class Config:
                 raise UserError(f"{name} must be a finite number {side} {low:g}{most}, "
                                 f"got {value}")
         self.layer_decay_map()
+        if self.model_parallel not in (1, 2):
+            raise UserError(f"model_parallel must be 1 or 2 (the network has two towers), "
+                            f"got {self.model_parallel}")
+        if self.model_parallel == 2:
+            from alexnet.models.towers import check_splittable
+
+            check_splittable(self.model, self.model_options)
         if self.crop > self.data_size:
             raise UserError(f"crop={self.crop} is larger than the stored images "
                             f"(data_size={self.data_size})")

@@ -68,3 +68,19 @@ def test_bench_train_without_images_is_one_sentence(tmp_path, capsys):
     assert main(["bench", "train", "--data", str(tmp_path / "nowhere")]) == 2
     assert "pass --data FOLDER" in capsys.readouterr().err
 
+
+
+def test_model_parallel_bench_times_two_gloo_towers_and_counts_their_bytes(capsys):
+    assert main(["bench", "model", "--model-parallel", "--batch", "1", "--steps", "1",
+                 "--device", "cpu", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    check_report(report, ["one device (cpu)", "two towers, 2 gloo processes"])
+    exchange = report["exchange"]
+    # One image: 28,288 gathered values each way per tower, plus 1,000 partial logits, fp32.
+    assert exchange["bytes_per_tower_per_step_counted"] == 4 * (2 * 28288 + 1000)
+    assert exchange["bytes_per_tower_per_step_from_shapes"] == 4 * (2 * 28288 + 1000)
+    assert "two towers / one device" in report["ratios"]
+    assert all(row["cpu_s_per_step"] > 0 for row in report["rows"])
+    assert main(["bench", "train", "--model-parallel"]) == 2
+    assert main(["bench", "model", "--model-parallel", "--model", "cifar-4layer"]) == 2
+    assert "needs model=alexnet-paper" in capsys.readouterr().err

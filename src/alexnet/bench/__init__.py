@@ -52,4 +52,5 @@ def format_report(report: dict) -> str:
                      f"{row.get('unit', 'img/s')}")
     for name, value in report.get("ratios", {}).items():
         lines.append(f"  ratio {name}: {value:.2f}x")
+    lines.extend(f"  {note}" for note in report.get("notes", []))
     return "\n".join(lines)

@@ -32,6 +32,9 @@ def register(subparsers) -> None:
     parser.add_argument("--steps", type=count("--steps"), default=20,
                         help="timed steps after warm-up")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument("--model-parallel", action="store_true",
+                        help="model: alexnet-paper's two towers on two devices (two gloo "
+                        "processes on the CPU) against one device, with the bytes exchanged")
     parser.add_argument("--device", help="cuda or cpu (default: cuda when available)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.set_defaults(run=run)
@@ -58,7 +61,15 @@ def run(args) -> int:
         from alexnet.engine.distributed import pick_device
 
         pick_device(args.device)  # so does a device that is not here
-    if args.target == "model":
+    if args.model_parallel:
+        from alexnet.bench.model_parallel import bench_model_parallel
+        from alexnet.errors import UserError
+
+        if args.target != "model" or args.compile:
+            raise UserError("--model-parallel measures `bench model` only, without --compile")
+        report = bench_model_parallel(args.model, batch=args.batch, steps=args.steps,
+                                      device=args.device)
+    elif args.target == "model":
         report = bench_model(args.model, batch=args.batch, steps=args.steps,
                              compile_model=args.compile, device=args.device)
     elif args.target == "train":

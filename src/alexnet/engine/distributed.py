@@ -3,6 +3,9 @@
 `torchrun --nproc_per_node=N -m alexnet train ...` sets RANK, WORLD_SIZE, LOCAL_RANK and the
 rendezvous address; `setup()` reads them and joins the process group (NCCL on GPUs, gloo on
 CPU). Without them everything runs as a single process with rank 0.
+
+With `model_parallel=2` (the paper's towers, one per rank) ranks 2k and 2k+1 form a pair
+that runs one network; the pairs are data parallel with each other.
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ class DistInfo:
     world_size: int = 1
     local_rank: int = 0
     device: torch.device = torch.device("cpu")
+    towers: int = 1          # ranks per network: 2 when each rank runs one tower
+    tower_group: object = None   # the ranks of this rank's network (towers > 1)
+    data_group: object = None    # the ranks running the same tower of other pairs (None: all)
 
     @property
     def is_main(self) -> bool:
@@ -32,6 +38,21 @@ class DistInfo:
     @property
     def enabled(self) -> bool:
         return self.world_size > 1
+
+    @property
+    def data_rank(self) -> int:
+        """Which shard of each batch this rank's network trains on (the towers of a pair
+        see the same images)."""
+        return self.rank // self.towers
+
+    @property
+    def data_world(self) -> int:
+        """How many networks train side by side (data parallelism)."""
+        return self.world_size // self.towers
+
+    def sum_over_data(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Sum over the data-parallel networks, counting each network once."""
+        return all_reduce_sum(tensor, self.data_group)
 
 
 def pick_device(name: str | None = "auto", local_rank: int = 0) -> torch.device:
@@ -63,11 +84,18 @@ def pick_device(name: str | None = "auto", local_rank: int = 0) -> torch.device:
     return device
 
 
-def setup(device: str = "auto") -> DistInfo:
-    """Join the torchrun process group if the environment names one; pick this rank's device."""
+def setup(device: str = "auto", model_parallel: int = 1) -> DistInfo:
+    """Join the torchrun process group if the environment names one; pick this rank's device.
+    model_parallel=2 under torchrun: each rank runs one tower, consecutive ranks pair up."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    towers = model_parallel if world_size > 1 else 1
+    if world_size % towers:
+        from alexnet.errors import UserError
+
+        raise UserError(f"model_parallel={model_parallel} runs one tower per process and "
+                        f"needs a multiple of {model_parallel} processes, not {world_size}")
     dev = pick_device(device, local_rank)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
@@ -75,7 +103,25 @@ def setup(device: str = "auto") -> DistInfo:
         backend = "nccl" if dev.type == "cuda" else "gloo"
         dist.init_process_group(backend, rank=rank, world_size=world_size,
                                 **({"device_id": dev} if dev.type == "cuda" else {}))
-    return DistInfo(rank, world_size, local_rank, dev)
+    if towers == 1:
+        return DistInfo(rank, world_size, local_rank, dev)
+    tower_group, data_group = pair_groups(rank, world_size, towers)
+    return DistInfo(rank, world_size, local_rank, dev, towers, tower_group, data_group)
+
+
+def pair_groups(rank: int, world_size: int, towers: int) -> tuple[object, object]:
+    """(the ranks of this rank's network, the ranks running its tower in other networks).
+    Every rank creates every group, in the same order, as torch.distributed requires."""
+    mine = {}
+    for first in range(0, world_size, towers):
+        group = dist.new_group(list(range(first, first + towers)))
+        if first <= rank < first + towers:
+            mine["tower"] = group
+    for tower in range(towers):
+        group = dist.new_group(list(range(tower, world_size, towers)))
+        if rank % towers == tower:
+            mine["data"] = group
+    return mine["tower"], mine["data"]
 
 
 def cleanup() -> None:
@@ -83,10 +129,10 @@ def cleanup() -> None:
         dist.destroy_process_group()
 
 
-def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
-    """Sum over ranks (in place, returned); a no-op in a single process."""
+def all_reduce_sum(tensor: torch.Tensor, group=None) -> torch.Tensor:
+    """Sum over ranks (of `group`, default all; in place, returned); a no-op in one process."""
     if dist.is_initialized() and dist.get_world_size() > 1:
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM, group=group)
     return tensor
 
 
@@ -133,10 +179,11 @@ def barrier() -> None:
 
 
 def wrap_model(model: torch.nn.Module, info: DistInfo) -> torch.nn.Module:
-    """DistributedDataParallel around `model` when running on several ranks."""
-    if not info.enabled:
+    """DistributedDataParallel around `model` when several networks train side by side (with
+    towers: over the ranks that hold the same tower)."""
+    if info.data_world == 1:
         return model
     from torch.nn.parallel import DistributedDataParallel
 
     ids = [info.device.index] if info.device.type == "cuda" else None
-    return DistributedDataParallel(model, device_ids=ids)
+    return DistributedDataParallel(model, device_ids=ids, process_group=info.data_group)

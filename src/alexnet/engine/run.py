@@ -23,9 +23,11 @@ from torch import nn
 from alexnet.config import Config
 from alexnet.engine import checkpoint as ckpt
 from alexnet.engine import distributed as dist
+from alexnet.engine import model_parallel as mp
 from alexnet.engine.optim import build_optimizer, parameter_groups
 from alexnet.engine.schedule import Plateau, Schedule
 from alexnet.errors import UserError
+from alexnet.models import towers
 
 STATE_FILE = "last" + ckpt.STATE_SUFFIX
 
@@ -132,8 +134,13 @@ class Run:
 
     def state(self) -> dict:
         p = self.progress
+        if towers.is_split(self.model):   # the single-device format: a collective per pair
+            model = towers.full_state_dict(self.model)
+            optimizer = mp.full_optimizer_state(self.optimizer, self.model)
+        else:
+            model, optimizer = self.model.state_dict(), self.optimizer.state_dict()
         return {"format": ckpt.STATE_FORMAT, "config": self.config.to_dict(),
-                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "model": model, "optimizer": optimizer,
                 "schedule": self.schedule.state_dict(), "epoch": p.epoch, "step": p.step,
                 "global_step": p.global_step, "best_top1": p.best_top1,
                 "history": p.history, "sums": p.sums, "classes": list(self.store.classes),
@@ -150,18 +157,24 @@ class Run:
         """Write last (and best) atomically; only rank 0 writes. The state it replaces is
         kept as last.state.pt.previous, for a resume when the newer one is damaged."""
         self.last_save = time.monotonic()
+        split = towers.is_split(self.model)
+        # Split towers: both ranks of rank 0's pair gather the pieces, rank 0 writes.
+        if not self.ddp.is_main and not (split and self.ddp.data_rank == 0):
+            return
+        state = self.state()
         if not self.ddp.is_main:
             return
         target = self.out / STATE_FILE
         try:
-            ckpt.save_training_state(target, self.state(), keep_previous=True)
+            ckpt.save_training_state(target, state, keep_previous=True)
             kwargs = {"classes": list(self.store.classes), "preprocessing": self.preprocessing,
                       "extra": self.weights_extra()}
+            model = towers.SavedWeights(self.model, state["model"]) if split else self.model
             target = self.out / "last.safetensors"
-            ckpt.save_weights(target, self.model, **kwargs)
+            ckpt.save_weights(target, model, **kwargs)
             if best:
                 target = self.out / "best.safetensors"
-                ckpt.save_weights(target, self.model, **kwargs)
+                ckpt.save_weights(target, model, **kwargs)
         except OSError as err:
             raise UserError(f"saving the checkpoint {str(target)!r} failed "
                             f"({err.strerror or err}); the checkpoints saved before are intact: "
@@ -179,8 +192,12 @@ class Run:
 
     def load(self, state: dict, path: Path | None = None) -> None:
         try:
-            self.model.load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
+            if towers.is_split(self.model):
+                towers.load_full_state_dict(self.model, state["model"])
+                mp.load_full_optimizer_state(self.optimizer, self.model, state["optimizer"])
+            else:
+                self.model.load_state_dict(state["model"])
+                self.optimizer.load_state_dict(state["optimizer"])
             self.schedule.load_state_dict(state["schedule"])
             self.progress = Progress(epoch=state["epoch"], step=state["step"],
                                      global_step=state["global_step"],
@@ -216,16 +233,20 @@ def build_run(config: Config, out: Path, ddp: dist.DistInfo, stop: StopFlag) -> 
     train_idx, val_idx = split_validation(store.labels, config.val_per_class, config.seed)
     preprocessing = make_preprocessing(store, config)
     device = ddp.device
-    if config.batch_size % ddp.world_size:
+    if config.batch_size % ddp.data_world:
         raise UserError(f"batch_size={config.batch_size} does not split evenly over "
-                        f"{ddp.world_size} processes")
+                        f"{ddp.data_world} {'pairs of ' if ddp.towers > 1 else ''}processes")
     options = {**config.model_options, "num_classes": len(store.classes)}
-    model = build_model(config.model, **options).to(device)
+    model = build_model(config.model, **options)
+    # Split after building, so the towers start from the single-device network's weights.
+    model = mp.build_split(model, config.device, ddp) if config.model_parallel > 1 \
+        else model.to(device)
     channels_last = device.type == "cuda" if config.channels_last is None \
         else config.channels_last
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    groups = parameter_groups(model, config.lr, config.weight_decay, config.bias_lr_mult,
+    named = mp.SingleDeviceNames(model) if towers.is_split(model) else model
+    groups = parameter_groups(named, config.lr, config.weight_decay, config.bias_lr_mult,
                               config.bias_weight_decay, config.layer_decay_map())
     optimizer = build_optimizer(config.optimizer, groups, config.lr, config.momentum,
                                 config.weight_decay)
@@ -240,10 +261,11 @@ def build_run(config: Config, out: Path, ddp: dist.DistInfo, stop: StopFlag) -> 
         images = torch.from_numpy(np.array(store.images)).to(device)
         labels = torch.from_numpy(np.array(store.labels, dtype=np.int64)).to(device)
 
+    # The towers of a pair train on the same images: shards go to networks, not ranks.
     def loader(indices: np.ndarray) -> StoreLoader:
-        return StoreLoader(images, labels, config.batch_size // ddp.world_size, indices=indices,
-                           shuffle=True, seed=config.seed, rank=ddp.rank,
-                           world_size=ddp.world_size, drop_last=True, device=device)
+        return StoreLoader(images, labels, config.batch_size // ddp.data_world,
+                           indices=indices, shuffle=True, seed=config.seed, rank=ddp.data_rank,
+                           world_size=ddp.data_world, drop_last=True, device=device)
 
     folded = config.fold_in_epoch > 0 and len(val_idx) > 0
     all_idx = np.sort(np.concatenate([train_idx, val_idx]))

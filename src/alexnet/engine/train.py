@@ -42,7 +42,7 @@ from alexnet.errors import UserError
 
 # Settings that may change when a run is resumed (they do not change what is computed).
 RESUMABLE_CHANGES = {"epochs", "checkpoint_minutes", "eval_batch_size", "data", "compile",
-                     "device", "deterministic"}
+                     "device", "deterministic", "model_parallel"}
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
@@ -68,7 +68,7 @@ def train_one_epoch(run: Run) -> dict | None:
     if steps == 0:
         raise UserError(f"the training split ({len(run.train_idx)} images) is smaller than "
                         f"one batch (batch_size={cfg.batch_size}); lower batch_size")
-    world = run.ddp.world_size
+    world = run.ddp.data_world   # networks training side by side
     # Sums kept as tensors so a resumed epoch adds up bit for bit like an uninterrupted one.
     sums = p.sums if (p.sums and run.ddp.is_main) else {}
     loss_sum = torch.as_tensor(sums.get("loss", 0.0), dtype=torch.float64).to(device)
@@ -84,9 +84,9 @@ def train_one_epoch(run: Run) -> dict | None:
                           enabled=run.ddp.is_main) as bar:
         for images, labels in loader.iterate(p.epoch, start_batch=p.step):
             lr = set_lr(run.optimizer, cfg.lr, run.schedule.factor(p.epoch, p.step / steps))
-            seed = step_seed(cfg.seed, run.ddp.rank, p.global_step)
-            run.generator.manual_seed(seed)
-            torch.manual_seed(seed)  # dropout
+            # The towers of a pair augment alike (same network input) but drop out apart.
+            run.generator.manual_seed(step_seed(cfg.seed, run.ddp.data_rank, p.global_step))
+            torch.manual_seed(step_seed(cfg.seed, run.ddp.rank, p.global_step))  # dropout
             x = run.augment(images, run.generator)
             loss, wrong = train_step(run.train_model, run.optimizer, x, labels, run.dtype)
             bad |= ~torch.isfinite(loss)
@@ -118,7 +118,7 @@ def train_one_epoch(run: Run) -> dict | None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     elapsed = time.perf_counter() - start
-    totals = dist.all_reduce_sum(torch.stack([loss_sum, wrong_sum.double(), seen.double()]))
+    totals = run.ddp.sum_over_data(torch.stack([loss_sum, wrong_sum.double(), seen.double()]))
     n = max(totals[2].item(), 1.0)
     return {"lr": lr, "train_loss": totals[0].item() / n, "train_top1_error": totals[1].item() / n,
             "images_per_s": done / max(elapsed, 1e-9), "epoch_seconds": elapsed}
@@ -132,10 +132,10 @@ def validate(run: Run, views: str = "center") -> dict:
     """Held-out top-1/top-5 error on `views`, the split sharded over ranks and summed."""
     if len(run.val_idx) == 0:
         return {}
-    shard = run.val_idx[run.ddp.rank::run.ddp.world_size]
+    shard = run.val_idx[run.ddp.data_rank::run.ddp.data_world]
     return evaluate(run.model, run.store.images, run.store.labels, run.preprocessing, views,
                     indices=shard, batch_size=run.config.eval_batch_size, amp_dtype=run.dtype,
-                    reduce=dist.all_reduce_sum,
+                    reduce=run.ddp.sum_over_data,
                     show_progress=run.ddp.is_main and views != "center")
 
 
@@ -183,7 +183,7 @@ def train(config: Config, out_dir: str | os.PathLike, resume: bool | None = None
     if out.exists() and not out.is_dir():
         raise UserError(f"the run folder {str(out)!r} is a file; give a folder (new, or "
                         f"holding a run to continue)")
-    ddp = dist.setup(config.device)
+    ddp = dist.setup(config.device, config.model_parallel)
     try:
         # The run folder belongs to this run (its rank 0) until it ends.
         with output_lock(out, "run folder") if ddp.is_main else contextlib.nullcontext():
@@ -236,7 +236,8 @@ def _train(config: Config, out: Path, ddp: dist.DistInfo, resume: bool | None,
             console.info(f"resuming {out} at epoch {p.epoch + 1}, step {p.step}")
         console.info(f"training {config.model} on {len(run.train_idx)} images, validating on "
                      f"{len(run.val_idx)} held out ({len(run.store.classes)} classes), "
-                     f"{ddp.world_size} x {ddp.device}, {config.epochs} epochs")
+                     f"{ddp.world_size} x {ddp.device}{towers_note(run)}, {config.epochs} "
+                     f"epochs")
     board = run_files.TensorBoard(out, ddp.is_main)
     try:
         while p.epoch < config.epochs:
@@ -264,6 +265,15 @@ def _train(config: Config, out: Path, ddp: dist.DistInfo, resume: bool | None,
     finally:
         board.close()
     return run, None
+
+
+def towers_note(run: Run) -> str:
+    """Where the towers of a split network run, for the start message."""
+    if run.config.model_parallel == 1:
+        return ""
+    if run.ddp.towers > 1:
+        return f" (one tower per process: {run.ddp.data_world} pair(s) of processes)"
+    return " (towers on " + " and ".join(map(str, run.model.devices)) + ")"
 
 
 def stopped(run: Run) -> dict:
@@ -342,8 +352,8 @@ def official_test_errors(run: Run, views: list[str]) -> dict:
     if store is None:
         return {}
     check_classes(store, run.store.classes, "the training store")
-    shard = np.arange(len(store))[run.ddp.rank::run.ddp.world_size]
+    shard = np.arange(len(store))[run.ddp.data_rank::run.ddp.data_world]
     return {v: evaluate(run.model, store.images, store.labels, run.preprocessing, v,
                         indices=shard, batch_size=run.config.eval_batch_size,
-                        amp_dtype=run.dtype, reduce=dist.all_reduce_sum,
+                        amp_dtype=run.dtype, reduce=run.ddp.sum_over_data,
                         show_progress=run.ddp.is_main and v != "center") for v in views}

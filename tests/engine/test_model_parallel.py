@@ -1,0 +1,124 @@
+"""The towers on two gloo ranks (`model_parallel=2`): exact against one device, and training
+with them (2 ranks = one pair, 4 ranks = two pairs) ends where one device ends."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _runs import alexnet_env, make_image_folder, run_alexnet  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+# No augmentation and no dropout, so every form sees the same inputs and computes the same
+# function; 12 images of 4 classes, 1 per class held out: 2 steps of 4 images.
+SETTINGS = ["--recipe", "imagenet-paper", "data_size=224", "flip=false", "lighting_std=0",
+            "model.dropout=0", "epochs=1", "batch_size=4", "val_per_class=1",
+            "eval_views=center", "eval_batch_size=8", "lr=0.001"]
+# Summation order differs (the split sums fc8 in halves; conv kernels block differently):
+# float32 rounding, a few units in the last place of weights near 1.
+TOLERANCE = 2e-6
+
+
+def torchrun(ranks: int, args: list[str], env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                           f"--nproc_per_node={ranks}", *args], env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_split_over_two_gloo_ranks_equals_one_device(tmp_path):
+    """Logits, loss and gradients of the split network equal the single-device network's
+    with the same weights; so do one optimiser step and its state, saved in the
+    single-device format; the bytes sent are those the layer shapes give."""
+    done = torchrun(2, [str(HERE / "_split_check.py"), str(tmp_path)], alexnet_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["same_weights"] and result["saved_names"], result
+    assert result["logits"] < 1e-5 and result["loss"] < 1e-5, result
+    assert result["gradients"] < 1e-5, result
+    assert result["weights_after_step"] < 1e-5 and result["velocity"] < 1e-5, result
+    assert result["saved_weights"] < 1e-5 and result["saved_velocity"] < 1e-5, result
+    assert result["param_groups_equal"] and result["state_round_trip"], result
+    assert result["sent_bytes"] == result["bytes_from_shapes"], result
+
+
+@pytest.fixture(scope="module")
+def store224(tmp_path_factory) -> Path:
+    from alexnet.data import prepare_store
+
+    root = tmp_path_factory.mktemp("store224")
+    make_image_folder(root / "images", classes=4, per_class=3)
+    prepare_store(root / "images", root / "store", size=224, workers=1, progress=False)
+    return root / "store"
+
+
+@pytest.fixture(scope="module")
+def one_device(store224, tmp_path_factory) -> Path:
+    """The reference: the same training in one process, no towers split."""
+    out = tmp_path_factory.mktemp("one") / "run"
+    done = run_alexnet(["train", "--data", str(store224), "--out", str(out), *SETTINGS],
+                       alexnet_env(out.parent))
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+def compare_runs(one: Path, split: Path) -> None:
+    a, b = load_file(one / "last.safetensors"), load_file(split / "last.safetensors")
+    assert a.keys() == b.keys() and all(a[k].shape == b[k].shape for k in a)
+    torch.manual_seed(0)
+    from alexnet.models import build_model
+
+    initial = build_model("alexnet-paper", num_classes=4, dropout=0.0).state_dict()
+    moved = max((a[k] - initial[k]).abs().max().item() for k in initial)
+    diff = max((a[k] - b[k]).abs().max().item() for k in a)
+    assert moved > 1e-3 and diff < TOLERANCE, (moved, diff)
+    final = [json.loads((run / "final.json").read_text())["held_out"]["center"]
+             for run in (one, split)]
+    assert final[0] == final[1] and final[0]["images"] == 4    # each image counted once
+
+
+def test_training_with_towers_on_two_ranks_matches_one_device(store224, one_device, tmp_path):
+    out = tmp_path / "towers"
+    done = torchrun(2, ["-m", "alexnet", "train", "--data", str(store224), "--out", str(out),
+                        *SETTINGS, "model_parallel=2"], alexnet_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "one tower per process: 1 pair(s)" in done.stderr
+    compare_runs(one_device, out)
+    # The training state is in the single-device format too (weights and optimiser).
+    from alexnet.engine.checkpoint import load_training_state
+
+    ref, state = (load_training_state(run / "last.state.pt") for run in (one_device, out))
+    assert ref["optimizer"]["param_groups"] == state["optimizer"]["param_groups"]
+    velocity = max((ref["optimizer"]["state"][i]["velocity"] - v["velocity"]).abs().max().item()
+                   for i, v in state["optimizer"]["state"].items())
+    assert velocity < TOLERANCE and ref["model"].keys() == state["model"].keys()
+    # So one process without towers continues it.
+    more = run_alexnet(["train", "--out", str(out), "epochs=2", "model_parallel=1"],
+                       alexnet_env(tmp_path))
+    assert more.returncode == 0, more.stderr
+    assert "resuming" in more.stderr and "epoch 2/2: train loss" in more.stderr
+
+
+def test_two_pairs_of_towers_match_one_device(store224, one_device, tmp_path):
+    """4 ranks: two pairs, data parallel with each other, each pair half of every batch."""
+    out = tmp_path / "pairs"
+    done = torchrun(4, ["-m", "alexnet", "train", "--data", str(store224), "--out", str(out),
+                        *SETTINGS, "model_parallel=2"], alexnet_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "one tower per process: 2 pair(s)" in done.stderr
+    compare_runs(one_device, out)
+
+
+def test_odd_number_of_ranks_is_refused(monkeypatch):
+    from alexnet.engine import distributed as dist
+    from alexnet.errors import UserError
+
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    with pytest.raises(UserError, match="needs a multiple of 2 processes, not 3"):
+        dist.setup("cpu", model_parallel=2)

@@ -1,0 +1,128 @@
+"""The split of alexnet-paper into its two towers, in one process (both towers on the CPU):
+the single-device weights in and out unchanged, the same function, the optimiser state in
+the single-device format, and the exchange volume the layer shapes give."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from alexnet.engine import model_parallel as mp
+from alexnet.engine.optim import build_optimizer, parameter_groups
+from alexnet.errors import UserError
+from alexnet.models import build_model, count_parameters, towers
+
+CLASSES = 10
+
+
+@pytest.fixture(scope="module")
+def full() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_model("alexnet-paper", num_classes=CLASSES, dropout=0.0)
+
+
+def split_of(full: torch.nn.Module) -> towers.TowersOnDevices:
+    return towers.split_model(full, devices=[torch.device("cpu")] * 2)
+
+
+def test_towers_hold_the_single_device_weights_unchanged(full):
+    split = split_of(full)
+    state = full.state_dict()
+    saved = towers.full_state_dict(split)
+    assert list(saved) == list(state)
+    assert all(torch.equal(saved[k], state[k]) for k in state)
+    tower_a, tower_b = split.towers
+    assert tower_a.features.conv1.weight.shape == (48, 3, 11, 11)
+    assert tower_a.features.conv3.weight.shape == (192, 256, 3, 3)   # reads both towers
+    assert tower_a.classifier.fc6.weight.shape == (2048, 9216)
+    assert tower_a.classifier.fc8.weight.shape == (CLASSES, 2048)
+    # Every weight is in exactly one tower, except fc8's bias, which both hold.
+    assert count_parameters(split) == count_parameters(full) + CLASSES
+    changed = {k: v + 1 for k, v in state.items()}
+    towers.load_full_state_dict(split, changed)
+    assert all(torch.equal(v, changed[k]) for k, v in towers.full_state_dict(split).items())
+
+
+def test_one_process_split_computes_the_same_function(full):
+    split = split_of(full)
+    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+    y = torch.tensor([3, 7])
+    full.zero_grad()
+    ref = full(x)
+    F.cross_entropy(ref, y).backward()
+    out = split(x)
+    F.cross_entropy(out, y).backward()
+    assert (out - ref).abs().max() <= 1e-5 * ref.abs().max()
+    for name, tower, p in towers.tower_parameters(split):
+        if p.grad is None:   # tower b's copy of fc8's bias: added once, on tower a
+            assert (name, tower) == ("classifier.fc8.bias", 1)
+            continue
+        want = towers.tower_piece(name, dict(full.named_parameters())[name].grad, tower)
+        assert (p.grad - want).abs().max() <= 1e-5 * want.abs().max(), name
+    # Each tower sent (forward and backward) what the layer shapes say it sends.
+    assert split.exchange.sent_bytes == 2 * towers.bytes_per_step(split.towers[0], 224, 2)
+
+
+def test_exchange_volume_from_the_layer_shapes(full):
+    values = towers.exchanged_values(towers.Tower(full, 0), 224)
+    assert values == {"conv3 gathers pool2": 128 * 13 * 13, "fc6 gathers pool5": 128 * 6 * 6,
+                      "fc7 gathers fc6": 2048, "fc8 sums partial logits": CLASSES}
+    # Per image and tower: 28,288 gathered values each way plus the partial logits, fp32.
+    assert towers.bytes_per_step(towers.Tower(full, 0), 224, 1) == 4 * (2 * 28288 + CLASSES)
+
+
+def test_optimiser_state_is_saved_as_one_device_saves_it(full):
+    def optimizer(named):
+        groups = parameter_groups(named, 0.01, 5e-4, bias_lr_mult=2.0, bias_weight_decay=0.0,
+                                  layer_decay={"features.conv1": 0.0})
+        return build_optimizer("paper", groups, 0.01, 0.9, 5e-4)
+
+    full = copy.deepcopy(full)   # stepped here; the fixture stays as built
+    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(2))
+    y = torch.tensor([1, 2])
+    split = split_of(full)
+    ref_opt, opt = optimizer(full), optimizer(mp.SingleDeviceNames(split))
+    for model, o in ((full, ref_opt), (split, opt)):
+        model.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        o.step()
+    ref, saved = ref_opt.state_dict(), mp.full_optimizer_state(opt, split)
+    assert saved["param_groups"] == ref["param_groups"]   # layer_decay matched by single names
+    assert saved["state"].keys() == ref["state"].keys()
+    for i, entry in ref["state"].items():
+        assert (saved["state"][i]["velocity"] - entry["velocity"]).abs().max() <= \
+            1e-5 * entry["velocity"].abs().max()
+    fresh = optimizer(mp.SingleDeviceNames(split))
+    mp.load_full_optimizer_state(fresh, split, ref)   # a single-device state, resumed split
+    for name, tower, p in towers.tower_parameters(split):
+        if p.requires_grad:
+            want = towers.tower_piece(name, ref_opt.state[dict(full.named_parameters())[name]]
+                                      ["velocity"], tower)
+            assert torch.equal(fresh.state[p]["velocity"], want), name
+
+
+def test_only_the_two_tower_network_splits(capsys):
+    from alexnet.cli import main
+    from alexnet.config import resolve_config
+
+    assert main(["train", "--recipe", "imagenet-paper", "model_parallel=3"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "model_parallel must be 1 or 2" in err
+
+    with pytest.raises(UserError, match="needs model=alexnet-paper"):
+        resolve_config("cifar10", ["model_parallel=2"])
+    with pytest.raises(UserError, match="model.towers=2 and model.cross_tower=false"):
+        resolve_config("imagenet-paper", ["model_parallel=2", "model.cross_tower=true"])
+    with pytest.raises(UserError, match="model_parallel must be 1 or 2"):
+        resolve_config("imagenet-paper", ["model_parallel=4"])
+    assert resolve_config("imagenet-paper", ["model_parallel=2"]).model_parallel == 2
+
+
+@pytest.mark.skipif(torch.cuda.device_count() >= 2, reason="two GPUs are there")
+def test_one_process_needs_two_gpus():
+    with pytest.raises(UserError, match="run one process per tower with torchrun"):
+        mp.tower_devices("auto")
+    assert mp.tower_devices("cpu") == [torch.device("cpu")] * 2
