@@ -61,8 +61,8 @@ class Config:
     seed: int = 0
     deterministic: bool = False
     compile: bool = False
-    channels_last: bool | None = None   # None: on CUDA only
-    amp: str = "auto"                   # auto: bf16 on CUDA, none on CPU
+    channels_last: bool | None = None   # None (auto): on CUDA and CPUs
+    amp: str = "auto"                   # auto: bf16 on CUDA and on CPUs with native bf16
     device: str = "auto"
     model_parallel: int = 1             # 2: alexnet-paper's towers on two devices or ranks
     checkpoint_minutes: float = 10.0    # also save `last` mid-epoch this often (0: every step)

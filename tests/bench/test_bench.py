@@ -21,17 +21,38 @@ def check_report(report, variants):
         assert f"ratio {name}" in text
 
 
-def test_model_bench_compares_lrn_implementations():
+def test_model_bench_compares_ours_plain_pytorch_no_lrn_and_the_conv_ceiling():
     report = bench_model("cifar-conv-local", batch=4, steps=1, warmup=1, device="cpu")
-    check_report(report, ["ours", "nn.LocalResponseNorm", "no LRN"])
-    assert set(report["ratios"]) == {"ours / no LRN", "ours / nn.LocalResponseNorm"}
+    check_report(report, ["ours", "plain PyTorch (fp32, NCHW)", "no LRN"])
+    assert set(report["ratios"]) == {"ours / plain PyTorch", "ours / no LRN",
+                                     "ours / conv2 ceiling (GFLOP/s)"}
+    assert report["ceiling"]["input"] == [4, 64, 12, 12]
+    assert report["ceiling"]["weight"] == [64, 64, 5, 5] and report["ceiling"]["gflops"] > 0
+    assert round(report["step_mflop_per_image"]) == 117   # the 11% net: 3 x 39 MFLOP
+
+
+def test_plain_pytorch_variant_computes_what_ours_computes():
+    # The benchmark's rows differ in how, not in what: same weights, same logits.
+    import torch
+
+    from alexnet.bench.model import plain_pytorch
+    from alexnet.models import build_model
+
+    torch.manual_seed(0)
+    ours = build_model("cifar-conv-local").double().eval()
+    plain = plain_pytorch(build_model("cifar-conv-local")).double().eval()
+    plain.model.load_state_dict(ours.state_dict())
+    x = torch.randn(3, 3, 24, 24, dtype=torch.float64) * 50
+    torch.testing.assert_close(plain(x), ours(x))
 
 
 def test_eval_bench_counts_views():
     report = bench_eval("cifar-conv-local", images=4, batch=2, steps=1, device="cpu")
     check_report(report, ["ours: batched views on the device",
-                          "torchvision: per-image TenCrop on the CPU"])
+                          "torchvision: per-image TenCrop on the CPU",
+                          "forward only (normalised views on the device)"])
     assert report["rows"][0]["unit"] == "views/s"
+    assert set(report["ratios"]) == {"ours / torchvision", "ours / forward only"}
 
 
 def test_train_bench_on_real_images(cifar10_train, tmp_path):

@@ -94,7 +94,8 @@ def top_k(probs, classes: list[str], k: int, names: list[str] | None = None) -> 
 
 
 def predict_files(loaded, files: list[Path], top: int | None = None, views: str = "center",
-                  batch_size: int = 64, keep_images: bool = False) -> list[dict]:
+                  batch_size: int = 64, keep_images: bool = False,
+                  amp_dtype=None) -> list[dict]:
     """Per file: {"file", "top": [{"label", "prob", "class"}]} or {"file", "error"}, in order.
 
     `top` None means 5, or all classes when there are fewer; more than the classes is an error.
@@ -120,7 +121,7 @@ def predict_files(loaded, files: list[Path], top: int | None = None, views: str 
             return
         batch = np.stack([image for _, image in pending])
         probs = view_probabilities(loaded.model, batch, loaded.preprocessing, views=views,
-                                   batch_size=batch_size).cpu()
+                                   batch_size=batch_size, amp_dtype=amp_dtype).float().cpu()
         for (entry, image), row in zip(pending, probs, strict=True):
             if not bool(row.isfinite().all()):   # JSON has no NaN: an error entry instead
                 entry["error"] = "the model's scores for it are not finite numbers"

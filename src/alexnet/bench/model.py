@@ -1,8 +1,19 @@
-"""Model-step throughput: the project's LRN against `nn.LocalResponseNorm` and no LRN.
+"""Model-step throughput: the path training uses against plain PyTorch, without LRN, and the
+hardware's own ceiling, in one run.
 
-A step is forward, cross-entropy, backward and an SGD update on synthetic input already on
-the device, so this measures the network alone (the data path is `bench train`'s job).
-On CUDA it uses bf16 autocast and channels_last, as training does.
+A step is forward, cross-entropy, backward and the paper's SGD update on synthetic input
+already on the device, so this measures the network alone (the data path is `bench
+train`'s job). Rows:
+
+- ours: what `alexnet train` runs (`engine.fast_path`: bf16 autocast where the hardware has
+  bf16, channels_last; the project's LRN and locally connected kernels; ReLU after pool);
+- plain PyTorch: fp32, NCHW, `nn.LocalResponseNorm` per tower, `F.unfold` + `einsum` locally
+  connected layers, the layers in their Sequential order;
+- no LRN: ours with the LRN layers removed (what LRN costs);
+- the ceiling: oneDNN's (or cuDNN's) convolution at the net's conv2 shape, forward and both
+  backward products, in ours' dtype and layout, as GFLOP/s; our step's GFLOP/s (3x the
+  forward's multiply-adds x 2) as a fraction of it says how close to the hardware the whole
+  step runs.
 """
 
 from __future__ import annotations
@@ -11,8 +22,9 @@ import torch
 from torch import nn
 
 from alexnet.bench import environment, time_steps
-from alexnet.models import build_model, model_spec
-from alexnet.models.layers import LocalResponseNorm
+from alexnet.engine.fast_path import amp_dtype, use_channels_last
+from alexnet.models import build_model, forward_flops, model_spec
+from alexnet.models.layers import LocallyConnected2d, LocalResponseNorm
 
 
 class TorchLRNPerTower(nn.Module):
@@ -30,7 +42,22 @@ class TorchLRNPerTower(nn.Module):
         return torch.cat([self.norm(part) for part in x.chunk(self.groups, dim=1)], dim=1)
 
 
-def swap_lrn(model: nn.Module, make: callable) -> nn.Module:
+class SequentialOrder(nn.Module):
+    """A model run as plain PyTorch runs it: `features` in their Sequential order (no ReLU
+    moved after its pool), then the head."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.model.features(x)
+        if hasattr(self.model, "avgpool"):
+            features = self.model.avgpool(features)
+        return self.model.forward_head(features)
+
+
+def swap_lrn(model: nn.Module, make) -> nn.Module:
     for name, child in model.named_children():
         if isinstance(child, LocalResponseNorm):
             setattr(model, name, make(child))
@@ -39,60 +66,134 @@ def swap_lrn(model: nn.Module, make: callable) -> nn.Module:
     return model
 
 
-def variants(model_name: str) -> dict[str, nn.Module]:
-    """The models to compare: ours, with torch's LRN, without LRN (when the model has LRN)."""
+def plain_pytorch(model: nn.Module) -> nn.Module:
+    """`model` with PyTorch's own layers: nn.LocalResponseNorm, unfold locally connected."""
+    for layer in model.modules():
+        if isinstance(layer, LocallyConnected2d):
+            layer.backend = "unfold"
+    return SequentialOrder(swap_lrn(model, TorchLRNPerTower))
+
+
+def variants(model_name: str) -> dict[str, tuple[nn.Module, bool]]:
+    """name -> (model, whether it runs the fast path) for the rows that apply to the model."""
     ours = build_model(model_name)
-    if not any(isinstance(m, LocalResponseNorm) for m in ours.modules()):
-        return {"ours": ours}
-    torch_lrn = swap_lrn(build_model(model_name, **ours.model_options), TorchLRNPerTower)
-    no_lrn = swap_lrn(build_model(model_name, **ours.model_options), lambda _: nn.Identity())
-    return {"ours": ours, "nn.LocalResponseNorm": torch_lrn, "no LRN": no_lrn}
+    rows = {"ours": (ours, True),
+            "plain PyTorch (fp32, NCHW)": (plain_pytorch(build_model(model_name)), False)}
+    if any(isinstance(m, LocalResponseNorm) for m in ours.modules()):
+        rows["no LRN"] = (swap_lrn(build_model(model_name), lambda _: nn.Identity()), True)
+    return rows
 
 
-def training_step(model: nn.Module, device: torch.device, compile_model: bool):
-    """A function (x, y) -> None doing one SGD step of `model`, set up as training does:
-    channels_last and bf16 autocast on CUDA."""
-    cuda = device.type == "cuda"
-    fmt = torch.channels_last if cuda else torch.contiguous_format
+def training_step(model: nn.Module, device: torch.device, compile_model: bool,
+                  fast: bool = True):
+    """A function (x, y) -> None doing one step of `model` as training does: the paper's SGD
+    (biases 2x lr), and with `fast` the fast path's layout and autocast."""
+    from alexnet.engine.optim import PaperSGD, parameter_groups
+    from alexnet.engine.train import train_step
+
+    channels_last = fast and use_channels_last(None, device)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    dtype = amp_dtype("auto", device) if fast else None
     model = model.to(device, memory_format=fmt).train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    optimizer = PaperSGD(parameter_groups(model, 1e-3, 5e-4, bias_lr_mult=2.0), lr=1e-3)
     forward = torch.compile(model) if compile_model else model
 
     def step(x: torch.Tensor, y: torch.Tensor) -> None:
-        with torch.autocast(device.type, torch.bfloat16, enabled=cuda):
-            loss = nn.functional.cross_entropy(forward(x.contiguous(memory_format=fmt)), y)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        train_step(forward, optimizer, x.contiguous(memory_format=fmt), y, dtype)
 
     return step
 
 
-def synthetic_step(model: nn.Module, batch: int, device: torch.device, compile_model: bool):
+def synthetic_step(model: nn.Module, batch: int, device: torch.device, compile_model: bool,
+                   fast: bool = True):
     """One training step on a fixed random batch already on the device: the model alone."""
-    size = model_spec(model.model_name).input_size
+    size = model_spec(getattr(model, "model", model).model_name).input_size
     x = torch.randn(batch, 3, size, size, device=device)
     y = torch.randint(0, 10, (batch,), device=device)
-    step = training_step(model, device, compile_model)
+    step = training_step(model, device, compile_model, fast)
     return lambda: step(x, y)
+
+
+def conv2_shape(model: nn.Module, size: int, batch: int) -> dict:
+    """The input and layer of the model's second convolution (its largest in these nets)."""
+    seen: dict = {}
+
+    def grab(module, inputs, output):
+        seen.setdefault("shape", (tuple(inputs[0].shape), module))
+
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    hook = convs[1].register_forward_hook(grab)
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, 3, size, size))
+    finally:
+        hook.remove()
+    (_, c, h, w), conv = seen["shape"]
+    return {"input": [batch, c, h, w], "weight": list(conv.weight.shape),
+            "stride": conv.stride[0], "padding": conv.padding[0], "groups": conv.groups}
+
+
+def conv_ceiling(shape: dict, device: torch.device, steps: int) -> dict:
+    """GFLOP/s of one convolution's forward and two backward products (input, weight) at
+    `shape`, in the fast path's dtype and layout."""
+    dtype = amp_dtype("auto", device) or torch.float32
+    fmt = torch.channels_last if use_channels_last(None, device) else torch.contiguous_format
+    x = torch.randn(shape["input"], device=device, dtype=dtype).contiguous(memory_format=fmt)
+    weight = torch.randn(shape["weight"], device=device, dtype=dtype)
+    weight = weight.contiguous(memory_format=fmt).requires_grad_()
+    x.requires_grad_()
+
+    def step() -> None:
+        y = nn.functional.conv2d(x, weight, stride=shape["stride"], padding=shape["padding"],
+                                 groups=shape["groups"])
+        torch.autograd.grad(y, (x, weight), torch.ones_like(y))
+
+    seconds = time_steps(step, steps, 3, device)
+    out = nn.functional.conv2d(x.detach()[:1], weight.detach(), stride=shape["stride"],
+                               padding=shape["padding"], groups=shape["groups"])
+    macs_per_image = out.numel() * weight[0].numel()
+    flops = 3 * 2 * macs_per_image * shape["input"][0]
+    return {**shape, "dtype": str(dtype).removeprefix("torch."),
+            "channels_last": fmt == torch.channels_last, "gflops": flops / seconds / 1e9}
+
+
+def default_batch(model_name: str, device: torch.device) -> int:
+    if device.type == "cuda":
+        return 256
+    return 128 if model_spec(model_name).input_size <= 32 else 16
 
 
 def bench_model(model_name: str = "alexnet-paper", batch: int | None = None, steps: int = 20,
                 warmup: int = 3, compile_model: bool = False, device: str | None = None) -> dict:
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    batch = batch or (256 if device.type == "cuda" else 16)
+    batch = batch or default_batch(model_name, device)
+    size = model_spec(model_name).input_size
     rows = []
-    for variant, model in variants(model_name).items():
-        seconds = time_steps(synthetic_step(model, batch, device, compile_model), steps,
+    for variant, (model, fast) in variants(model_name).items():
+        seconds = time_steps(synthetic_step(model, batch, device, compile_model, fast), steps,
                              warmup, device)
         rows.append({"variant": variant, "images_per_s": batch / seconds})
     rate = {row["variant"]: row["images_per_s"] for row in rows}
-    ratios = {}
+    step_flops = 3 * forward_flops(build_model(model_name), size)   # per image
+    ceiling = conv_ceiling(conv2_shape(build_model(model_name), size, batch), device, steps)
+    step_gflops = rate["ours"] * step_flops / 1e9
+    ratios = {"ours / plain PyTorch": rate["ours"] / rate["plain PyTorch (fp32, NCHW)"],
+              "ours / conv2 ceiling (GFLOP/s)": step_gflops / ceiling["gflops"]}
     if "no LRN" in rate:
-        ratios = {"ours / no LRN": rate["ours"] / rate["no LRN"],
-                  "ours / nn.LocalResponseNorm": rate["ours"] / rate["nn.LocalResponseNorm"]}
+        ratios["ours / no LRN"] = rate["ours"] / rate["no LRN"]
+    dtype = amp_dtype("auto", device)
+    from alexnet.kernels.pointwise import compile_seconds
+
     return {"benchmark": "model step (forward+backward+SGD)",
             "settings": {"model": model_name, "batch": batch, "steps": steps,
                          "compile": compile_model, "device": str(device),
-                         "amp": "bf16" if device.type == "cuda" else "fp32"},
-            "environment": environment(), "rows": rows, "ratios": ratios}
+                         "ours": f"{'bf16' if dtype else 'fp32'}, channels_last="
+                                 f"{use_channels_last(None, device)}",
+                         "threads": torch.get_num_threads(),
+                         "fused_kernels_compile_s": round(compile_seconds(), 1)},
+            "environment": environment(), "rows": rows, "ratios": ratios,
+            "step_mflop_per_image": step_flops / 1e6, "step_gflops": step_gflops,
+            "ceiling": ceiling,
+            "notes": [f"our step: {step_gflops:.0f} GFLOP/s ({step_flops / 1e6:.0f} MFLOP per "
+                      f"image); conv2 ceiling {ceiling['input']} x {ceiling['weight']}: "
+                      f"{ceiling['gflops']:.0f} GFLOP/s ({ceiling['dtype']})"]}

@@ -19,7 +19,8 @@ from pathlib import Path
 import torch
 
 from alexnet.bench import environment, time_steps
-from alexnet.bench.model import synthetic_step, training_step
+from alexnet.bench.model import default_batch, synthetic_step, training_step
+from alexnet.engine.fast_path import use_channels_last
 from alexnet.models import build_model, model_spec
 
 
@@ -54,7 +55,7 @@ def ours(store_path: Path, model, batch: int, device: torch.device, compile_mode
     store = open_store(store_path)
     crop = model_spec(model.model_name).input_size
     augment = TrainAugment(store.preprocessing(crop), store.eigvals, store.eigvecs,
-                           lighting_std=0.1, channels_last=device.type == "cuda")
+                           lighting_std=0.1, channels_last=use_channels_last(None, device))
     loader = StoreLoader(store.images, store.labels, batch, seed=0, drop_last=True,
                          device=device)
     generator = torch.Generator(device=device).manual_seed(0)
@@ -97,7 +98,7 @@ def bench_train(data: str, model_name: str = "alexnet-paper", batch: int | None 
     from alexnet.data import prepare_store
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    batch = batch or (256 if device.type == "cuda" else 16)
+    batch = batch or default_batch(model_name, device)
     workers = workers if workers is not None else os.cpu_count()
     size = 256 if model_spec(model_name).input_size > 32 else 32
     rows = []

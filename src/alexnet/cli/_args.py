@@ -62,3 +62,12 @@ def output_folder(option: str):
 
 def _range(low: int, high: int) -> str:
     return f"at least {low:,}" if high == MAX_COUNT else f"from {low:,} to {high:,}"
+
+
+def add_amp_option(parser) -> None:
+    """`--amp`, as the training setting `amp=`: how the network computes."""
+    from alexnet.config import AMP_MODES
+
+    parser.add_argument("--amp", default="auto", choices=AMP_MODES,
+                        help="bf16 autocast: auto (on CUDA and on CPUs with native bf16), "
+                        "bf16, or none (fp32)")

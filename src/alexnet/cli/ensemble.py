@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from alexnet.cli._args import count
+from alexnet.cli._args import add_amp_option, count
 
 
 def register(subparsers) -> None:
@@ -17,6 +17,7 @@ def register(subparsers) -> None:
     parser.add_argument("--views", default="center", choices=["center", "ten"])
     parser.add_argument("--batch-size", type=count("--batch-size"), default=256)
     parser.add_argument("--device", default="auto")
+    add_amp_option(parser)
     parser.add_argument("--json", action="store_true", help="print the errors (fractions)")
     parser.set_defaults(run=run)
 
@@ -26,11 +27,13 @@ def run(args) -> int:
     from alexnet.engine.checkpoint import load_model
     from alexnet.engine.distributed import pick_device
     from alexnet.engine.ensemble import ensemble_evaluate
+    from alexnet.engine.fast_path import prepare_for_inference
     from alexnet.engine.inputs import check_classes, open_eval_store
     from alexnet.errors import UserError
 
     device = pick_device(args.device)
     members = [load_model(spec, device) for spec in args.checkpoints]
+    amp_dtype = [prepare_for_inference(m.model, args.amp) for m in members][0]
     sizes = {m.preprocessing.size for m in members}
     if len(sizes) > 1:
         raise UserError(f"the checkpoints expect different stored image sizes {sorted(sizes)}")
@@ -39,7 +42,8 @@ def run(args) -> int:
         check_classes(store, m.classes, f"the checkpoint {str(m.path)!r}")
     result = ensemble_evaluate([m.model for m in members], [m.preprocessing for m in members],
                                store.images, store.labels, args.views,
-                               batch_size=args.batch_size, show_progress=True)
+                               batch_size=args.batch_size, amp_dtype=amp_dtype,
+                               show_progress=True)
     for m, r in zip(members, result["members"], strict=True):
         r["checkpoint"] = str(m.path)
     if args.json:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from alexnet.cli._args import count
+from alexnet.cli._args import add_amp_option, count
 
 
 def register(subparsers) -> None:
@@ -21,6 +21,7 @@ def register(subparsers) -> None:
                         "this (its training) store")
     parser.add_argument("--batch-size", type=count("--batch-size"), default=256)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    add_amp_option(parser)
     parser.add_argument("--json", action="store_true",
                         help='print {"top1_error", "top5_error", "images"} (fractions)')
     parser.set_defaults(run=run)
@@ -31,15 +32,17 @@ def run(args) -> int:
     from alexnet.engine.checkpoint import load_model
     from alexnet.engine.distributed import pick_device
     from alexnet.engine.evaluate import evaluate
+    from alexnet.engine.fast_path import prepare_for_inference
     from alexnet.engine.inputs import check_classes, held_out_indices, open_eval_store
 
     loaded = load_model(args.checkpoint, pick_device(args.device))
+    amp_dtype = prepare_for_inference(loaded.model, args.amp)
     store = open_eval_store(args.data, loaded.preprocessing.size)
     check_classes(store, loaded.classes, f"the checkpoint {str(loaded.path)!r}")
     indices = held_out_indices(store, loaded.meta) if args.split == "held-out" else None
     result = evaluate(loaded.model, store, preprocessing=loaded.preprocessing,
                       views=args.views, indices=indices, batch_size=args.batch_size,
-                      show_progress=True)
+                      amp_dtype=amp_dtype, show_progress=True)
     if args.json:
         print(json.dumps({k: result[k] for k in ("top1_error", "top5_error", "images")}))
     else:

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from alexnet.cli._args import count
+from alexnet.cli._args import add_amp_option, count
 
 DEFAULT_MODEL = "cifar10-conv-local"
 
@@ -31,6 +31,7 @@ def register(subparsers) -> None:
     parser.add_argument("--batch-size", type=count("--batch-size"), default=64,
                         help="images per forward pass")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if any)")
+    add_amp_option(parser)
     parser.add_argument("--json", action="store_true",
                         help='print [{"file", "top": [{"label", "prob"}]} | {"file", "error"}]')
     parser.set_defaults(run=run)
@@ -93,13 +94,15 @@ def run(args) -> int:
     from alexnet.console import info
     from alexnet.engine.checkpoint import load_model
     from alexnet.engine.distributed import pick_device
+    from alexnet.engine.fast_path import prepare_for_inference
 
     model, images = split_model(args.inputs, args.model)
     files = expand_inputs(images)
     device = pick_device(args.device)
     loaded = load_model(model, device=device)
+    amp_dtype = prepare_for_inference(loaded.model, args.amp)
     results = predict_files(loaded, files, top=args.top, views=args.views,
-                            batch_size=args.batch_size)
+                            batch_size=args.batch_size, amp_dtype=amp_dtype)
     failed = [r for r in results if "error" in r]
     for entry in failed:
         print(f"alexnet: {entry['file']}: skipped: {entry['error']}", file=sys.stderr)

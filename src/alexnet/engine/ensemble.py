@@ -13,7 +13,8 @@ from alexnet.engine.metrics import topk_correct
 
 def ensemble_evaluate(models: Sequence[torch.nn.Module], preprocessings: Sequence,
                       images, labels, views: str = "center", *, indices=None,
-                      batch_size: int = 256, show_progress: bool = False) -> dict:
+                      batch_size: int = 256, amp_dtype: torch.dtype | None = None,
+                      show_progress: bool = False) -> dict:
     """Top-1/top-5 error of each member and of their averaged softmax, as fractions.
 
     models and preprocessings: one per member (members may differ in crop or normalisation
@@ -32,7 +33,8 @@ def ensemble_evaluate(models: Sequence[torch.nn.Module], preprocessings: Sequenc
         for x, y in iterate_images(images, labels, indices, batch_size):
             mean = None
             for i, (model, pre) in enumerate(zip(models, preprocessings, strict=True)):
-                probs = view_probabilities(model, x, pre, views, batch_size).float().cpu()
+                probs = view_probabilities(model, x, pre, views, batch_size,
+                                           amp_dtype).float().cpu()
                 counts[i] += topk_correct(probs, y, (1, 5))
                 mean = probs if mean is None else mean + probs
             counts[-1] += topk_correct(mean / len(models), y, (1, 5))

@@ -24,6 +24,7 @@ from alexnet.config import Config
 from alexnet.engine import checkpoint as ckpt
 from alexnet.engine import distributed as dist
 from alexnet.engine import model_parallel as mp
+from alexnet.engine.fast_path import amp_dtype, use_channels_last
 from alexnet.engine.optim import build_optimizer, parameter_groups
 from alexnet.engine.schedule import Plateau, Schedule
 from alexnet.errors import UserError
@@ -90,13 +91,6 @@ def configure_backends(config: Config, device: torch.device) -> None:
         # warn_only: a few CUDA backward kernels (adaptive pooling) have no deterministic
         # version; they warn instead of stopping the run.
         torch.use_deterministic_algorithms(True, warn_only=True)
-
-
-def amp_dtype(config: Config, device: torch.device) -> torch.dtype | None:
-    mode = config.amp
-    if mode == "auto":
-        mode = "bf16" if device.type == "cuda" else "none"
-    return {"bf16": torch.bfloat16, "none": None}[mode]
 
 
 @dataclass
@@ -241,8 +235,7 @@ def build_run(config: Config, out: Path, ddp: dist.DistInfo, stop: StopFlag) -> 
     # Split after building, so the towers start from the single-device network's weights.
     model = mp.build_split(model, config.device, ddp) if config.model_parallel > 1 \
         else model.to(device)
-    channels_last = device.type == "cuda" if config.channels_last is None \
-        else config.channels_last
+    channels_last = use_channels_last(config.channels_last, device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     named = mp.SingleDeviceNames(model) if towers.is_split(model) else model
@@ -277,4 +270,4 @@ def build_run(config: Config, out: Path, ddp: dist.DistInfo, stop: StopFlag) -> 
     return Run(config, out, ddp, store, preprocessing, train_idx, val_idx, model, train_model,
                optimizer, schedule, loader(train_idx), loader(all_idx) if folded else None,
                augment, torch.Generator(device=device),
-               amp_dtype(config, device), Progress(), stop)
+               amp_dtype(config.amp, device), Progress(), stop)

@@ -39,6 +39,7 @@ from alexnet.engine.run import (
     step_seed,
 )
 from alexnet.errors import UserError
+from alexnet.kernels.pointwise import compile_seconds
 
 # Settings that may change when a run is resumed (they do not change what is computed).
 RESUMABLE_CHANGES = {"epochs", "checkpoint_minutes", "eval_batch_size", "data", "compile",
@@ -310,7 +311,9 @@ def finish(run: Run) -> dict:
                    "train_images": len(run.train_idx), "held_out_images": len(run.val_idx),
                    "weights": str(run.out / "last.safetensors"),
                    "best_val_top1_error": run.progress.best_top1,
-                   "wall_seconds": sum(r["epoch_seconds"] for r in run.progress.history)}
+                   "wall_seconds": sum(r["epoch_seconds"] for r in run.progress.history),
+                   # paid in this process's first steps, inside the first epoch's time
+                   "fused_kernels_compile_seconds": round(compile_seconds(), 1)}
         views = ["center"] + ([run.config.eval_views] if run.config.eval_views != "center"
                               else [])
         if len(run.val_idx):

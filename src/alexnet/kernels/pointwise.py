@@ -15,6 +15,7 @@ same arithmetic, slower. `ALEXNET_EAGER_KERNELS=1` forces the eager form. Inside
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import time
 import warnings
@@ -40,6 +41,8 @@ def fused(fn: Callable) -> Callable:
         if _state["eager"] or torch.compiler.is_compiling():
             return fn(*args)
         if compiled is None:
+            # inductor's C++ toolchain lookup warns about CUDA on CPU-only machines
+            logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
             compiled = torch.compile(fn, dynamic=True)
         kind = (args[0].dtype, args[0].device.type)
         if kind in kinds_seen:

@@ -11,31 +11,14 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from alexnet.models.layers import LocallyConnected2d, LocalResponseNorm, WithinMapNorm
+from alexnet.models.layers import (
+    LocallyConnected2d,
+    LocalResponseNorm,
+    WithinMapNorm,
+    run_layers,
+)
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
-
-
-def run_layers(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
-    """`layers(x)`, except that a ReLU directly before a max-pool (or separated from it by
-    identities only: a dropped norm) runs after the pool.
-
-    Max-pooling commutes with ReLU: max(relu(a), relu(b)) = relu(max(a, b)) exactly, and the
-    gradient reaches the same position, so outputs and gradients are bit-identical, while
-    the ReLU and its backward touch a quarter of the values. (tanh is monotone too, but
-    its rounding is not guaranteed to be, so it keeps its place.)"""
-    modules = [m for m in layers if not isinstance(m, nn.Identity)]
-    i = 0
-    while i < len(modules):
-        layer = modules[i]
-        if isinstance(layer, nn.ReLU) and i + 1 < len(modules) \
-                and isinstance(modules[i + 1], nn.MaxPool2d):
-            x = layer(modules[i + 1](x))
-            i += 2
-        else:
-            x = layer(x)
-            i += 1
-    return x
 
 
 class CifarNet(nn.Module):

@@ -3,6 +3,7 @@
 - `LocalResponseNorm`: the paper's cross-channel normalisation (§3.3), optionally per tower.
 - `WithinMapNorm`: cuda-convnet's spatial ("within-map") response normalisation.
 - `LocallyConnected2d`: a convolution whose weights are not shared across positions.
+- `run_layers`: a Sequential's forward with each ReLU moved after the max-pool it precedes.
 """
 
 from __future__ import annotations
@@ -180,3 +181,25 @@ class LocallyConnected2d(nn.Module):
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, input_size={self.input_size}, "
                 f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}")
+
+
+def run_layers(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """`layers(x)`, except that a ReLU directly before a max-pool (or separated from it by
+    identities only: a dropped norm) runs after the pool.
+
+    Max-pooling commutes with ReLU: max(relu(a), relu(b)) = relu(max(a, b)) exactly, and the
+    gradient reaches the same position, so outputs and gradients are bit-identical, while
+    the ReLU and its backward touch a quarter of the values. (tanh is monotone too, but
+    its rounding is not guaranteed to be, so it keeps its place.)"""
+    modules = [m for m in layers if not isinstance(m, nn.Identity)]
+    i = 0
+    while i < len(modules):
+        layer = modules[i]
+        if isinstance(layer, nn.ReLU) and i + 1 < len(modules) \
+                and isinstance(modules[i + 1], nn.MaxPool2d):
+            x = layer(modules[i + 1](x))
+            i += 2
+        else:
+            x = layer(x)
+            i += 1
+    return x

@@ -21,7 +21,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from alexnet.models.layers import LocalResponseNorm
+from alexnet.models.layers import LocalResponseNorm, run_layers
 
 
 class AlexNetPaper(nn.Module):
@@ -87,7 +87,7 @@ class AlexNetPaper(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """[N, 3, 224, 224] -> pooled conv5 maps [N, 256, 6, 6]."""
-        return self.features(x)
+        return run_layers(self.features, x)
 
     def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """[N, 256, 6, 6] -> logits [N, classes], or fc7's 4096-d activations if pre_logits."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from alexnet.models.layers import run_layers
+
 
 class AlexNetTorchvision(nn.Module):
     input_size = 224
@@ -47,7 +49,7 @@ class AlexNetTorchvision(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """[N, 3, H, W] -> [N, 256, 6, 6] (adaptive pooling makes any size >= 63 work)."""
-        return self.avgpool(self.features(x))
+        return self.avgpool(run_layers(self.features, x))
 
     def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = torch.flatten(features, 1)

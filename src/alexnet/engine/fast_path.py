@@ -1,0 +1,51 @@
+"""How the networks run fastest on a device, decided in one place for training and inference.
+
+- bf16 autocast on CUDA, and on CPUs with native bf16 arithmetic (AVX512-BF16 or AMX: the
+  convolutions and products then run at twice fp32's rate or more); fp32 elsewhere, where
+  bf16 would only be emulated. Every setting accepts "auto", "bf16" or "none".
+- channels_last on both: oneDNN's and cuDNN's fastest convolutions use it, and the
+  project's LRN and locally connected kernels read channels as the contiguous dimension.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+
+import torch
+from torch import nn
+
+
+@functools.cache
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 natively (x86 avx512_bf16 / amx_bf16 flags)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for `mode` ("auto", "bf16", "none") on `device`; None: fp32."""
+    if mode == "auto":
+        native = device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16())
+        mode = "bf16" if native else "none"
+    return {"bf16": torch.bfloat16, "none": None}[mode]
+
+
+def use_channels_last(setting: bool | None, device: torch.device) -> bool:
+    """`setting`, or where it is None (auto), True on CUDA and CPUs."""
+    return device.type in ("cuda", "cpu") if setting is None else setting
+
+
+def prepare_for_inference(model: nn.Module, amp: str = "auto",
+                          channels_last: bool | None = None) -> torch.dtype | None:
+    """Put `model` in the fast layout for its device (in place); returns its autocast dtype."""
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    if use_channels_last(channels_last, device):
+        model.to(memory_format=torch.channels_last)
+    return amp_dtype(amp, device)
