@@ -56,17 +56,38 @@ def test_relu_vs_tanh_quick_writes_results_and_figure(small_cifar, tmp_path, cap
         assert again["networks"][activation]["sweep"] == results["networks"][activation]["sweep"]
 
 
-def test_lrn_ablation_quick_reports_each_variant(small_cifar, tmp_path, capsys):
+def test_lrn_quick_reports_both_comparisons(small_cifar, tmp_path, capsys):
     out = tmp_path / "lrn"
     assert main(["experiment", "lrn", "--quick", "--data", str(small_cifar), "--out", str(out),
                  "--json"]) == 0
-    results = json.loads(capsys.readouterr().out)
-    assert list(results["variants"]) == ["with LRN", "without LRN"]
+    captured = capsys.readouterr()
+    results = json.loads(captured.out)
+    assert list(results["variants"]) == ["11% net", "11% net without its norms", "13% net"]
     for variant in results["variants"].values():
         assert variant["views"] == "ten" and variant["top1_error"]["n"] == 1
         assert 0 <= variant["top1_error"]["mean"] <= 1
         assert variant["runs"][0]["images"] == 200  # 20 held out per class
-    assert "model.lrn=false" in results["variants"]["without LRN"]["runs"][0]["command"]
+        assert len(variant["runs"][0]["center_curve"]) == 1   # one epoch
+    runs = {arm: v["runs"][0]["command"] for arm, v in results["variants"].items()}
+    assert "model.lrn=false" in runs["11% net without its norms"]
+    assert "--recipe cifar10 " in runs["13% net"] and "model=cifar-conv-local-13pct" in runs["13% net"]
+    comparisons = results["comparisons"]
+    assert list(comparisons) == ["paper: 13% file -> 11% file",
+                                 "ablation: 11% net without -> with its norms"]
+    paper = comparisons["paper: 13% file -> 11% file"]
+    assert paper["difference_top1"] == pytest.approx(
+        results["variants"]["13% net"]["top1_error"]["mean"]
+        - results["variants"]["11% net"]["top1_error"]["mean"])
+    assert "paper: 13% file -> 11% file" in captured.err
+    assert (out / "lrn.png").is_file()
+
+
+def test_cuda_convnet_recipes_give_each_file_its_own_layer_params():
+    from alexnet.experiments.ablations import arm_recipe
+
+    assert arm_recipe("cifar10-11pct", "cifar-conv-local-13pct") == "cifar10-13pct"
+    assert arm_recipe("cifar10-11pct", "cifar-conv-local") == "cifar10-11pct"
+    assert arm_recipe("cifar10", "cifar-conv-local-13pct") == "cifar10"
 
 
 def test_epochs_to_target_and_spread():

@@ -42,18 +42,21 @@ class PaperSGD(torch.optim.Optimizer):
                 loss = closure()
         for group in self.param_groups:
             lr, momentum, decay = group["lr"], group["momentum"], group["weight_decay"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if "velocity" not in state:
-                    state["velocity"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                v = state["velocity"]
-                v.mul_(momentum)
-                if decay:
-                    v.add_(p, alpha=-decay * lr)
-                v.add_(p.grad, alpha=-lr)
-                p.add_(v)
+            params = [p for p in group["params"] if p.grad is not None]
+            for p in params:
+                if "velocity" not in self.state[p]:
+                    self.state[p]["velocity"] = torch.zeros_like(
+                        p, memory_format=torch.preserve_format)
+            if not params:
+                continue
+            # One fused call per operation for the whole group (same arithmetic, in the
+            # same order, as a loop over the parameters).
+            velocity = [self.state[p]["velocity"] for p in params]
+            torch._foreach_mul_(velocity, momentum)
+            if decay:
+                torch._foreach_add_(velocity, params, alpha=-decay * lr)
+            torch._foreach_add_(velocity, [p.grad for p in params], alpha=-lr)
+            torch._foreach_add_(params, velocity)
         return loss
 
 

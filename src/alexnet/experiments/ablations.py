@@ -1,9 +1,21 @@
-"""Paper §3.3 and §3.4 on CIFAR-10: the `cifar-conv-local` net with and without its
-response normalisation, and with overlapping (3/2) or non-overlapping (2/2) pooling.
+"""Paper §3.3 and §3.4 on CIFAR-10, each as comparisons between arms trained alike.
 
-Every variant trains with the same `cifar10` recipe and the same seeds; the test error is
-the 10-view error on images held out of the 50,000 training images (`val_per_class` per
-class). Nothing is tuned on them: the recipe is fixed before any of these runs.
+lrn (§3.3, "13% -> 11% test error"): three arms,
+- the 11% net: cuda-convnet's layers-conv-local-11pct.cfg (`cifar-conv-local`);
+- the 11% net without its two norms (`model.lrn=false`): nothing else changes;
+- the 13% net: layers-conv-local-13pct.cfg (`cifar-conv-local-13pct`: no norms, local3 half
+  as wide),
+and two comparisons: the paper's (13% file -> 11% file, which differ in local3's width as
+well as in the norms) and the clean ablation (the 11% net without -> with its norms).
+
+pooling (§3.4, on CIFAR-10 here): the 11% net with overlapping (3/2) or non-overlapping
+(2/2) max-pooling.
+
+Every arm trains with the same recipe and the same seeds (with a cuda-convnet recipe, each
+file keeps its own layer-params: `cifar10-11pct` / `cifar10-13pct`). The test error is the
+10-view error on images held out of the 50,000 training images (`val_per_class` per class);
+nothing is tuned on them. Each comparison reports the difference of the arms' means and the
+per-seed (paired) differences.
 """
 
 from __future__ import annotations
@@ -17,51 +29,117 @@ from alexnet.experiments.common import (
     final_results,
     make_config,
     mean_and_spread,
+    read_history,
     save_results,
 )
 
-ABLATIONS = {
-    # experiment -> (variant name -> model options)
-    "lrn": {"with LRN": {"lrn": True}, "without LRN": {"lrn": False}},
-    "pooling": {"overlapping 3/2": {"overlap_pool": True},
-                "non-overlapping 2/2": {"overlap_pool": False}},
+# experiment -> arm -> (model, model options)
+ARMS = {
+    "lrn": {"11% net": ("cifar-conv-local", {"lrn": True}),
+            "11% net without its norms": ("cifar-conv-local", {"lrn": False}),
+            "13% net": ("cifar-conv-local-13pct", {})},
+    "pooling": {"overlapping 3/2": ("cifar-conv-local", {"overlap_pool": True}),
+                "non-overlapping 2/2": ("cifar-conv-local", {"overlap_pool": False})},
+}
+# experiment -> [(comparison, baseline arm, arm expected to be better)]
+COMPARISONS = {
+    "lrn": [("paper: 13% file -> 11% file", "13% net", "11% net"),
+            ("ablation: 11% net without -> with its norms", "11% net without its norms",
+             "11% net")],
+    "pooling": [("non-overlapping -> overlapping pooling", "non-overlapping 2/2",
+                 "overlapping 3/2")],
 }
 PAPER = {
     "lrn": "CIFAR-10 test error: 13% without normalisation, 11% with it (paper §3.3)",
     "pooling": "ImageNet: overlapping pooling lowers top-1 error by 0.4% (paper §3.4)",
 }
+# A cuda-convnet recipe is one file's layer-params: each network trains with its own.
+FILE_RECIPES = {"cifar10-11pct": {"cifar-conv-local-13pct": "cifar10-13pct"},
+                "cifar10-13pct": {"cifar-conv-local": "cifar10-11pct"}}
+
+
+def arm_recipe(recipe: str, model: str) -> str:
+    return FILE_RECIPES.get(recipe, {}).get(model, recipe)
+
+
+def slug(arm: str) -> str:
+    return arm.replace("% ", "pct-").replace(" ", "-").replace("/", "")
+
+
+def run_arm(name: str, arm: str, recipe: str, data: str, out: Path, seeds: int,
+            overrides: list[str]) -> dict:
+    from alexnet.engine.train import train
+
+    model, options = ARMS[name][arm]
+    errors, runs = {"top1": [], "top5": []}, []
+    for seed in range(seeds):
+        base = make_config(arm_recipe(recipe, model), data, [], model=model)
+        config = make_config(base.recipe, data, overrides, model=model, seed=seed,
+                             model_options={**base.model_options, **options})
+        run = out / f"{slug(arm)}-seed{seed}"
+        summary = train(config, run)
+        if summary.get("status") == "stopped":
+            raise KeyboardInterrupt
+        held_out = final_results(run)["held_out"][config.eval_views]
+        errors["top1"].append(held_out["top1_error"])
+        errors["top5"].append(held_out["top5_error"])
+        curve = [row["val_top1_error"] for row in read_history(run)]
+        runs.append({"seed": seed, "run": str(run), "command": command_line(config, run),
+                     **held_out, "center_curve": curve})
+    return {"model": model, "options": options, "recipe": config.recipe,
+            "views": config.eval_views, "runs": runs,
+            "top1_error": mean_and_spread(errors["top1"]),
+            "top5_error": mean_and_spread(errors["top5"])}
+
+
+def compare(arms: dict, baseline: str, better: str) -> dict:
+    """How much lower `better`'s top-1 error is than `baseline`'s: difference of the means
+    and the per-seed differences (the same seed trains both)."""
+    paired = [b["top1_error"] - a["top1_error"]
+              for a, b in zip(arms[better]["runs"], arms[baseline]["runs"], strict=True)]
+    return {"baseline": baseline, "better": better,
+            "difference_top1": arms[baseline]["top1_error"]["mean"]
+            - arms[better]["top1_error"]["mean"],
+            "paired_differences_top1": mean_and_spread(paired)}
 
 
 def run_ablation(name: str, data: str, out: Path, seeds: int,
-                 quick_per_class: int | None = None, overrides: list[str] | None = None) -> dict:
-    from alexnet.engine.train import train
-
+                 quick_per_class: int | None = None, overrides: list[str] | None = None,
+                 recipe: str = "cifar10") -> dict:
     overrides = overrides or []
     out.mkdir(parents=True, exist_ok=True)
     data = experiment_store(data, out, 32, quick_per_class)
-    results = {"experiment": name, "paper": PAPER[name], "data": data, "variants": {}}
-    for variant, options in ABLATIONS[name].items():
-        errors, runs = {"top1": [], "top5": []}, []
-        for seed in range(seeds):
-            config = make_config("cifar10", data, overrides, model_options=options, seed=seed)
-            run = out / f"{variant.replace(' ', '-').replace('/', '')}-seed{seed}"
-            summary = train(config, run)
-            if summary.get("status") == "stopped":
-                raise KeyboardInterrupt
-            held_out = final_results(run)["held_out"][config.eval_views]
-            errors["top1"].append(held_out["top1_error"])
-            errors["top5"].append(held_out["top5_error"])
-            runs.append({"seed": seed, "run": str(run), "command": command_line(config, run),
-                         **held_out})
-        results["variants"][variant] = {
-            "options": options, "views": config.eval_views, "runs": runs,
-            "top1_error": mean_and_spread(errors["top1"]),
-            "top5_error": mean_and_spread(errors["top5"])}
-        top1 = results["variants"][variant]["top1_error"]
+    results = {"experiment": name, "paper": PAPER[name], "data": data, "recipe": recipe,
+               "seeds": seeds, "variants": {}, "comparisons": {}}
+    for arm in ARMS[name]:
+        results["variants"][arm] = run_arm(name, arm, recipe, data, out, seeds, overrides)
+        top1 = results["variants"][arm]["top1_error"]
         spread = f"std {100 * top1['std']:.2f}, {seeds} seeds" if seeds > 1 else "1 seed"
-        console.info(f"{name}: {variant}: test top-1 error {100 * top1['mean']:.2f}% "
+        console.info(f"{name}: {arm}: held-out top-1 error {100 * top1['mean']:.2f}% "
                      f"({spread})")
-    first, second = (results["variants"][v]["top1_error"]["mean"] for v in ABLATIONS[name])
-    results["difference_top1"] = second - first  # positive: the first variant is better
+    for comparison, baseline, better in COMPARISONS[name]:
+        result = compare(results["variants"], baseline, better)
+        results["comparisons"][comparison] = result
+        console.info(f"{name}: {comparison}: {100 * result['difference_top1']:+.2f} points "
+                     f"lower top-1 error with the {better}")
     save_results(out, results)
+    plot_arms(results, out / f"{name}.png")
     return results
+
+
+def plot_arms(results: dict, path: Path) -> None:
+    """Held-out centre-view error per epoch, each arm's mean over its seeds."""
+    import numpy as np
+
+    from alexnet.analysis.plots import plot_curves
+
+    series = {}
+    for arm, variant in results["variants"].items():
+        runs = [run["center_curve"] for run in variant["runs"]]
+        length = min(len(curve) for curve in runs)
+        series[f"{arm}: held-out error"] = np.mean([curve[:length] for curve in runs], axis=0)
+    length = min(len(values) for values in series.values())
+    plot_curves(np.arange(1, length + 1), {k: v[:length] for k, v in series.items()}, path,
+                f"{results['experiment']}: held-out top-1 error (centre view), mean of "
+                f"{results['seeds']} seed(s) per arm")
+    console.info(f"figure: {path}")
