@@ -147,8 +147,9 @@ class TrainAugment:
     """Random crop to `preprocessing.crop`, flip, PCA lighting, mean subtraction at the crop's
     own location of the mean image, division by std: uint8 [B,S,S,3] -> float [B,3,c,c].
 
-    The mean is subtracted before the flip (cuda-convnet's order), so a flipped patch is the
-    mirror of the normalised patch. The mean is looked up in [mean, mirrored mean] at the
+    A flipped patch is the mirror of the normalised patch: the mean is taken at the patch's
+    own location and mirrored with it. (The 2012 code crops and flips, then subtracts one
+    fixed centre crop of the mean image from every patch; see the README's fidelity notes.) The mean is looked up in [mean, mirrored mean] at the
     mirrored offset, which makes the flip a cheap uint8 operation on the images only.
     Memory passes are few because each is a full read and write of the batch: one uint8
     gather, one gather of the (negated, pre-divided) mean, one in-place add of the colour
@@ -246,8 +247,12 @@ class TrainAugment:
         return out
 
     def _normalise_into(self, out, x, b, sh) -> None:
-        """out = x/std - mean/std (b) + shift/std (sh, or None), in out's layout and dtype."""
-        if sh is not None and self.dtype != torch.float32:
+        """out = x/std - mean/std (b) + shift/std (sh, or None), in out's layout and dtype;
+        a patch with a colour shift is then divided by 1 + lighting_std, as the 2012 code
+        did ("so that the overall scale of the training data doesn't become too different
+        from the test data")."""
+        noisy = sh is not None
+        if noisy and self.dtype != torch.float32:
             b, sh = b + sh, None               # add before rounding to a short float
         if all(v == 1.0 for v in self.preprocessing.channel_std):
             torch.add(b, x, out=out)           # the paper's preprocessing: no division
@@ -255,6 +260,8 @@ class TrainAugment:
             torch.addcmul(b, x, self._constants(out.device).inv_std, out=out)
         if sh is not None:
             out.add_(sh)
+        if noisy:
+            out.mul_(1.0 / (1.0 + self.lighting_std))
 
     def _gathered(self, images, top, left, flip, shift, out, s: int, e: int) -> None:
         """Images s..e as a batch: one uint8 gather of the crops (mirrored where flipped),
