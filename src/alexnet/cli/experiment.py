@@ -8,7 +8,7 @@ from pathlib import Path
 
 from alexnet.cli._args import count, output_folder
 
-EXPERIMENTS = ("relu-vs-tanh", "lrn", "pooling")
+EXPERIMENTS = ("relu-vs-tanh", "lrn", "pooling", "precision", "init")
 QUICK_PER_CLASS = 100
 
 
@@ -23,6 +23,9 @@ def register(subparsers) -> None:
         "lrn: paper §3.3, two comparisons: the paper's (cuda-convnet's 13%% file vs its 11%% "
         "file) and the clean ablation (the 11%% net with and without its two norms).\n"
         "pooling: paper §3.4 (overlapping 3/2 vs non-overlapping 2/2 max-pooling).\n"
+        "precision: the 11%% net with bf16 autocast and channels_last vs fp32 NCHW.\n"
+        "init: paper §5, alexnet-paper from the paper's initialisation vs PyTorch's "
+        "(with --recipe imagenet-paper --per-class N: CIFAR-10 upscaled to 256).\n"
         "Extra key=value settings go to every training run (e.g. epochs=150).")
     parser.add_argument("name", choices=EXPERIMENTS)
     parser.add_argument("overrides", nargs="*", metavar="key=value",
@@ -46,6 +49,9 @@ def register(subparsers) -> None:
     parser.add_argument("--quick", action="store_true",
                         help=f"a smoke run: {QUICK_PER_CLASS} images per class, one epoch, "
                         "one seed, two lrs (minutes on a CPU; its numbers mean nothing)")
+    parser.add_argument("--per-class", type=count("--per-class"),
+                        help="train on the first N images of each class (a subset store, made "
+                        "once in the results folder; default: all)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.set_defaults(run=run)
 
@@ -63,7 +69,7 @@ def run(args) -> int:
     if not lrs or not all(math.isfinite(lr) and lr > 0 for lr in lrs):
         raise UserError(f"--lrs must list one or more finite learning rates greater than 0, "
                         f"got {args.lrs!r}")
-    per_class = QUICK_PER_CLASS if args.quick else None
+    per_class = QUICK_PER_CLASS if args.quick else args.per_class
     overrides = list(args.overrides)
     if args.quick:
         overrides = ["epochs=1", "val_per_class=20", "batch_size=50", *overrides]

@@ -11,6 +11,12 @@ well as in the norms) and the clean ablation (the 11% net without -> with its no
 pooling (§3.4, on CIFAR-10 here): the 11% net with overlapping (3/2) or non-overlapping
 (2/2) max-pooling.
 
+precision (not the paper's): the 11% net on the CPU fast path (bf16 autocast, channels_last)
+and in fp32 NCHW; the fast path must reach the same error within the seeds' spread.
+
+init (§5, with `--recipe imagenet-paper` on a small store): `alexnet-paper` from the paper's
+initialisation and from PyTorch's default; whether the loss leaves ln(classes).
+
 Every arm trains with the same recipe and the same seeds (with a cuda-convnet recipe, each
 file keeps its own layer-params: `cifar10-11pct` / `cifar10-13pct`). The test error is the
 10-view error on images held out of the 50,000 training images (`val_per_class` per class);
@@ -33,13 +39,19 @@ from alexnet.experiments.common import (
     save_results,
 )
 
-# experiment -> arm -> (model, model options)
+# experiment -> arm -> (model, model options, other settings)
 ARMS = {
-    "lrn": {"11% net": ("cifar-conv-local", {"lrn": True}),
-            "11% net without its norms": ("cifar-conv-local", {"lrn": False}),
-            "13% net": ("cifar-conv-local-13pct", {})},
-    "pooling": {"overlapping 3/2": ("cifar-conv-local", {"overlap_pool": True}),
-                "non-overlapping 2/2": ("cifar-conv-local", {"overlap_pool": False})},
+    "lrn": {"11% net": ("cifar-conv-local", {"lrn": True}, {}),
+            "11% net without its norms": ("cifar-conv-local", {"lrn": False}, {}),
+            "13% net": ("cifar-conv-local-13pct", {}, {})},
+    "pooling": {"overlapping 3/2": ("cifar-conv-local", {"overlap_pool": True}, {}),
+                "non-overlapping 2/2": ("cifar-conv-local", {"overlap_pool": False}, {})},
+    "precision": {"fast path (bf16, channels_last)": ("cifar-conv-local", {},
+                                                      {"amp": "bf16", "channels_last": True}),
+                  "fp32, NCHW": ("cifar-conv-local", {}, {"amp": "none",
+                                                         "channels_last": False})},
+    "init": {"paper's initialisation": ("alexnet-paper", {"init": "paper"}, {}),
+             "PyTorch's default": ("alexnet-paper", {"init": "pytorch"}, {})},
 }
 # experiment -> [(comparison, baseline arm, arm expected to be better)]
 COMPARISONS = {
@@ -48,10 +60,17 @@ COMPARISONS = {
              "11% net")],
     "pooling": [("non-overlapping -> overlapping pooling", "non-overlapping 2/2",
                  "overlapping 3/2")],
+    # expected: no difference beyond the seeds' spread
+    "precision": [("fp32 -> bf16 fast path", "fp32, NCHW", "fast path (bf16, channels_last)")],
+    "init": [("PyTorch's default -> the paper's initialisation", "PyTorch's default",
+              "paper's initialisation")],
 }
 PAPER = {
     "lrn": "CIFAR-10 test error: 13% without normalisation, 11% with it (paper §3.3)",
     "pooling": "ImageNet: overlapping pooling lowers top-1 error by 0.4% (paper §3.4)",
+    "precision": "not the paper's: the CPU fast path (bf16) must train as well as fp32",
+    "init": "§5: weights N(0, 0.01), biases 1 in conv2, conv4, conv5, fc6, fc7 (a loss stuck "
+            "at ln(classes) is the known failure of reproductions)",
 }
 # A cuda-convnet recipe is one file's layer-params: each network trains with its own.
 FILE_RECIPES = {"cifar10-11pct": {"cifar-conv-local-13pct": "cifar10-13pct"},
@@ -70,12 +89,12 @@ def run_arm(name: str, arm: str, recipe: str, data: str, out: Path, seeds: int,
             overrides: list[str]) -> dict:
     from alexnet.engine.train import train
 
-    model, options = ARMS[name][arm]
+    model, options, settings = ARMS[name][arm]
     errors, runs = {"top1": [], "top5": []}, []
     for seed in range(seeds):
         base = make_config(arm_recipe(recipe, model), data, [], model=model)
         config = make_config(base.recipe, data, overrides, model=model, seed=seed,
-                             model_options={**base.model_options, **options})
+                             model_options={**base.model_options, **options}, **settings)
         run = out / f"{slug(arm)}-seed{seed}"
         summary = train(config, run)
         if summary.get("status") == "stopped":
@@ -83,9 +102,10 @@ def run_arm(name: str, arm: str, recipe: str, data: str, out: Path, seeds: int,
         held_out = final_results(run)["held_out"][config.eval_views]
         errors["top1"].append(held_out["top1_error"])
         errors["top5"].append(held_out["top5_error"])
-        curve = [row["val_top1_error"] for row in read_history(run)]
+        history = read_history(run)
         runs.append({"seed": seed, "run": str(run), "command": command_line(config, run),
-                     **held_out, "center_curve": curve})
+                     **held_out, "center_curve": [row["val_top1_error"] for row in history],
+                     "train_loss_curve": [row["train_loss"] for row in history]})
     return {"model": model, "options": options, "recipe": config.recipe,
             "views": config.eval_views, "runs": runs,
             "top1_error": mean_and_spread(errors["top1"]),
@@ -104,11 +124,14 @@ def compare(arms: dict, baseline: str, better: str) -> dict:
 
 
 def run_ablation(name: str, data: str, out: Path, seeds: int,
-                 quick_per_class: int | None = None, overrides: list[str] | None = None,
+                 per_class: int | None = None, overrides: list[str] | None = None,
                  recipe: str = "cifar10") -> dict:
+    """Train every arm of experiment `name` with `recipe` and `seeds` seeds on `data` (or
+    the first `per_class` images of each of its classes); results.json and a figure."""
     overrides = overrides or []
     out.mkdir(parents=True, exist_ok=True)
-    data = experiment_store(data, out, 32, quick_per_class)
+    size = make_config(recipe, "unused", overrides).data_size
+    data = experiment_store(data, out, size, per_class)
     results = {"experiment": name, "paper": PAPER[name], "data": data, "recipe": recipe,
                "seeds": seeds, "variants": {}, "comparisons": {}}
     for arm in ARMS[name]:

@@ -19,17 +19,19 @@ from alexnet.files import atomic_write_text
 
 
 def experiment_store(data: str, out: Path, size: int, per_class: int | None) -> str:
-    """The data an experiment trains on: `data` itself, or (quick runs) a store of the
-    first `per_class` images of each class of it, made once in `out/subset-<n>`."""
+    """The data an experiment trains on: `data` itself, or a `size` x `size` store of the
+    first `per_class` images of each class of it, made once in `out/subset-<n>[-<size>]`.
+    The experiments' images are CIFAR-10's 32x32: the subset is read from the 32x32 store
+    and prepared at `size` like any image (upscaled for the ImageNet recipe's 256)."""
     from PIL import Image
 
     from alexnet.data import ensure_store, prepare_store
 
     if not per_class:
         return data
-    store_path = out / f"subset-{per_class}"
+    store_path = out / (f"subset-{per_class}" + ("" if size == 32 else f"-{size}"))
     if not store_path.exists():
-        store = ensure_store(data, size)
+        store = ensure_store(data, 32)
         folder = out / f"subset-{per_class}-images"
         for label, name in enumerate(store.classes):
             (folder / name).mkdir(parents=True, exist_ok=True)
