@@ -6,14 +6,16 @@ on a CPU it cost about a fifth of a training step of cuda-convnet's 11% net. Her
 W(i) = channels i-n/2 .. i+(n-1)/2 inside i's group, w = alpha' per term):
 
     s_i  = sum_{j in W(i)} x_j^2           one [NHW, C] x [C, C] band product (x's dtype)
-    d_i  = k + w * s_i,  y_i = x_i * d_i^-beta                      one fused loop
-    t_c  = g_c * x_c * d_c^(-beta-1)                                 one fused loop
+    p_i  = (k + w * s_i)^-beta,  y_i = x_i * p_i                    one fused loop
+    t_c  = g_c * x_c * d_c^(-beta-1) = g_c * y_c / (k + w * s_c)     one fused loop
     r_i  = sum_{c : i in W(c)} t_c          the product with the band's transpose
-    dx_i = g_i * d_i^-beta - 2 w beta x_i r_i                        one fused loop
+    dx_i = g_i * p_i - 2 w beta x_i r_i                              one fused loop
 
-The fused loops (`alexnet.kernels.pointwise`) compute in fp32; d is formed inside them from
-s, never stored: in bf16, d = 1 + (a small number) would round to 1 and lose what LRN does.
-The backward keeps x and s (in x's dtype). The products accumulate in fp32 inside the BLAS.
+The fused loops (`alexnet.kernels.pointwise`) compute in fp32 and form d = k + w * s there,
+never storing it: in bf16, 1 + (a small number) would round to 1 and lose what LRN does.
+The forward keeps p in x's dtype for the backward, which then needs no power or root (in
+bf16 its rounding is that of the gradient itself). The products accumulate in fp32 inside
+the BLAS.
 """
 
 from __future__ import annotations
@@ -48,37 +50,36 @@ def _wide(t: torch.Tensor) -> torch.Tensor:
 
 @fused
 def _forward(x, s, k: float, w: float, beta: float):
-    return (_wide(x) * _inverse_power(_wide(s) * w + k, beta)).to(x.dtype)
+    p = _inverse_power(_wide(s) * w + k, beta)
+    return (_wide(x) * p).to(x.dtype), p.to(x.dtype)
 
 
 @fused
-def _backward_t(g, x, s, k: float, w: float, beta: float):
-    d = _wide(s) * w + k
-    return (_wide(g) * _wide(x) * _inverse_power(d, beta) / d).to(x.dtype)
+def _backward_t(g, y, s, k: float, w: float):
+    return (_wide(g) * _wide(y) / (_wide(s) * w + k)).to(y.dtype)
 
 
 @fused
-def _backward_dx(g, x, s, r, k: float, w: float, beta: float):
-    d = _wide(s) * w + k
-    dx = _wide(g) * _inverse_power(d, beta) - (2.0 * w * beta) * _wide(x) * _wide(r)
-    return dx.to(x.dtype)
+def _backward_dx(g, x, p, r, c: float):
+    return (_wide(g) * _wide(p) - c * _wide(x) * _wide(r)).to(x.dtype)
 
 
 class _BandLRN(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, band, k: float, w: float, beta: float):
         s = window_sum(x.square(), band)
-        ctx.save_for_backward(x, band, s)
+        y, p = _forward(x, s, k, w, beta)
+        ctx.save_for_backward(x, band, s, y, p)
         ctx.constants = (k, w, beta)
-        return _forward(x, s, k, w, beta)
+        return y
 
     @staticmethod
     def backward(ctx, grad):
-        x, band, s = ctx.saved_tensors
+        x, band, s, y, p = ctx.saved_tensors
         k, w, beta = ctx.constants
-        t = _backward_t(grad, x, s, k, w, beta)
+        t = _backward_t(grad, y, s, k, w)             # g * x * d^(-beta-1) = g * y / d
         r = window_sum(t, band.t())
-        return _backward_dx(grad, x, s, r, k, w, beta), None, None, None, None
+        return _backward_dx(grad, x, p, r, 2.0 * w * beta), None, None, None, None
 
 
 def lrn_band(x: torch.Tensor, band: torch.Tensor, k: float, w: float, beta: float
