@@ -57,6 +57,19 @@ def test_eval_and_ensemble_json(tiny_store, tmp_path, capsys):
     assert len(result["members"]) == 2 and result["ensemble"]["images"] == 160
 
 
+def test_eval_runs_the_fast_path_or_fp32_as_asked(tiny_store, tmp_path, capsys):
+    classes = open_store(tiny_store).classes
+    a = make_checkpoint(tmp_path / "a.safetensors", classes, tiny_store)
+    errors = {}
+    for amp in ("bf16", "none"):
+        assert main(["eval", str(a), "--data", str(tiny_store), "--amp", amp, "--json"]) == 0
+        errors[amp] = json.loads(capsys.readouterr().out)["top1_error"]
+    assert abs(errors["bf16"] - errors["none"]) <= 0.05   # bf16 moves a few borderline images
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", str(a), "--data", str(tiny_store), "--amp", "fp16"])
+    assert exit_info.value.code == 2 and "invalid choice: 'fp16'" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("args, words", [
     (["train", "--data", "{tmp}/nowhere"], "does not exist"),
     (["train", "--data", "{tmp}/empty"], "is an empty folder"),
