@@ -1,6 +1,6 @@
-"""Model-step throughput of alexnet-paper: our LRN vs nn.LocalResponseNorm vs no LRN.
+"""Model-step throughput: ours vs plain PyTorch vs no LRN, against the conv2 ceiling.
 
-    python benchmarks/bench_model.py [--compile] [--batch 256] [--json]
+    python benchmarks/bench_model.py [--model NAME] [--compile] [--batch 256] [--json]
 
 Same as `alexnet bench model`; prints each variant's img/s and the ratios.
 """
