@@ -20,4 +20,11 @@ bench cpu-model-alexnet-paper model --model alexnet-paper --device cpu --steps 5
 bench cpu-eval-cifar-conv-local eval --model cifar-conv-local --device cpu
 bench cpu-train-cifar-conv-local train --model cifar-conv-local --data "$DATA" --device cpu \
   --steps 100
+# alexnet train itself, end to end: epoch 2's img/s (epoch 1 includes compiling the fused
+# kernels), against the model step above.
+run=$(mktemp -d)
+python3 -m alexnet train --data "$DATA" --out "$run/run" epochs=2 > /dev/null
+cp "$run/run/metrics.csv" "$OUT/cpu-train-run-metrics.csv"
+rm -rf "$run"
+python3 -c "import csv; rows=list(csv.DictReader(open('$OUT/cpu-train-run-metrics.csv'))); print(f\"alexnet train, epoch 2: {float(rows[-1]['images_per_s']):,.0f} img/s\")"
 uptime

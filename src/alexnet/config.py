@@ -202,15 +202,25 @@ def _cifar10() -> Config:
                   eval_views="ten")
 
 
-def _cuda_convnet(recipe: str, model: str, classifier_decay: float) -> Config:
+# The weight decay (`wc`) of each layer in cuda-convnet's layer-params files for its CIFAR-10
+# nets: none on the convolutions, 0.004 on the locally connected layers, and on fc10 0.01
+# (11% file) or 0.004 (13% file).
+CUDA_CONVNET_DECAY = {
+    "cifar-conv-local": ("features.conv=0", "features.local=0.004", "classifier=0.01"),
+    "cifar-conv-local-13pct": ("features.conv=0", "features.local=0.004",
+                               "classifier=0.004"),
+}
+
+
+def _cuda_convnet(recipe: str, model: str) -> Config:
     """cuda-convnet's own methodology for its CIFAR-10 layer files (see `_cifar10_11pct`)."""
     return Config(recipe=recipe, model=model, model_options={"init": "cuda-convnet"},
                   data_size=32, val_per_class=1000, fold_in_epoch=350, epochs=520,
                   batch_size=128, optimizer="paper", lr=1e-3, momentum=0.9,
                   weight_decay=4e-3, bias_lr_mult=2.0, bias_weight_decay=0.0,
-                  layer_decay=("features.conv=0", f"classifier={classifier_decay}"),
-                  schedule="multistep", milestones=(500, 510), gamma=0.1, crop=24, flip=True,
-                  lighting_std=0.0, normalize="mean-image", eval_views="ten")
+                  layer_decay=CUDA_CONVNET_DECAY[model], schedule="multistep",
+                  milestones=(500, 510), gamma=0.1, crop=24, flip=True, lighting_std=0.0,
+                  normalize="mean-image", eval_views="ten")
 
 
 def _cifar10_11pct() -> Config:
@@ -221,13 +231,13 @@ def _cifar10_11pct() -> Config:
     40,000 images with 10,000 held out (batch 5), then all 50,000 for 150 more, then lr / 10
     for 10 epochs and / 100 for 10 (520 epochs); 24x24 random crops and flips, 10-view
     test. Written for a GPU: about 26 M images."""
-    return _cuda_convnet("cifar10-11pct", "cifar-conv-local", 0.01)
+    return _cuda_convnet("cifar10-11pct", "cifar-conv-local")
 
 
 def _cifar10_13pct() -> Config:
     """cuda-convnet's layers-conv-local-13pct.cfg (cifar-conv-local-13pct) with the same
     methodology as cifar10-11pct; its layer-params file decays fc10 by 0.004."""
-    return _cuda_convnet("cifar10-13pct", "cifar-conv-local-13pct", 0.004)
+    return _cuda_convnet("cifar10-13pct", "cifar-conv-local-13pct")
 
 
 def _imagenet_paper() -> Config:

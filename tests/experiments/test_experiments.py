@@ -82,12 +82,15 @@ def test_lrn_quick_reports_both_comparisons(small_cifar, tmp_path, capsys):
     assert (out / "lrn.png").is_file()
 
 
-def test_cuda_convnet_recipes_give_each_file_its_own_layer_params():
-    from alexnet.experiments.ablations import arm_recipe
+@pytest.mark.parametrize("recipe", ["cifar10", "cifar10-11pct"])
+def test_the_13pct_arm_keeps_its_own_files_layer_params(recipe):
+    from alexnet.experiments.ablations import ARMS
+    from alexnet.experiments.common import make_config
 
-    assert arm_recipe("cifar10-11pct", "cifar-conv-local-13pct") == "cifar10-13pct"
-    assert arm_recipe("cifar10-11pct", "cifar-conv-local") == "cifar10-11pct"
-    assert arm_recipe("cifar10", "cifar-conv-local-13pct") == "cifar10"
+    model, options, settings = ARMS["lrn"]["13% net"]
+    config = make_config(recipe, "data", [], model=model, **settings)
+    assert config.layer_decay_map()["classifier"] == 0.004
+    assert make_config(recipe, "data", []).layer_decay_map()["classifier"] == 0.01
 
 
 def test_epochs_to_target_and_spread():
