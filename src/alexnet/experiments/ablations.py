@@ -62,6 +62,6 @@ def run_ablation(name: str, data: str, out: Path, seeds: int,
         console.info(f"{name}: {variant}: test top-1 error {100 * top1['mean']:.2f}% "
                      f"({spread})")
     first, second = (results["variants"][v]["top1_error"]["mean"] for v in ABLATIONS[name])
-    results["difference_top1"] = second - first  # positive: the first variant is better
+    results["difference_top1"] = round(second - first, 6)  # positive: the first is better
     save_results(out, results)
     return results
