@@ -62,6 +62,7 @@ class Config:
     channels_last: bool | None = None   # None: on CUDA only
     amp: str = "auto"                   # auto: bf16 on CUDA, none on CPU
     device: str = "auto"
+    threads: int | None = None          # torch's CPU threads; None: free cores (data/threads.py)
     checkpoint_minutes: float = 10.0    # also save `last` mid-epoch this often (0: every step)
 
     def validate(self) -> Config:
@@ -82,8 +83,8 @@ class Config:
                                    ("eval_views", self.eval_views, VIEWS)]:
             if value not in valid:
                 raise one_of(name, value, valid)
-        for name in ("epochs", "batch_size", "crop", "data_size", "eval_batch_size"):
-            if getattr(self, name) < 1:
+        for name in ("epochs", "batch_size", "crop", "data_size", "eval_batch_size", "threads"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.lr <= 0:
             raise UserError(f"lr must be positive, got {self.lr}")

@@ -18,6 +18,13 @@ from alexnet import __version__
 from alexnet.errors import UserError
 
 
+def add_threads_option(parser: argparse.ArgumentParser) -> None:
+    """`--threads N`: torch's CPU threads for the command (see alexnet.data.threads)."""
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="CPU threads for torch (default: the cores other processes leave "
+                        "free, by the load average, or OMP_NUM_THREADS when set)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="alexnet",
@@ -44,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        if hasattr(args, "threads"):   # the commands that compute: one place sets it
+            from alexnet.data.threads import use_threads
+
+            use_threads(args.threads)
         return int(args.run(args) or 0)
     except UserError as err:
         print(f"alexnet: error: {err}", file=sys.stderr)
