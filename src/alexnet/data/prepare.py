@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from alexnet.console import info
+from alexnet.console import info, plural
 from alexnet.console import progress as progress_display
 from alexnet.data import store as fmt
 from alexnet.data.images import ALPHA_BACKGROUND_NAME, BadImage, decode_image
@@ -423,7 +423,8 @@ def prepare_store(src, out, size: int = 256, workers: int | None = None, strict:
                            decoded=run.count - run.resumed)
         summary["resumed_from"] = run.resumed
         if progress:
-            info(f"prepared {manifest['count']:,} images of {len(source.classes)} classes into "
+            info(f"prepared {plural(manifest['count'], 'image')} of "
+                 f"{plural(len(source.classes), 'class')} into "
                  f"{out} ({len(manifest['skipped'])} skipped, {len(manifest['converted'])} "
                  f"converted) in {summary['seconds']:.1f} s")
     if strict and summary["skipped"]:

@@ -133,7 +133,11 @@ class Run:
 
     def weights_extra(self) -> dict:
         last = self.progress.history[-1] if self.progress.history else {}
+        from alexnet.engine.inputs import split_record
+
         return {"recipe": self.config.recipe, "config": self.config.to_dict(),
+                "store": self.store.fingerprint,
+                "split": split_record(self.config, self.train_idx, self.val_idx),
                 "class_names": list(self.store.class_names), "epoch": self.progress.epoch,
                 "step": self.progress.step, "val_top1_error": last.get("val_top1_error"),
                 "val_top5_error": last.get("val_top5_error")}
@@ -171,6 +175,18 @@ class Run:
                        f"try a smaller lr (now lr={self.config.lr})")
 
 
+def train_batch_size(config: Config, train_images: int, ddp: dist.DistInfo) -> int:
+    """The global batch: `batch_size`, or, when the training split is smaller than that, all
+    of it in one batch (a small folder trains rather than stopping with no full batch)."""
+    if train_images >= config.batch_size:
+        return config.batch_size
+    batch = train_images - train_images % ddp.world_size
+    if batch < 1:
+        raise UserError(f"the training split holds {train_images} image(s), fewer than the "
+                        f"{ddp.world_size} processes training on it")
+    return batch
+
+
 def build_run(config: Config, out: Path, ddp: dist.DistInfo, stop: StopFlag) -> Run:
     """Open the data, build the model, optimiser, schedule, loader and augmentation."""
     from alexnet.data.augment import TrainAugment
@@ -205,7 +221,8 @@ def build_run(config: Config, out: Path, ddp: dist.DistInfo, stop: StopFlag) -> 
         # A small store (CIFAR-10: 150 MB) lives on the GPU: batches are gathered there.
         images = torch.from_numpy(np.array(store.images)).to(device)
         labels = torch.from_numpy(np.array(store.labels, dtype=np.int64)).to(device)
-    loader = StoreLoader(images, labels, config.batch_size // ddp.world_size,
+    batch = train_batch_size(config, len(train_idx), ddp)
+    loader = StoreLoader(images, labels, batch // ddp.world_size,
                          indices=train_idx, shuffle=True, seed=config.seed, rank=ddp.rank,
                          world_size=ddp.world_size, drop_last=True, device=device)
     augment = TrainAugment(preprocessing, store.eigvals, store.eigvecs, flip=config.flip,
