@@ -58,7 +58,7 @@ def bench_eval(model_name: str = "alexnet-paper", images: int | None = None,
     rows = []
     for variant, run in [("ours: batched views on the device", ours),
                          ("torchvision: per-image TenCrop on the CPU", standard)]:
-        seconds = time_steps(run, steps, warmup, device)
+        seconds = time_steps(run, steps, warmup, device, label=variant)
         rows.append({"variant": variant, "images_per_s": 10 * images / seconds,
                      "unit": "views/s"})
     return {"benchmark": "10-view evaluation", "environment": environment(),

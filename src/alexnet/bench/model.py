@@ -84,7 +84,7 @@ def bench_model(model_name: str = "alexnet-paper", batch: int | None = None, ste
     rows = []
     for variant, model in variants(model_name).items():
         seconds = time_steps(synthetic_step(model, batch, device, compile_model), steps,
-                             warmup, device)
+                             warmup, device, label=variant)
         rows.append({"variant": variant, "images_per_s": batch / seconds})
     rate = {row["variant"]: row["images_per_s"] for row in rows}
     ratios = {}

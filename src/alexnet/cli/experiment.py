@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from alexnet.cli import add_threads_option
 
 EXPERIMENTS = ("relu-vs-tanh", "lrn", "pooling")
 QUICK_PER_CLASS = 100
@@ -15,27 +16,32 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "experiment", help="reproduce the paper's CIFAR-10 claims",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="relu-vs-tanh: paper Fig. 1 (epochs to 25%% training error, ReLU vs "
+        description="relu-vs-tanh: paper Fig. 1 (epochs to 25% training error, ReLU vs "
         "tanh, each at its best swept lr, no regularisation).\n"
         "lrn: paper §3.3 (cifar-conv-local with and without response normalisation).\n"
         "pooling: paper §3.4 (overlapping 3/2 vs non-overlapping 2/2 max-pooling).\n"
         "Extra key=value settings go to every training run (e.g. epochs=150).")
-    parser.add_argument("name", choices=EXPERIMENTS)
+    parser.add_argument("name", choices=EXPERIMENTS, help="the claim to reproduce (above)")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="settings for every run, as for `alexnet train`")
     parser.add_argument("--data", required=True,
                         help="CIFAR-10 training images (image folder or prepared store)")
     parser.add_argument("--out", help="results folder (default: runs/experiment-<name>)")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds per variant (lrn, pooling)")
+    parser.add_argument("--seeds", type=int, default=3,
+                        help="seeds per variant (lrn, pooling; default %(default)s)")
     parser.add_argument("--lrs", default="0.0001,0.0003,0.001,0.003,0.01,0.03,0.1",
-                        help="learning rates swept for each activation (relu-vs-tanh)")
+                        help="learning rates swept for each activation (relu-vs-tanh; "
+                        "default %(default)s)")
     parser.add_argument("--sweep-epochs", type=int, default=2,
-                        help="epochs each swept lr trains for (relu-vs-tanh)")
+                        help="epochs each swept lr trains for (relu-vs-tanh; default "
+                        "%(default)s)")
     parser.add_argument("--max-epochs", type=int, default=60,
-                        help="give up on reaching 25%% training error after this many")
+                        help="give up on reaching 25%% training error after this many "
+                        "(relu-vs-tanh; default %(default)s)")
     parser.add_argument("--quick", action="store_true",
                         help=f"a smoke run: {QUICK_PER_CLASS} images per class, one epoch, "
                         "one seed, two lrs (minutes on a CPU; its numbers mean nothing)")
+    add_threads_option(parser)
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.set_defaults(run=run)
 
@@ -52,8 +58,10 @@ def run(args) -> int:
         raise UserError(f"--lrs {args.lrs!r} is not a comma-separated list of numbers") from None
     per_class = QUICK_PER_CLASS if args.quick else None
     overrides = list(args.overrides)
+    if args.threads is not None:
+        overrides.append(f"threads={args.threads}")
     if args.quick:
-        overrides = ["epochs=1", "val_per_class=20", "batch_size=50", *overrides]
+        overrides = ["epochs=1", "val_per_class=10", "batch_size=50", *overrides]
     if args.name == "relu-vs-tanh":
         results = run_relu_vs_tanh(
             args.data, out, lrs[:2] if args.quick else lrs,
@@ -63,5 +71,7 @@ def run(args) -> int:
         results = run_ablation(args.name, args.data, out, 1 if args.quick else args.seeds,
                                per_class, overrides)
     if args.json:
-        print(json.dumps(results, indent=2, default=str))
+        from alexnet.files import json_text
+
+        print(json_text(results, indent=2, default=str))
     return 0

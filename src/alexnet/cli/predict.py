@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+from alexnet.cli import add_threads_option
+
 DEFAULT_MODEL = "cifar10-conv-local"
 
 
@@ -28,6 +30,7 @@ def register(subparsers) -> None:
                         help="centre crop (default) or the paper's ten patches, averaged")
     parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if any)")
+    add_threads_option(parser)
     parser.add_argument("--json", action="store_true",
                         help='print [{"file", "top": [{"label", "prob"}]} | {"file", "error"}]')
     parser.set_defaults(run=run)
