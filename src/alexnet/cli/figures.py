@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 
@@ -71,7 +70,9 @@ def _finish(args, png: Path, numbers: dict, line: str) -> int:
 
     numbers = {"png": str(png), **numbers}
     if args.json:
-        print(json.dumps(numbers, indent=2))
+        from alexnet.files import json_text
+
+        print(json_text(numbers, indent=2))
     info(f"wrote {png}: {line}")
     return 0
 
@@ -177,7 +178,7 @@ def run_neighbours(args) -> int:
         numbers.append({"file": str(path), "neighbours": found})
         rows.append({"image": image, "title": f"query\n{Path(path).name}", "neighbours": [
             {"image": np.asarray(store.images[n["index"]]),
-             "title": f"{n['label'][:14]}\n{n['distance']:.3g}"} for n in found]})
+             "title": f"{n['label']}\n{n['distance']:.3g}"} for n in found]})
     png = plot_neighbours(rows, args.out or "neighbours.png")
     cache["query_seconds"] = round(search_s, 3)
     how = "cached" if cache["cached"] else "extracted"
