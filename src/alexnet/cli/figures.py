@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from alexnet.cli import add_threads_option
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("figures", help="draw the paper's figures (filters, "
@@ -36,6 +38,7 @@ def register(subparsers) -> None:
                    help="centre crop, or the paper's ten patches averaged")
     p.add_argument("--max-images", type=int, default=16,
                    help="draw at most this many images (default 16)")
+    add_threads_option(p)
     p.set_defaults(run=run_predictions)
 
     p = _figure(kinds, "neighbours", "training images nearest to each query in fc7 space")
@@ -48,6 +51,7 @@ def register(subparsers) -> None:
                    "$ALEXNET_CACHE/features or ~/.cache/alexnet/features)")
     p.add_argument("--batch-size", type=int, default=256, help="feature extraction batch")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if any)")
+    add_threads_option(p)
     p.set_defaults(run=run_neighbours)
 
 

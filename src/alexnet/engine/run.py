@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from alexnet.config import Config
+from alexnet.console import plural
 from alexnet.engine import checkpoint as ckpt
 from alexnet.engine import distributed as dist
 from alexnet.engine.optim import build_optimizer, parameter_groups
@@ -132,9 +133,9 @@ class Run:
                 "rng": ckpt.capture_rng(self.generator)}
 
     def weights_extra(self) -> dict:
-        last = self.progress.history[-1] if self.progress.history else {}
         from alexnet.engine.inputs import split_record
 
+        last = self.progress.history[-1] if self.progress.history else {}
         return {"recipe": self.config.recipe, "config": self.config.to_dict(),
                 "store": self.store.fingerprint,
                 "split": split_record(self.config, self.train_idx, self.val_idx),
@@ -182,8 +183,8 @@ def train_batch_size(config: Config, train_images: int, ddp: dist.DistInfo) -> i
         return config.batch_size
     batch = train_images - train_images % ddp.world_size
     if batch < 1:
-        raise UserError(f"the training split holds {train_images} image(s), fewer than the "
-                        f"{ddp.world_size} processes training on it")
+        raise UserError(f"the training split holds {plural(train_images, 'image')}, fewer "
+                        f"than the {ddp.world_size} processes training on it")
     return batch
 
 

@@ -210,8 +210,8 @@ def _train(config: Config, out: Path, ddp: dist.DistInfo, resume: bool | None,
         run_files.record_start(out, config.to_dict(),
                                run_files.environment(ddp.world_size, ddp.device), state is not None)
         if p.epoch >= config.epochs:
-            console.info(f"the run in {out} has finished its {console.plural(p.epoch, 'epoch')} (pass a larger "
-                         f"epochs=N to train on, or a new --out)")
+            console.info(f"the run in {out} has finished its {console.plural(p.epoch, 'epoch')} "
+                         f"(pass a larger epochs=N to train on, or a new --out)")
             return run, None
         if (out / "final.json").is_file():   # trains on past a finished run: stale results
             (out / "final.json").unlink()
@@ -247,9 +247,12 @@ def _train(config: Config, out: Path, ddp: dist.DistInfo, resume: bool | None,
     return run, None
 
 
+NONE_HELD_OUT = "no class has the 10 images it takes: at most a tenth of each class is held out"
+
+
 def start_line(run: Run) -> str:
     """What is trained on what: images, the held-out split, batch, device and threads."""
-    from alexnet.engine.inputs import HELD_OUT_DIVISOR, held_out_count
+    from alexnet.engine.inputs import held_out_count
 
     cfg, ddp = run.config, run.ddp
     labels = np.asarray(run.store.labels)
@@ -265,8 +268,7 @@ def start_line(run: Run) -> str:
     elif cfg.val_per_class == 0:
         held = "holding out none (val_per_class=0)"
     else:
-        held = (f"holding out none (no class has the {HELD_OUT_DIVISOR} images needed: at most "
-                f"a tenth of each class is held out)")
+        held = f"holding out none ({NONE_HELD_OUT})"
     where = str(ddp.device) if ddp.world_size == 1 else \
         f"{console.plural(ddp.world_size, 'process')} on {ddp.device.type}"
     batch = run.loader.batch_size * ddp.world_size
@@ -324,8 +326,7 @@ def finish(run: Run) -> dict:
             run_files.write_json(path, summary)
     if run.ddp.is_main:
         if "held_out" not in summary:
-            why = "val_per_class=0" if run.config.val_per_class == 0 else \
-                "no class has 10 images; at most a tenth of each is held out"
+            why = "val_per_class=0" if run.config.val_per_class == 0 else NONE_HELD_OUT
             console.info(f"no images were held out ({why}), so there is no held-out "
                          f"error; evaluate with: alexnet eval {run.out} --data OTHER_IMAGES")
         for split, name in (("held_out", "held-out"), ("test", "test")):
