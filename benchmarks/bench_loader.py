@@ -32,7 +32,8 @@ CASES = {"imagenet": (SHARED / "imagenet-samples", 256, 224),
 
 
 def time_epochs(make_iter, epochs: int, device: str) -> float:
-    """Median img/s of epochs 2..epochs (epoch 1 warms up)."""
+    """Median img/s of epochs 2..epochs (epoch 1 warms up); with one epoch, that epoch's,
+    warm-up included."""
     rate = []
     for epoch in range(epochs):
         start, seen = time.perf_counter(), 0
@@ -40,7 +41,7 @@ def time_epochs(make_iter, epochs: int, device: str) -> float:
             seen += images.shape[0]
         if device == "cuda":
             torch.cuda.synchronize()
-        if epoch:
+        if epoch or epochs == 1:
             rate.append(seen / (time.perf_counter() - start))
     return sorted(rate)[len(rate) // 2]
 
@@ -85,13 +86,19 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=None, help="default 750 / 5000")
     parser.add_argument("--workers", type=int, default=os.cpu_count())
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=5,
+                        help="epochs per pipeline; the first warms up and is not timed")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads of the main process (default: --workers, so both "
                         "pipelines use the same number of cores)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.epochs < 1:
+        parser.error(f"--epochs must be at least 1, got {args.epochs}")
+    if args.epochs == 1:
+        print("# --epochs 1: the only epoch is timed, warm-up included (pass 2 or more to "
+              "leave the warm-up out)")
 
     from alexnet.data import prepare_store
 

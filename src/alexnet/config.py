@@ -65,6 +65,7 @@ class Config:
     amp: str = "auto"                   # auto: bf16 on CUDA and on CPUs with native bf16
     device: str = "auto"
     model_parallel: int = 1             # 2: alexnet-paper's towers on two devices or ranks
+    threads: int | None = None          # torch's CPU threads; None: free cores (data/threads.py)
     checkpoint_minutes: float = 10.0    # also save `last` mid-epoch this often (0: every step)
 
     def validate(self) -> Config:
@@ -121,6 +122,9 @@ class Config:
                 most = f" and at most {high:g}" if high != math.inf else ""
                 raise UserError(f"{name} must be a finite number {side} {low:g}{most}, "
                                 f"got {value}")
+        if self.threads is not None and not 1 <= self.threads <= 4096:
+            raise UserError(f"threads must be a whole number from 1 to 4,096, got "
+                            f"{self.threads}")
         self.layer_decay_map()
         if self.model_parallel not in (1, 2):
             raise UserError(f"model_parallel must be 1 or 2 (the network has two towers), "

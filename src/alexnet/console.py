@@ -15,6 +15,18 @@ def info(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def plural(count: int, word: str) -> str:
+    """"1 epoch", "2 epochs", "45,000 images", "1 class", "10 classes"."""
+    if count == 1:
+        return f"{count:,} {word}"
+    return f"{count:,} {word}{'es' if word.endswith('s') else 's'}"   # class, process
+
+
+def _rate(per_second: float) -> str:
+    """12,345 for fast work; two significant digits (0.12) for slow work, not 0."""
+    return f"{per_second:,.0f}" if per_second >= 10 else f"{per_second:.2g}"
+
+
 class Progress:
     """Counts finished units; `advance(n, **fields)` updates the bar or prints a line."""
 
@@ -43,7 +55,7 @@ class Progress:
         self.fields.update({k: str(v) for k, v in fields.items()})
         extra = "  ".join(f"{k} {v}" for k, v in self.fields.items())
         if self._bar is not None:
-            extra = f"{self.rate:,.0f} {self.unit}/s  {extra}"
+            extra = f"{_rate(self.rate)} {self.unit}/s  {extra}"
             self._bar.update(self._task, advance=n, extra=extra)
             return
         if not self.enabled:
@@ -53,7 +65,7 @@ class Progress:
             self._last_plain = now
             of = f"/{self.total}" if self.total else ""
             info(f"{self.description}: {self.done}{of} {self.unit}, "
-                 f"{self.rate:,.0f} {self.unit}/s {extra}".rstrip())
+                 f"{_rate(self.rate)} {self.unit}/s {extra}".rstrip())
 
 
 @contextmanager

@@ -39,6 +39,7 @@ def test_a_cifar_python_folder_gets_its_test_split_evaluated(tmp_path):
                        alexnet_env(tmp_path))
     assert done.returncode == 0, done.stderr
     final = json.loads((out / "final.json").read_text())
-    assert final["train_images"] == 80 and final["held_out"]["ten"]["images"] == 20
+    # 10 images a class: val_per_class=2 is capped at a tenth of each class
+    assert final["train_images"] == 90 and final["held_out"]["ten"]["images"] == 10
     assert final["test"]["ten"]["images"] == 12 and final["test"]["center"]["images"] == 12
     assert "test error (12 images, ten views)" in done.stderr

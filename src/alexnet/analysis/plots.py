@@ -38,6 +38,73 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 100) -> Path:
     return path
 
 
+def text_width(fig, text: str, fontsize: float) -> float:
+    """Width in pixels (at the figure's dpi) of the widest line of `text`."""
+    from matplotlib.font_manager import FontProperties
+
+    renderer = fig.canvas.get_renderer()
+    font = FontProperties(size=fontsize)
+    return max(renderer.get_text_width_height_descent(line, font, ismath=False)[0]
+               for line in text.split("\n"))
+
+
+def shorten_middle(fig, text: str, width_px: float, fontsize: float) -> str:
+    """`text` cut in the middle with a visible "…" until it fits `width_px`, keeping its start
+    and its end (a file's extension and number)."""
+    if text_width(fig, text, fontsize) <= width_px:
+        return text
+    low, high = 1, len(text) - 1     # characters kept: the most that fit, by bisection
+    while low < high:
+        keep = (low + high + 1) // 2
+        if text_width(fig, _middle(text, keep), fontsize) <= width_px:
+            low = keep
+        else:
+            high = keep - 1
+    return _middle(text, low)
+
+
+def _middle(text: str, keep: int) -> str:
+    head = (keep + 1) // 2
+    return text[:head] + "…" + text[len(text) - (keep - head):]
+
+
+def wrap_to_width(fig, text: str, width_px: float, fontsize: float) -> str:
+    """`text` broken at spaces into lines that each fit `width_px` (a word longer than a line
+    is shortened in the middle)."""
+    import textwrap
+
+    if text_width(fig, text, fontsize) <= width_px:
+        return text
+    for chars in range(len(text) - 1, 0, -1):
+        lines = textwrap.wrap(text, chars, break_long_words=False, break_on_hyphens=False)
+        if all(text_width(fig, line, fontsize) <= width_px for line in lines):
+            return "\n".join(lines)
+    return "\n".join(shorten_middle(fig, word, width_px, fontsize) for word in text.split())
+
+
+def fit_titles(fig, titled: Sequence[tuple], fontsize: float) -> None:
+    """Give each (axes, title, title options) its title, every line shortened in the middle to
+    the width it may take: up to halfway to the next axes in its row, and to the figure's
+    edges. Lays the figure out first (the axes must be in place to measure); lay it out again
+    after."""
+    fig.tight_layout()
+    boxes = [ax.get_window_extent() for ax, *_ in titled]
+    for i, ((ax, title, options), box) in enumerate(zip(titled, boxes, strict=True)):
+        centre = (box.x0 + box.x1) / 2
+        left, right = 0.0, fig.bbox.width
+        for j, other in enumerate(boxes):
+            # Rows by their centres: image axes' boxes may overlap their neighbours' above.
+            if j == i or abs((other.y0 + other.y1) - (box.y0 + box.y1)) / 2 > \
+                    min(box.height, other.height) / 2:
+                continue   # itself, or not in its row
+            halfway = ((other.x0 + other.x1) / 2 + centre) / 2
+            left, right = (max(left, halfway), right) if halfway < centre else \
+                (left, min(right, halfway))
+        room = 0.96 * 2 * min(centre - left, right - centre)
+        lines = [shorten_middle(fig, line, room, fontsize) for line in title.split("\n")]
+        ax.set_title("\n".join(lines), fontsize=fontsize, **options)
+
+
 def mosaic(tiles: np.ndarray, columns: int, border: int = 1) -> np.ndarray:
     """Tiles [K, h, w, 3] in [0, 1] -> one image [rows*(h+b)+b, columns*(w+b)+b, 3], white gaps."""
     k, h, w, _ = tiles.shape
@@ -69,7 +136,7 @@ def plot_filters(towers: Sequence[dict], path: str | os.PathLike, title: str) ->
         ax.set_title(f"{label} ({len(tower['tiles'])})\ncolour specificity "
                      f"{tower['colour_specificity']:.2f}", fontsize=9)
         ax.axis("off")
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(wrap_to_width(fig, title, 0.95 * fig.bbox.width, 10), fontsize=10)
     fig.tight_layout()
     return save_figure(fig, path, dpi=150)
 
@@ -102,7 +169,7 @@ def plot_curves(epochs: np.ndarray, series: dict[str, np.ndarray], path: str | o
         ax.set_title(kind)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(wrap_to_width(fig, title, 0.95 * fig.bbox.width, 10), fontsize=10)
     fig.tight_layout()
     return save_figure(fig, path)
 
@@ -121,11 +188,12 @@ def plot_predictions(items: Sequence[dict], path: str | os.PathLike, columns: in
                              gridspec_kw={"height_ratios": [1.3, 1] * rows})
     for ax in axes.flat:
         ax.axis("off")
+    titled = []
     for i, item in enumerate(items):
         r, c = divmod(i, columns)
         image_ax, bar_ax = axes[2 * r, c], axes[2 * r + 1, c]
         image_ax.imshow(item["image"])
-        image_ax.set_title(item["title"], fontsize=8)
+        titled.append((image_ax, item["title"], {}))
         labels = [label for label, _ in item["top"]][::-1]
         probs = [prob for _, prob in item["top"]][::-1]
         colours = ["tab:red" if label == item.get("truth") else "tab:blue" for label in labels]
@@ -134,6 +202,7 @@ def plot_predictions(items: Sequence[dict], path: str | os.PathLike, columns: in
         bar_ax.set_xlim(0, 1)
         bar_ax.set_yticks(range(len(labels)), [_short(label) for label in labels], fontsize=7)
         bar_ax.tick_params(axis="x", labelsize=7)
+    fit_titles(fig, titled, 8)   # long file names: cut in the middle, visibly
     fig.tight_layout()
     return save_figure(fig, path)
 
@@ -146,15 +215,17 @@ def plot_neighbours(rows: Sequence[dict], path: str | os.PathLike) -> Path:
     plt = _pyplot()
     columns = 1 + max(len(r["neighbours"]) for r in rows)
     fig, axes = plt.subplots(len(rows), columns, squeeze=False,
-                             figsize=(1.6 * columns, 1.9 * len(rows)))
+                             figsize=(1.8 * columns, 2.2 * len(rows)))
     for ax in axes.flat:
         ax.axis("off")
+    titled = []
     for r, row in enumerate(rows):
         axes[r, 0].imshow(row["image"])
-        axes[r, 0].set_title(row["title"], fontsize=7, color="tab:red")
+        titled.append((axes[r, 0], row["title"], {"color": "tab:red"}))
         for c, neighbour in enumerate(row["neighbours"], start=1):
             axes[r, c].imshow(neighbour["image"])
-            axes[r, c].set_title(neighbour["title"], fontsize=6)
+            titled.append((axes[r, c], neighbour["title"], {}))
+    fit_titles(fig, titled, 8)
     fig.tight_layout()
     return save_figure(fig, path)
 

@@ -23,23 +23,32 @@ def environment() -> dict:
     return info
 
 
-def time_steps(step: Callable[[], None], steps: int, warmup: int, device: torch.device) -> float:
-    """Seconds per call of `step`, after `warmup` calls (compilation happens there)."""
-    for _ in range(warmup):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
+def time_steps(step: Callable[[], None], steps: int, warmup: int, device: torch.device,
+               label: str = "timing") -> float:
+    """Seconds per call of `step`, after `warmup` calls (compilation happens there). Shows
+    progress under `label` (a CPU call can take many seconds)."""
+    from alexnet.console import progress
+
+    with progress(warmup + steps, label, unit="calls") as bar:
+        for _ in range(warmup):
+            step()
+            bar.advance()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+            start = torch.cuda.Event(enable_timing=True)
+            end = torch.cuda.Event(enable_timing=True)
+            start.record()
+            for _ in range(steps):
+                step()
+                bar.advance()
+            end.record()
+            torch.cuda.synchronize()
+            return start.elapsed_time(end) / 1000 / steps
+        begin = time.perf_counter()
         for _ in range(steps):
             step()
-        end.record()
-        torch.cuda.synchronize()
-        return start.elapsed_time(end) / 1000 / steps
-    begin = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return (time.perf_counter() - begin) / steps
+            bar.advance()
+        return (time.perf_counter() - begin) / steps
 
 
 def format_report(report: dict) -> str:

@@ -70,7 +70,7 @@ def bench_eval(model_name: str = "alexnet-paper", images: int | None = None,
     for variant, run in [("ours: batched views on the device", ours),
                          ("torchvision: per-image TenCrop on the CPU", standard),
                          ("forward only (normalised views on the device)", forward_only)]:
-        seconds = time_steps(run, steps, warmup, device)
+        seconds = time_steps(run, steps, warmup, device, label=variant)
         rows.append({"variant": variant, "images_per_s": 10 * images / seconds,
                      "unit": "views/s"})
     rate = [row["images_per_s"] for row in rows]

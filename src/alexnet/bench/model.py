@@ -171,7 +171,7 @@ def bench_model(model_name: str = "alexnet-paper", batch: int | None = None, ste
     rows = []
     for variant, (model, fast) in variants(model_name).items():
         seconds = time_steps(synthetic_step(model, batch, device, compile_model, fast), steps,
-                             warmup, device)
+                             warmup, device, label=variant)
         rows.append({"variant": variant, "images_per_s": batch / seconds})
     rate = {row["variant"]: row["images_per_s"] for row in rows}
     step_flops = 3 * forward_flops(build_model(model_name), size)   # per image

@@ -120,7 +120,7 @@ def bench_train(data: str, model_name: str = "alexnet-paper", batch: int | None 
              lambda m: torchvision_pipeline(tree, m, batch, workers, device, compile_model)),
         ]:
             model = build_model(model_name, num_classes=1000)
-            seconds = time_steps(make(model), steps, warmup, device)
+            seconds = time_steps(make(model), steps, warmup, device, label=variant)
             rows.append({"variant": variant, "images_per_s": batch / seconds})
     rate = [row["images_per_s"] for row in rows]
     return {"benchmark": "end-to-end training (images -> SGD step)",

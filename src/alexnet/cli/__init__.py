@@ -48,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        if hasattr(args, "threads"):   # the commands that compute: one place sets it
+            from alexnet.data.threads import use_threads
+
+            use_threads(args.threads)
         return int(args.run(args) or 0)
     except UserError as err:
         print(f"alexnet: error: {err}", file=sys.stderr)

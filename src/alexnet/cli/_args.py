@@ -71,3 +71,10 @@ def add_amp_option(parser) -> None:
     parser.add_argument("--amp", default="auto", choices=AMP_MODES,
                         help="bf16 autocast: auto (on CUDA and on CPUs with native bf16), "
                         "bf16, or none (fp32)")
+
+
+def add_threads_option(parser) -> None:
+    """`--threads N`: torch's CPU threads for the command (see alexnet.data.threads)."""
+    parser.add_argument("--threads", type=count("--threads", 1, 4096), metavar="N",
+                        help="CPU threads for torch (default: the cores other processes leave "
+                        "free, by the load average, or OMP_NUM_THREADS when set)")

@@ -2,42 +2,75 @@
 
 from __future__ import annotations
 
-import json
-
 from alexnet.cli._args import count
 
-TARGETS = ("model", "train", "eval", "prepare")
+TARGETS = {   # name: (short help, description)
+    "model": ("one training step: ours vs plain PyTorch vs no LRN vs the conv ceiling",
+              "One training step of a network on synthetic batches: the path training uses "
+              "against plain PyTorch (fp32, nn.LocalResponseNorm, unfold locally connected "
+              "layers) and against no LRN, with the step's GFLOP/s as a fraction of the "
+              "hardware's convolution ceiling at the net's conv2 shape. --model-parallel: "
+              "alexnet-paper's two towers on two devices against one."),
+    "train": ("the training input pipeline vs ImageFolder + PIL + DataLoader",
+              "The training input pipeline feeding a network: the store (raw, and JPEG decoded "
+              "on the device) with on-device augmentation against ImageFolder + PIL + "
+              "DataLoader, and the model step alone as the ceiling."),
+    "eval": ("10-view evaluation: batched views on the device vs per-image TenCrop",
+             "10-view evaluation in views/s: the views cut as one batch on the device against "
+             "torchvision's per-image TenCrop, the same model after both, and against the "
+             "model's forward alone (the ceiling)."),
+    "prepare": ("decoding into a store over 1, 2, 4, ... workers vs a PIL loop",
+                "Decoding images into a store over 1, 2, 4, ... worker processes and into a "
+                "JPEG store, against a single-process PIL loop."),
+}
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "bench", help="measure throughput against the standard alternative",
         description="Time the project's path and the standard alternative in the same run "
-                    "and print both and their ratio, with the hardware and settings.")
-    parser.add_argument("target", nargs="?", default="model", choices=TARGETS,
-                        help="what to measure (default: model)")
-    parser.add_argument("--model", default="alexnet-paper", help="registry name")
-    parser.add_argument("--data", help="train, prepare: a folder of images for both "
-                        "pipelines (default: ../shared/data/imagenet-samples when present)")
-    parser.add_argument("--workers", type=count("--workers", 0, 1024),
-                        help="train: loader worker processes; prepare: the most decoding "
-                        "processes (default: all cores)")
-    parser.add_argument("--images", type=count("--images"),
-                        help="eval: images (default: 4000 GPU, 32 CPU); "
-                        "prepare: files of --data to use (default: all)")
-    parser.add_argument("--size", type=count("--size"), default=256,
-                        help="prepare: stored image side (default 256)")
-    parser.add_argument("--batch", type=count("--batch"),
-                        help="batch size (default: 256 on GPU, 16 on CPU)")
-    parser.add_argument("--steps", type=count("--steps"), default=20,
-                        help="timed steps after warm-up")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the model")
-    parser.add_argument("--model-parallel", action="store_true",
-                        help="model: alexnet-paper's two towers on two devices (two gloo "
-                        "processes on the CPU) against one device, with the bytes exchanged")
-    parser.add_argument("--device", help="cuda or cpu (default: cuda when available)")
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    parser.set_defaults(run=run)
+                    "and print both and their ratio, with the hardware and settings. "
+                    "`alexnet bench TARGET --help` describes each target's options.")
+    targets = parser.add_subparsers(title="targets", metavar="TARGET", dest="target",
+                                    required=True)
+    for name, (short, description) in TARGETS.items():
+        target = targets.add_parser(name, help=short, description=description)
+        if name != "prepare":
+            target.add_argument("--model", default="alexnet-paper",
+                                help="registry name (default %(default)s)")
+        if name in ("train", "prepare"):
+            target.add_argument("--data", help="a folder of images, used by both sides "
+                                "(default: ../shared/data/imagenet-samples when present)")
+            target.add_argument("--workers", type=count("--workers", 0, 1024), help="the most decoding processes "
+                                "(default: all cores)" if name == "prepare" else
+                                "loader worker processes (default: all cores)")
+        if name in ("eval", "prepare"):
+            target.add_argument("--images", type=count("--images"),
+                                help="images to evaluate (default: 4000 on a GPU; on a CPU "
+                                "2000 for 24-32 pixel nets, 32 for 224)" if name == "eval"
+                                else "files of --data to use (default: all)")
+        if name == "prepare":
+            target.add_argument("--size", type=count("--size"), default=256,
+                                help="stored image side (default %(default)s)")
+        else:
+            target.add_argument("--batch", type=count("--batch"),
+                                help="batch size (default: 256 on a GPU; on a CPU 128 for "
+                                "24-32 pixel nets, 16 for 224)" if name != "eval" else
+                                "images per model call, ten views each (default: 400 on a "
+                                "GPU; on a CPU 250 for 24-32 pixel nets, 16 for 224)")
+            target.add_argument("--steps", type=count("--steps"), default=5 if name == "eval" else 20,
+                                help=("timed passes over the images" if name == "eval" else
+                                      "timed steps") + " after the warm-up (default %(default)s)")
+            target.add_argument("--device", help="cuda or cpu (default: cuda when available)")
+        if name in ("model", "train"):
+            target.add_argument("--compile", action="store_true", help="torch.compile the model")
+        if name == "model":
+            target.add_argument("--model-parallel", action="store_true",
+                                help="alexnet-paper's two towers on two devices (two gloo "
+                                "processes on a CPU) against one device, with the bytes "
+                                "exchanged")
+        target.add_argument("--json", action="store_true", help="print the report as JSON")
+        target.set_defaults(run=run)
 
 
 def default_images(data: str | None) -> str:
@@ -53,23 +86,27 @@ def default_images(data: str | None) -> str:
 
 def run(args) -> int:
     from alexnet.bench import format_report
-    from alexnet.bench.model import bench_model
-    from alexnet.models import model_spec
+    from alexnet.files import json_text
 
-    model_spec(args.model)  # an unknown name ends here, with the list of valid ones
-    if args.device:
+    if hasattr(args, "model"):
+        from alexnet.models import model_spec
+
+        model_spec(args.model)  # an unknown name ends here, with the list of valid ones
+    if getattr(args, "device", None):
         from alexnet.engine.distributed import pick_device
 
         pick_device(args.device)  # so does a device that is not here
-    if args.model_parallel:
+    if args.target == "model" and args.model_parallel:
         from alexnet.bench.model_parallel import bench_model_parallel
         from alexnet.errors import UserError
 
-        if args.target != "model" or args.compile:
-            raise UserError("--model-parallel measures `bench model` only, without --compile")
+        if args.compile:
+            raise UserError("--model-parallel measures the towers without --compile")
         report = bench_model_parallel(args.model, batch=args.batch, steps=args.steps,
                                       device=args.device)
     elif args.target == "model":
+        from alexnet.bench.model import bench_model
+
         report = bench_model(args.model, batch=args.batch, steps=args.steps,
                              compile_model=args.compile, device=args.device)
     elif args.target == "train":
@@ -85,12 +122,11 @@ def run(args) -> int:
 
         if args.size > MAX_SIZE:
             raise UserError(f"--size must be from 1 to {MAX_SIZE:,}, got {args.size}")
-
         report = bench_prepare(default_images(args.data), args.size, args.workers, args.images)
     else:
         from alexnet.bench.evaluate import bench_eval
 
         report = bench_eval(args.model, images=args.images, batch=args.batch,
-                            device=args.device)
-    print(json.dumps(report, indent=2) if args.json else format_report(report))
+                            steps=args.steps, device=args.device)
+    print(json_text(report, indent=2) if args.json else format_report(report))
     return 0

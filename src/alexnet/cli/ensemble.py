@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from alexnet.cli._args import add_amp_option, count
+from alexnet.cli._args import add_amp_option, add_threads_option, count
 
 
 def register(subparsers) -> None:
@@ -12,21 +12,31 @@ def register(subparsers) -> None:
         "ensemble", help="errors of several checkpoints and of their average",
         description="Evaluate each checkpoint and the ensemble that averages their softmax "
         "outputs, as the paper's \"5 CNNs\" rows.")
-    parser.add_argument("checkpoints", nargs="+", metavar="CKPT")
-    parser.add_argument("--data", required=True, help="a prepared store or an image folder")
-    parser.add_argument("--views", default="center", choices=["center", "ten"])
-    parser.add_argument("--batch-size", type=count("--batch-size"), default=256)
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("checkpoints", nargs="+", metavar="CKPT",
+                        help="the members: .safetensors files, run folders or shipped model "
+                        "names, all with the same classes")
+    parser.add_argument("--data", required=True, help="a prepared store or an image folder "
+                        "(prepared once into the cache at the checkpoints' image size)")
+    parser.add_argument("--views", default="center", choices=["center", "ten"],
+                        help="center: the centre crop (default); ten: the paper's 10 patches, "
+                        "softmax averaged per member before the members are averaged")
+    parser.add_argument("--batch-size", type=count("--batch-size"), default=256,
+                        help="network inputs per forward pass (ten views count ten; default 256)")
+    parser.add_argument("--device", default="auto",
+                        help="auto (CUDA when available, default), cpu, cuda, cuda:1, ...")
     add_amp_option(parser)
-    parser.add_argument("--json", action="store_true", help="print the errors (fractions)")
+    add_threads_option(parser)
+    parser.add_argument("--json", action="store_true",
+                        help='print {"members": [...], "ensemble": {...}} errors (fractions)')
     parser.set_defaults(run=run)
 
 
 def run(args) -> int:
-    from alexnet.console import info
+    from alexnet.console import info, plural
     from alexnet.engine.checkpoint import load_model
     from alexnet.engine.distributed import pick_device
     from alexnet.engine.ensemble import ensemble_evaluate
+    from alexnet.engine.evaluate import views_name
     from alexnet.engine.fast_path import prepare_for_inference
     from alexnet.engine.inputs import check_classes, open_eval_store
     from alexnet.errors import UserError
@@ -53,6 +63,6 @@ def run(args) -> int:
         info(f"{r['checkpoint']}: top-1 {100 * r['top1_error']:.2f}%, "
              f"top-5 {100 * r['top5_error']:.2f}%")
     e = result["ensemble"]
-    info(f"ensemble of {len(members)} (softmax averaged, {args.views}): top-1 "
-         f"{100 * e['top1_error']:.2f}%, top-5 {100 * e['top5_error']:.2f}% on {e['images']} images")
+    info(f"ensemble of {len(members)} (softmax averaged, {views_name(args.views)}): top-1 "
+         f"{100 * e['top1_error']:.2f}%, top-5 {100 * e['top5_error']:.2f}% on {plural(e['images'], 'image')}")
     return 0

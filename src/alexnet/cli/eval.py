@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
-
-from alexnet.cli._args import add_amp_option, count
+from alexnet.cli._args import add_amp_option, add_threads_option, count
 
 
 def register(subparsers) -> None:
@@ -12,26 +10,34 @@ def register(subparsers) -> None:
         "eval", help="top-1/top-5 error of a checkpoint",
         description="Evaluate a checkpoint (a weights file, a run folder meaning its best "
         "checkpoint, or a shipped model name) on images: top-1 and top-5 error.")
-    parser.add_argument("checkpoint", metavar="CKPT")
-    parser.add_argument("--data", required=True, help="a prepared store or an image folder")
+    parser.add_argument("checkpoint", metavar="CKPT",
+                        help="a .safetensors weights file, a run folder or a shipped model name")
+    parser.add_argument("--data", required=True, help="a prepared store or an image folder "
+                        "(prepared once into the cache at the checkpoint's image size)")
     parser.add_argument("--views", default="center", choices=["center", "ten"],
-                        help="centre crop, or the paper's 10 patches with softmax averaged")
+                        help="center: the centre crop (default); ten: the paper's 10 patches, "
+                        "softmax averaged")
     parser.add_argument("--split", default="all", choices=["all", "held-out"],
-                        help="held-out: only the images the checkpoint's run held out of "
-                        "this (its training) store")
-    parser.add_argument("--batch-size", type=count("--batch-size"), default=256)
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+                        help="all: every image (default); held-out: only the images the "
+                        "checkpoint's run held out of this store, refused for any other store")
+    parser.add_argument("--batch-size", type=count("--batch-size"), default=256,
+                        help="network inputs per forward pass (ten views count ten; default 256)")
+    parser.add_argument("--device", default="auto",
+                        help="auto (CUDA when available, default), cpu, cuda, cuda:1, ...")
     add_amp_option(parser)
+    add_threads_option(parser)
     parser.add_argument("--json", action="store_true",
                         help='print {"top1_error", "top5_error", "images"} (fractions)')
     parser.set_defaults(run=run)
 
 
 def run(args) -> int:
-    from alexnet.console import info
+    import json
+
+    from alexnet.console import info, plural
     from alexnet.engine.checkpoint import load_model
     from alexnet.engine.distributed import pick_device
-    from alexnet.engine.evaluate import evaluate
+    from alexnet.engine.evaluate import evaluate, views_name
     from alexnet.engine.fast_path import prepare_for_inference
     from alexnet.engine.inputs import check_classes, held_out_indices, open_eval_store
 
@@ -39,7 +45,8 @@ def run(args) -> int:
     amp_dtype = prepare_for_inference(loaded.model, args.amp)
     store = open_eval_store(args.data, loaded.preprocessing.size)
     check_classes(store, loaded.classes, f"the checkpoint {str(loaded.path)!r}")
-    indices = held_out_indices(store, loaded.meta) if args.split == "held-out" else None
+    indices = held_out_indices(store, loaded.meta, loaded.preprocessing) \
+        if args.split == "held-out" else None
     result = evaluate(loaded.model, store, preprocessing=loaded.preprocessing,
                       views=args.views, indices=indices, batch_size=args.batch_size,
                       amp_dtype=amp_dtype, show_progress=True)
@@ -47,6 +54,6 @@ def run(args) -> int:
         print(json.dumps({k: result[k] for k in ("top1_error", "top5_error", "images")}))
     else:
         info(f"{loaded.path}: top-1 error {100 * result['top1_error']:.2f}%, top-5 error "
-             f"{100 * result['top5_error']:.2f}% on {result['images']} images "
-             f"({args.views} view{'s' if args.views == 'ten' else ''})")
+             f"{100 * result['top5_error']:.2f}% on {plural(result['images'], 'image')} "
+             f"({views_name(args.views)}{', held out' if indices is not None else ''})")
     return 0

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
-from alexnet.cli._args import count, output_folder
+from alexnet.cli._args import add_threads_option, count, output_folder
 
 EXPERIMENTS = ("relu-vs-tanh", "lrn", "pooling", "precision", "init")
 QUICK_PER_CLASS = 100
@@ -18,7 +17,7 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "experiment", help="reproduce the paper's CIFAR-10 claims",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="relu-vs-tanh: paper Fig. 1 (epochs to 25%% training error, ReLU vs "
+        description="relu-vs-tanh: paper Fig. 1 (epochs to 25% training error, ReLU vs "
         "tanh, each at its best swept lr, no regularisation).\n"
         "lrn: paper §3.3, two comparisons: the paper's (cuda-convnet's 13%% file vs its 11%% "
         "file) and the clean ablation (the 11%% net with and without its two norms).\n"
@@ -27,7 +26,7 @@ def register(subparsers) -> None:
         "init: paper §5, alexnet-paper from the paper's initialisation vs PyTorch's "
         "(with --recipe imagenet-paper --per-class N: CIFAR-10 upscaled to 256).\n"
         "Extra key=value settings go to every training run (e.g. epochs=150).")
-    parser.add_argument("name", choices=EXPERIMENTS)
+    parser.add_argument("name", choices=EXPERIMENTS, help="the claim to reproduce (above)")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="settings for every run, as for `alexnet train`")
     parser.add_argument("--data", required=True,
@@ -35,23 +34,28 @@ def register(subparsers) -> None:
     parser.add_argument("--out", type=output_folder("--out"),
                         help="results folder (default: runs/experiment-<name>)")
     parser.add_argument("--seeds", type=count("--seeds", 1, 1000), default=3,
-                        help="seeds per variant (lrn, pooling)")
+                        help="seeds per arm (lrn, pooling, precision, init; default "
+                        "%(default)s)")
     parser.add_argument("--recipe", default="cifar10",
-                        help="lrn, pooling: the recipe every arm trains with (cifar10, or "
-                        "cuda-convnet's cifar10-11pct, each file then with its own "
-                        "layer-params)")
+                        help="lrn, pooling, precision, init: the recipe every arm trains with "
+                        "(default %(default)s; e.g. cuda-convnet's cifar10-11pct, or "
+                        "imagenet-paper for init)")
     parser.add_argument("--lrs", default="0.0001,0.0003,0.001,0.003,0.01,0.03,0.1",
-                        help="learning rates swept for each activation (relu-vs-tanh)")
+                        help="learning rates swept for each activation (relu-vs-tanh; "
+                        "default %(default)s)")
     parser.add_argument("--sweep-epochs", type=count("--sweep-epochs"), default=2,
-                        help="epochs each swept lr trains for (relu-vs-tanh)")
+                        help="epochs each swept lr trains for (relu-vs-tanh; default "
+                        "%(default)s)")
     parser.add_argument("--max-epochs", type=count("--max-epochs"), default=60,
-                        help="give up on reaching 25%% training error after this many")
+                        help="give up on reaching 25%% training error after this many "
+                        "(relu-vs-tanh; default %(default)s)")
     parser.add_argument("--quick", action="store_true",
                         help=f"a smoke run: {QUICK_PER_CLASS} images per class, one epoch, "
                         "one seed, two lrs (minutes on a CPU; its numbers mean nothing)")
     parser.add_argument("--per-class", type=count("--per-class"),
                         help="train on the first N images of each class (a subset store, made "
                         "once in the results folder; default: all)")
+    add_threads_option(parser)
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.set_defaults(run=run)
 
@@ -71,8 +75,10 @@ def run(args) -> int:
                         f"got {args.lrs!r}")
     per_class = QUICK_PER_CLASS if args.quick else args.per_class
     overrides = list(args.overrides)
+    if args.threads is not None:
+        overrides.append(f"threads={args.threads}")
     if args.quick:
-        overrides = ["epochs=1", "val_per_class=20", "batch_size=50", *overrides]
+        overrides = ["epochs=1", "val_per_class=10", "batch_size=50", *overrides]
     if args.name == "relu-vs-tanh":
         results = run_relu_vs_tanh(
             args.data, out, lrs[:2] if args.quick else lrs,
@@ -82,5 +88,7 @@ def run(args) -> int:
         results = run_ablation(args.name, args.data, out, 1 if args.quick else args.seeds,
                                per_class, overrides, recipe=args.recipe)
     if args.json:
-        print(json.dumps(results, indent=2, default=str))
+        from alexnet.files import json_text
+
+        print(json_text(results, indent=2, default=str))
     return 0

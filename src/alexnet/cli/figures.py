@@ -9,10 +9,9 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from alexnet.cli._args import count, output_file
+from alexnet.cli._args import add_threads_option, count, output_file
 
 
 def register(subparsers) -> None:
@@ -39,6 +38,7 @@ def register(subparsers) -> None:
                    help="centre crop, or the paper's ten patches averaged")
     p.add_argument("--max-images", type=count("--max-images"), default=16,
                    help="draw at most this many images (default 16)")
+    add_threads_option(p)
     p.set_defaults(run=run_predictions)
 
     p = _figure(kinds, "neighbours", "training images nearest to each query in fc7 space")
@@ -52,6 +52,7 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=count("--batch-size"), default=256,
                    help="feature extraction batch")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if any)")
+    add_threads_option(p)
     p.set_defaults(run=run_neighbours)
 
 
@@ -75,7 +76,9 @@ def _finish(args, png: Path, numbers: dict, line: str) -> int:
 
     numbers = {"png": str(png), **numbers}
     if args.json:
-        print(json.dumps(numbers, indent=2))
+        from alexnet.files import json_text
+
+        print(json_text(numbers, indent=2))
     info(f"wrote {png}: {line}")
     return 0
 
@@ -181,7 +184,7 @@ def run_neighbours(args) -> int:
         numbers.append({"file": str(path), "neighbours": found})
         rows.append({"image": image, "title": f"query\n{Path(path).name}", "neighbours": [
             {"image": np.asarray(store.images[n["index"]]),
-             "title": f"{n['label'][:14]}\n{n['distance']:.3g}"} for n in found]})
+             "title": f"{n['label']}\n{n['distance']:.3g}"} for n in found]})
     png = plot_neighbours(rows, args.out or "neighbours.png")
     cache["query_seconds"] = round(search_s, 3)
     how = "cached" if cache["cached"] else "extracted"

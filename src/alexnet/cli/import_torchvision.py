@@ -1,4 +1,4 @@
-"""`alexnet import-torchvision`: a torchvision AlexNet state-dict file as a project checkpoint."""
+"""`alexnet import-torchvision`: torchvision AlexNet weights as a project checkpoint."""
 
 from __future__ import annotations
 
@@ -12,10 +12,16 @@ def register(subparsers) -> None:
         "import-torchvision", help="turn torchvision AlexNet weights (.pth) into a checkpoint",
         description="Read a torchvision AlexNet state dict (e.g. the published "
         "alexnet-owt-7be5be79.pth, or torch.save(model.state_dict())) with "
-        "torch.load(weights_only=True) and write an alexnet-torchvision checkpoint carrying "
-        "the ImageNet class names and torchvision's preprocessing (shorter side 256, centre "
-        "224 crop, per-channel mean/std). The reverse: alexnet export CKPT --format torchvision.")
-    parser.add_argument("weights", metavar="WEIGHTS.pth", help="torchvision state-dict file")
+        "torch.load(weights_only=True), or with --download fetch torchvision's published "
+        "ImageNet weights through torchvision's weights API into torch hub's cache, and write "
+        "an alexnet-torchvision checkpoint carrying the ImageNet class names and "
+        "torchvision's preprocessing (shorter side 256, centre 224 crop, per-channel "
+        "mean/std). The reverse: alexnet export CKPT --format torchvision.")
+    parser.add_argument("weights", metavar="WEIGHTS.pth", nargs="?",
+                        help="torchvision state-dict file (or --download)")
+    parser.add_argument("--download", action="store_true",
+                        help="fetch torchvision's ImageNet weights (IMAGENET1K_V1, 233 MB) "
+                        "into torch hub's cache, once, and import those")
     parser.add_argument("--out", required=True, metavar="CKPT", type=output_file("--out"),
                         help="checkpoint to write (.safetensors)")
     source = parser.add_mutually_exclusive_group()
@@ -32,14 +38,24 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from alexnet.console import info
-    from alexnet.interop.torchvision import import_torchvision, read_class_file, store_classes
+    from alexnet.errors import UserError
+    from alexnet.interop.torchvision import (
+        download_torchvision_weights,
+        import_torchvision,
+        read_class_file,
+        store_classes,
+    )
 
+    if args.download == bool(args.weights):
+        raise UserError("give either a weights file or --download (torchvision's published "
+                        "ImageNet weights), not " + ("both" if args.download else "neither"))
     classes = names = None
     if args.classes:
         classes, names = read_class_file(args.classes)
     elif args.classes_from:
         classes, names = store_classes(args.classes_from)
-    summary = import_torchvision(args.weights, args.out, classes=classes, class_names=names)
+    weights = download_torchvision_weights() if args.download else args.weights
+    summary = import_torchvision(weights, args.out, classes=classes, class_names=names)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:

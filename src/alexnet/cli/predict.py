@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from alexnet.cli._args import add_amp_option, count
+from alexnet.cli._args import add_amp_option, add_threads_option, count
 
 DEFAULT_MODEL = "cifar10-conv-local"
 
@@ -32,6 +32,7 @@ def register(subparsers) -> None:
                         help="images per forward pass")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if any)")
     add_amp_option(parser)
+    add_threads_option(parser)
     parser.add_argument("--json", action="store_true",
                         help='print [{"file", "top": [{"label", "prob"}]} | {"file", "error"}]')
     parser.set_defaults(run=run)

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
 from pathlib import Path
 
-from alexnet.cli._args import output_folder
+from alexnet.cli._args import add_threads_option, output_folder
 
 EPILOG = """\
-recipes: cifar10 (default; cuda-convnet's 11%% net, a 2-epoch run; epochs=150 is the full recipe),
+recipes: cifar10 (default; cuda-convnet's 11% net, a 2-epoch run; epochs=150 is the full recipe),
 imagenet-paper (the paper's), imagenet-torchvision (torchvision's reference); see --recipes.
 
 examples:
@@ -40,6 +39,7 @@ def register(subparsers) -> None:
                         "existing run there is resumed")
     parser.add_argument("--resume", action="store_true",
                         help="require --out to hold a run to continue")
+    add_threads_option(parser)
     parser.add_argument("--recipes", action="store_true", help="list the recipes and exit")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.set_defaults(run=run)
@@ -54,6 +54,8 @@ def resolve(args):
     overrides = list(args.overrides)
     if args.data is not None and not args.data.strip():
         raise UserError("--data is empty; give a prepared store or an image folder")
+    if args.threads is not None:
+        overrides.append(f"threads={args.threads}")
     if args.data:
         overrides.append(f"data={Path(args.data).expanduser().resolve()}")
     if args.out:
@@ -74,6 +76,24 @@ def resolve(args):
     return apply_overrides(saved, overrides).validate(), out
 
 
+def next_commands(config, out: Path, summary: dict) -> list[str]:
+    """What a user runs after training: evaluate, plot the curves, classify images."""
+    import shlex
+
+    from alexnet.engine.inputs import cifar_python_folder
+
+    run_dir = shlex.quote(str(out))
+    data = config.data or cifar_python_folder(config)
+    if summary.get("held_out") and data:
+        views = "" if config.eval_views == "center" else f" --views {config.eval_views}"
+        evaluate = (f"alexnet eval {run_dir} --data {shlex.quote(str(data))} "
+                    f"--split held-out{views}")
+    else:
+        evaluate = f"alexnet eval {run_dir} --data OTHER_IMAGES"
+    return [evaluate, f"alexnet figures curves {run_dir}",
+            f"alexnet predict {run_dir} IMAGE_OR_FOLDER..."]
+
+
 def run(args) -> int:
     from alexnet.config import describe_recipe, recipe_names
 
@@ -85,8 +105,15 @@ def run(args) -> int:
 
     config, out = resolve(args)
     summary = train(config, out, resume=True if args.resume else None)
-    if args.json and int(os.environ.get("RANK", "0")) == 0:
-        print(json.dumps(summary, indent=2))
+    main = int(os.environ.get("RANK", "0")) == 0
+    if args.json and main:
+        from alexnet.files import json_text
+
+        print(json_text(summary, indent=2))
+    if main and summary.get("status") == "finished":
+        from alexnet.console import info
+
+        info("next:\n" + "\n".join(f"  {line}" for line in next_commands(config, out, summary)))
     if summary.get("status") == "stopped":
         return 128 + int(getattr(signal, summary["signal"]))
     return 0

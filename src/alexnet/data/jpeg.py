@@ -13,7 +13,6 @@ read: indexing with an int, a slice or an index array returns decoded numpy imag
 from __future__ import annotations
 
 import io
-import os
 import warnings
 from pathlib import Path
 
@@ -50,7 +49,7 @@ def decode_batch(blobs: list[torch.Tensor], device="cpu") -> torch.Tensor:
     if device.type == "cuda":
         planes = decode_jpeg(blobs, mode=ImageReadMode.RGB, device=device)   # [3, H, W] each
         return torch.stack(planes).permute(0, 2, 3, 1).contiguous()
-    threads = os.cpu_count() or 1
+    threads = torch.get_num_threads()   # the process's budget (`threads=` / --threads)
     parts = max(1, min(len(blobs) // 8, threads))
     bounds = np.linspace(0, len(blobs), parts + 1).astype(int)
     chunks = [blobs[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]

@@ -125,6 +125,18 @@ class Store:
         return json.loads((self.path / FILES).read_text())
 
     @cached_property
+    def fingerprint(self) -> dict:
+        """What identifies the images (not where they are): their count and one SHA-256 over
+        the classes, the labels and the source-relative file names. A checkpoint records it,
+        so a held-out split is only ever taken from the store it was drawn from."""
+        import hashlib
+
+        digest = hashlib.sha256(json.dumps(self.classes).encode())
+        digest.update(np.ascontiguousarray(self.labels, dtype="<i8").tobytes())
+        digest.update(json.dumps(self.files).encode())
+        return {"count": self._count, "digest": digest.hexdigest()[:16]}
+
+    @cached_property
     def _stats(self) -> dict[str, np.ndarray]:
         path = self.path / STATS
         shapes = {"mean": (self.size, self.size, 3), "channel_mean": (3,),

@@ -1,7 +1,13 @@
-"""Persistent thread pools for the CPU's batch work (augmentation blocks, JPEG decoding).
+"""The process's CPU threads: how many torch uses, and persistent pools for batch work.
 
-Each thread runs torch single-threaded: the work handed to a pool is already split into
-one piece per thread, so intra-op threads would only add parallel regions and barriers.
+`use_threads(n)` is the one place that sets torch's thread count (`threads=N` / `--threads N`;
+None picks `default_threads()`). The default matters on a shared machine: when another
+CPU-heavy job runs, more threads than free cores make every parallel region wait at its
+barrier for a thread that is not scheduled, and training ran 11-13x slower than alone; one
+thread per free core loses only the cores the other job takes.
+
+The pools: each thread runs torch single-threaded: the work handed to a pool is already split
+into one piece per thread, so intra-op threads would only add parallel regions and barriers.
 A forked child starts without its parent's threads, so it builds its own pools.
 """
 
@@ -15,6 +21,48 @@ import torch
 _POOLS: dict[int, ThreadPoolExecutor] = {}
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_POOLS.clear)
+_AUTO: int | None = None   # the default, chosen once per process (before it adds to the load)
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, which containers and taskset set)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
+def default_threads() -> int:
+    """Threads for torch when none are asked for: OMP_NUM_THREADS when it is set; else the
+    usable CPUs less those other processes keep busy (the 1-minute load average, rounded),
+    shared among torchrun's processes on this machine; at least 1."""
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env.isdigit() and int(env) >= 1:
+        return int(env)
+    cpus = usable_cpus()
+    try:
+        busy = os.getloadavg()[0]
+    except (OSError, AttributeError):    # no load average on this system
+        busy = 0.0
+    free = min(cpus, max(1, round(cpus - busy)))
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+    return max(1, free // max(local, 1))
+
+
+def use_threads(threads: int | None = None) -> int:
+    """Set torch's intra-op threads to `threads` (None: `default_threads()`, chosen once per
+    process); returns the number set."""
+    global _AUTO
+    if threads is None:
+        if _AUTO is None:
+            _AUTO = default_threads()
+        threads = _AUTO
+    if threads < 1:
+        from alexnet.errors import UserError
+
+        raise UserError(f"threads must be at least 1, got {threads}")
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return threads
 
 
 def thread_pool(threads: int) -> ThreadPoolExecutor:

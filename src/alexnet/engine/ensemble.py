@@ -7,7 +7,13 @@ from collections.abc import Sequence
 
 import torch
 
-from alexnet.engine.evaluate import check_views, iterate_images, view_probabilities
+from alexnet.engine.evaluate import (
+    check_views,
+    error_fraction,
+    iterate_images,
+    view_probabilities,
+    views_name,
+)
 from alexnet.engine.metrics import topk_correct
 
 
@@ -29,7 +35,7 @@ def ensemble_evaluate(models: Sequence[torch.nn.Module], preprocessings: Sequenc
     counts = torch.zeros(len(models) + 1, 2, dtype=torch.long)   # members..., ensemble
     seen = 0
     total = len(labels) if indices is None else len(indices)
-    with progress(total if show_progress else None, f"ensemble of {len(models)} ({views})", enabled=show_progress) as bar:
+    with progress(total if show_progress else None, f"ensemble of {len(models)} ({views_name(views)})", enabled=show_progress) as bar:
         for x, y in iterate_images(images, labels, indices, batch_size):
             mean = None
             for i, (model, pre) in enumerate(zip(models, preprocessings, strict=True)):
@@ -42,9 +48,8 @@ def ensemble_evaluate(models: Sequence[torch.nn.Module], preprocessings: Sequenc
             bar.advance(y.numel())
 
     def errors(row: torch.Tensor) -> dict:
-        n = max(seen, 1)
-        return {"top1_error": 1 - row[0].item() / n, "top5_error": 1 - row[1].item() / n,
-                "images": seen}
+        return {"top1_error": error_fraction(seen - int(row[0]), seen),
+                "top5_error": error_fraction(seen - int(row[1]), seen), "images": seen}
 
     return {"members": [errors(counts[i]) for i in range(len(models))],
             "ensemble": errors(counts[-1]), "views": views}

@@ -23,6 +23,12 @@ def check_views(views: str) -> str:
     return views
 
 
+def views_name(views: str) -> str:
+    """The views in a message: "centre view" or "ten views" (the option values stay
+    `center` and `ten`, as in torchvision's CenterCrop and TenCrop)."""
+    return {"center": "centre view", "ten": "ten views"}.get(views, views)
+
+
 def model_device(model: nn.Module) -> torch.device:
     for p in model.parameters():
         return p.device
@@ -121,7 +127,7 @@ def evaluate(model: nn.Module, store_or_images, labels=None, preprocessing=None,
     counts = torch.zeros(3, dtype=torch.long, device=device)   # top1, top5 correct, images
     total = len(labels) if indices is None else len(indices)
     # No total when quiet: the console prints a last line on reaching its total.
-    with progress(total if show_progress else None, f"evaluating ({views})", unit="img",
+    with progress(total if show_progress else None, f"evaluating ({views_name(views)})", unit="img",
                   enabled=show_progress) as bar:
         for x, y in iterate_images(images, labels, indices, batch_size):
             probs = view_probabilities(model, x, preprocessing, views, batch_size, amp_dtype)
@@ -132,6 +138,11 @@ def evaluate(model: nn.Module, store_or_images, labels=None, preprocessing=None,
     if reduce is not None:
         counts = reduce(counts)
     top1, top5, n = counts.tolist()
-    n_safe = max(n, 1)
-    return {"top1_error": 1 - top1 / n_safe, "top5_error": 1 - top5 / n_safe, "images": n,
-            "views": views}
+    return {"top1_error": error_fraction(n - top1, n), "top5_error": error_fraction(n - top5, n),
+            "images": n, "views": views}
+
+
+def error_fraction(wrong: int, images: int) -> float:
+    """wrong / images as one division of integers, so 159 of 1000 is 0.159 and not
+    1 - 841/1000 = 0.15900000000000003; no images count as all wrong."""
+    return wrong / images if images else 1.0

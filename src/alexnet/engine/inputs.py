@@ -18,17 +18,30 @@ def cache_root() -> Path:
     return Path(os.environ.get("ALEXNET_CACHE", "~/.cache/alexnet")).expanduser()
 
 
+OFFLINE_HINT = ("pass a copy you have instead: --data path/to/cifar-10-batches-py (the "
+                "python version of CIFAR-10, unpacked) or --data path/to/images (an image folder "
+                "with one sub-folder per class, or a prepared store)")
+
+
 def download_cifar10(root: Path | None = None) -> Path:
     """CIFAR-10's python batches through torchvision (it verifies the archive's MD5)."""
+    import urllib.error
+
     from torchvision.datasets import CIFAR10
 
     root = root or cache_root() / "downloads"
     try:
         CIFAR10(str(root), train=True, download=True)
-    except (OSError, RuntimeError) as err:   # URLError is an OSError
-        raise UserError(f"could not download CIFAR-10 into {str(root)!r} ({err}); pass "
-                        f"images you have with --data PATH (an image folder with one "
-                        f"sub-folder per class, or a prepared store)") from None
+    except (urllib.error.URLError, ConnectionError, TimeoutError):   # before OSError: subclasses
+        raise UserError(f"could not download CIFAR-10 (no network connection?); "
+                        f"{OFFLINE_HINT}") from None
+    except OSError as err:
+        where = err.filename or str(root)
+        raise UserError(f"could not write the CIFAR-10 download into {str(where)!r} "
+                        f"({err.strerror or type(err).__name__}); {OFFLINE_HINT}") from None
+    except RuntimeError:   # torchvision: the archive failed its MD5 check
+        raise UserError(f"the CIFAR-10 download in {str(root)!r} is damaged; delete it and try "
+                        f"again, or {OFFLINE_HINT}") from None
     return root / "cifar-10-batches-py"
 
 
@@ -83,22 +96,54 @@ def open_test_store(config: Config):
     return open_store(out)
 
 
-def split_validation(labels: np.ndarray, per_class: int, seed: int
-                     ) -> tuple[np.ndarray, np.ndarray]:
-    """(train indices, validation indices), both sorted: `per_class` images of every class,
-    drawn with `seed`, are held out; a class always keeps at least one training image."""
+HELD_OUT_DIVISOR = 10   # at most a tenth of each class is held out
+
+
+def held_out_count(class_size: int, per_class: int, divisor: int | None = HELD_OUT_DIVISOR
+                   ) -> int:
+    """How many of a class's `class_size` images are held out: `per_class`, but at most
+    1/`divisor` of the class (so a small folder keeps most of its images for training), and
+    never the last one. `divisor` None: the rule of checkpoints older than the cap."""
+    k = min(per_class, class_size - 1)
+    if divisor is not None:
+        k = min(k, class_size // divisor)
+    return max(k, 0)
+
+
+def split_validation(labels: np.ndarray, per_class: int, seed: int,
+                     divisor: int | None = HELD_OUT_DIVISOR) -> tuple[np.ndarray, np.ndarray]:
+    """(train indices, validation indices), both sorted: `held_out_count` images of every
+    class, drawn with `seed`, are held out; a class always keeps at least one training image."""
     rng = np.random.default_rng(seed)
     labels = np.asarray(labels)
     val = []
     for c in np.unique(labels):
         members = np.flatnonzero(labels == c)
-        k = min(per_class, len(members) - 1)
+        k = held_out_count(len(members), per_class, divisor)
+        # The permutation is drawn for every class, held out or not, so that the cap never
+        # changes which images a larger class holds out.
+        drawn = rng.permutation(members)[:k]
         if k > 0:
-            val.append(rng.permutation(members)[:k])
+            val.append(drawn)
     val_idx = np.sort(np.concatenate(val)) if val else np.zeros(0, dtype=np.int64)
     mask = np.ones(len(labels), dtype=bool)
     mask[val_idx] = False
     return np.flatnonzero(mask), val_idx
+
+
+def indices_digest(indices: np.ndarray) -> str:
+    """A short SHA-256 of a list of image indices (a run's held-out split)."""
+    import hashlib
+
+    return hashlib.sha256(np.asarray(indices, dtype="<i8").tobytes()).hexdigest()[:16]
+
+
+def split_record(config: Config, train_idx: np.ndarray, val_idx: np.ndarray) -> dict:
+    """What a checkpoint records of its run's split, so `eval --split held-out` can redo and
+    check it."""
+    return {"seed": config.seed, "val_per_class": config.val_per_class,
+            "held_out_divisor": HELD_OUT_DIVISOR, "train_images": len(train_idx),
+            "held_out_images": len(val_idx), "held_out_digest": indices_digest(val_idx)}
 
 
 def make_preprocessing(store, config: Config) -> Preprocessing:
@@ -153,11 +198,50 @@ def open_eval_store(data: str | None, size: int):
     return store
 
 
-def held_out_indices(store, meta: dict) -> np.ndarray:
-    """The validation split a checkpoint's run held out of this store (same config)."""
+def held_out_indices(store, meta: dict, preprocessing: Preprocessing | None = None
+                     ) -> np.ndarray:
+    """The validation split a checkpoint's run held out of this store, refused (UserError)
+    when the store is not the one the run trained on: the split would then be images the
+    network trained on, or never saw, called "held out".
+
+    Checkpoints record their store's fingerprint and their split; older ones are checked by
+    their mean image (which is the training store's own), when they have one.
+    """
     config = meta.get("config") or {}
     if "val_per_class" not in config:
         raise UserError("the checkpoint does not record its training config, so its "
                         "held-out split is unknown; use --split all")
-    return split_validation(store.labels, int(config["val_per_class"]),
-                            int(config.get("seed", 0)))[1]
+    recorded = meta.get("store")
+    if isinstance(recorded, dict):
+        ours = store.fingerprint
+        if (recorded.get("count"), recorded.get("digest")) != (ours["count"], ours["digest"]):
+            raise UserError(
+                f"--split held-out refused: the checkpoint was trained on another store "
+                f"({recorded.get('count')} images, fingerprint {recorded.get('digest')}) "
+                f"than {str(store.path)!r} ({ours['count']} images, fingerprint "
+                f"{ours['digest']}), so which of these images it held out is unknown; use "
+                f"--split all, or the store it trained on")
+    elif preprocessing is not None and preprocessing.mean_image is not None:
+        mean = np.asarray(store.mean, dtype=np.float32)
+        if mean.shape != tuple(preprocessing.mean_image.shape) or not np.allclose(
+                mean, preprocessing.mean_image.float().numpy(), atol=1e-2):
+            raise UserError(
+                f"--split held-out refused: the mean image of the store at "
+                f"{str(store.path)!r} differs from the one the checkpoint was trained with, "
+                f"so it is another store and which of its images were held out is unknown; "
+                f"use --split all, or the store it trained on")
+    else:
+        from alexnet.console import info
+
+        info("warning: this checkpoint does not record its training store, so --split "
+             "held-out cannot check that this is the store it held images out of")
+    split = meta.get("split") if isinstance(meta.get("split"), dict) else {}
+    # Checkpoints without a split record predate the cap on the held-out share.
+    divisor = split.get("held_out_divisor") if split else None
+    val_idx = split_validation(store.labels, int(config["val_per_class"]),
+                               int(config.get("seed", 0)), divisor)[1]
+    if split.get("held_out_digest") not in (None, indices_digest(val_idx)):
+        raise UserError(f"--split held-out refused: the held-out split drawn from "
+                        f"{str(store.path)!r} differs from the one the checkpoint's run "
+                        f"recorded; use --split all")
+    return val_idx

@@ -30,5 +30,5 @@ def topk_errors(scores: torch.Tensor, labels: torch.Tensor,
                 ks: Sequence[int] = (1, 5)) -> dict[int, float]:
     """{k: fraction of images whose label is not among the k highest scores}."""
     correct = topk_correct(scores, labels, ks).tolist()
-    n = max(labels.numel(), 1)
-    return {k: 1.0 - c / n for k, c in zip(ks, correct, strict=True)}
+    n = labels.numel()
+    return {k: (n - c) / max(n, 1) for k, c in zip(ks, correct, strict=True)}

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from alexnet.config import Config
+from alexnet.console import plural
 from alexnet.engine import checkpoint as ckpt
 from alexnet.engine import distributed as dist
 from alexnet.engine import model_parallel as mp
@@ -141,8 +142,12 @@ class Run:
                 "rng": ckpt.capture_rng(self.generator)}
 
     def weights_extra(self) -> dict:
+        from alexnet.engine.inputs import split_record
+
         last = self.progress.history[-1] if self.progress.history else {}
         return {"recipe": self.config.recipe, "config": self.config.to_dict(),
+                "store": self.store.fingerprint,
+                "split": split_record(self.config, self.train_idx, self.val_idx),
                 "class_names": list(self.store.class_names), "epoch": self.progress.epoch,
                 "step": self.progress.step, "val_top1_error": last.get("val_top1_error"),
                 "val_top5_error": last.get("val_top5_error")}
@@ -215,6 +220,18 @@ class Run:
                        f"try a smaller lr (now lr={self.config.lr})")
 
 
+def train_batch_size(config: Config, train_images: int, ddp: dist.DistInfo) -> int:
+    """The global batch: `batch_size`, or, when the training split is smaller than that, all
+    of it in one batch (a small folder trains rather than stopping with no full batch)."""
+    if train_images >= config.batch_size:
+        return config.batch_size
+    batch = train_images - train_images % ddp.data_world
+    if batch < 1:
+        raise UserError(f"the training split holds {plural(train_images, 'image')}, fewer "
+                        f"than the {ddp.data_world} processes training on it")
+    return batch
+
+
 def build_run(config: Config, out: Path, ddp: dist.DistInfo, stop: StopFlag) -> Run:
     """Open the data, build the model, optimiser, schedule, loader and augmentation."""
     from alexnet.data.augment import TrainAugment
@@ -253,11 +270,12 @@ def build_run(config: Config, out: Path, ddp: dist.DistInfo, stop: StopFlag) -> 
         # A small store (CIFAR-10: 150 MB) lives on the GPU: batches are gathered there.
         images = torch.from_numpy(np.array(store.images)).to(device)
         labels = torch.from_numpy(np.array(store.labels, dtype=np.int64)).to(device)
-
     # The towers of a pair train on the same images: shards go to networks, not ranks.
+    batch = train_batch_size(config, len(train_idx), ddp)
+
     def loader(indices: np.ndarray) -> StoreLoader:
-        return StoreLoader(images, labels, config.batch_size // ddp.data_world,
-                           indices=indices, shuffle=True, seed=config.seed, rank=ddp.data_rank,
+        return StoreLoader(images, labels, batch // ddp.data_world, indices=indices,
+                           shuffle=True, seed=config.seed, rank=ddp.data_rank,
                            world_size=ddp.data_world, drop_last=True, device=device)
 
     folded = config.fold_in_epoch > 0 and len(val_idx) > 0

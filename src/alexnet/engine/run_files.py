@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from alexnet.files import atomic_write_text
+from alexnet.files import atomic_write_text, json_text
 
 METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_top1_error", "val_top1_error",
                   "val_top5_error", "images_per_s", "epoch_seconds", "lr_dropped")
@@ -66,7 +66,7 @@ def environment(world_size: int, device: torch.device) -> dict:
 
 
 def write_json(path: Path, value) -> None:
-    atomic_write_text(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(path, json_text(value, indent=2, sort_keys=True) + "\n")
 
 
 def record_start(out: Path, config_dict: dict, env: dict, resumed: bool) -> None:
@@ -93,15 +93,27 @@ def write_metrics(out: Path, history: list[dict]) -> None:
     atomic_write_text(out / "metrics.csv", buffer.getvalue())
 
 
+TENSORBOARD_HINT = ("TensorBoard logging is off: the tensorboard package is not installed "
+                    "(pip install -e \".[tensorboard]\" or pip install tensorboard turns it on; "
+                    "metrics.csv holds the same numbers)")
+_hinted = False   # the hint is given once per process (an experiment trains many runs)
+
+
 class TensorBoard:
     """Scalars per epoch in out/tensorboard when the tensorboard package is installed."""
 
     def __init__(self, out: Path, enabled: bool):
+        global _hinted
         self.writer = None
         if enabled:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
+                if not _hinted:
+                    from alexnet.console import info
+
+                    info(TENSORBOARD_HINT)
+                    _hinted = True
                 return
             self.writer = SummaryWriter(str(out / "tensorboard"))
 

@@ -28,7 +28,7 @@ from alexnet import console
 from alexnet.config import Config
 from alexnet.engine import checkpoint as ckpt
 from alexnet.engine import distributed as dist
-from alexnet.engine.evaluate import evaluate
+from alexnet.engine.evaluate import evaluate, views_name
 from alexnet.engine.optim import set_lr
 from alexnet.engine.run import (
     STATE_FILE,
@@ -43,7 +43,7 @@ from alexnet.kernels.pointwise import compile_seconds
 
 # Settings that may change when a run is resumed (they do not change what is computed).
 RESUMABLE_CHANGES = {"epochs", "checkpoint_minutes", "eval_batch_size", "data", "compile",
-                     "device", "deterministic", "model_parallel"}
+                     "device", "deterministic", "model_parallel", "threads"}
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
@@ -66,9 +66,9 @@ def train_one_epoch(run: Run) -> dict | None:
     cfg, p, device = run.config, run.progress, run.ddp.device
     loader = run.loader(p.epoch)
     steps = len(loader)
-    if steps == 0:
+    if steps == 0:   # train_batch_size fits the batch to the split: not reached
         raise UserError(f"the training split ({len(run.train_idx)} images) is smaller than "
-                        f"one batch (batch_size={cfg.batch_size}); lower batch_size")
+                        f"one batch (batch_size={cfg.batch_size})")
     world = run.ddp.data_world   # networks training side by side
     # Sums kept as tensors so a resumed epoch adds up bit for bit like an uninterrupted one.
     sums = p.sums if (p.sums and run.ddp.is_main) else {}
@@ -184,6 +184,9 @@ def train(config: Config, out_dir: str | os.PathLike, resume: bool | None = None
     if out.exists() and not out.is_dir():
         raise UserError(f"the run folder {str(out)!r} is a file; give a folder (new, or "
                         f"holding a run to continue)")
+    from alexnet.data.threads import use_threads
+
+    use_threads(config.threads)
     ddp = dist.setup(config.device, config.model_parallel)
     try:
         # The run folder belongs to this run (its rank 0) until it ends.
@@ -228,17 +231,16 @@ def _train(config: Config, out: Path, ddp: dist.DistInfo, resume: bool | None,
         run_files.record_start(out, config.to_dict(),
                                run_files.environment(ddp.world_size, ddp.device), state is not None)
         if p.epoch >= config.epochs:
-            console.info(f"the run in {out} has finished its {p.epoch} epochs (pass a larger "
-                         f"epochs=N to train on, or a new --out)")
+            console.info(f"the run in {out} has finished its {console.plural(p.epoch, 'epoch')} "
+                         f"(pass a larger epochs=N to train on, or a new --out)")
             return run, None
         if (out / "final.json").is_file():   # trains on past a finished run: stale results
             (out / "final.json").unlink()
         if state is not None:
-            console.info(f"resuming {out} at epoch {p.epoch + 1}, step {p.step}")
-        console.info(f"training {config.model} on {len(run.train_idx)} images, validating on "
-                     f"{len(run.val_idx)} held out ({len(run.store.classes)} classes), "
-                     f"{ddp.world_size} x {ddp.device}{towers_note(run)}, {config.epochs} "
-                     f"epochs")
+            console.info(f"resuming the run in {out} at epoch {p.epoch + 1}, step {p.step}")
+        else:
+            console.info(f"run folder: {out}")
+        console.info(start_line(run))
     board = run_files.TensorBoard(out, ddp.is_main)
     try:
         while p.epoch < config.epochs:
@@ -273,8 +275,41 @@ def towers_note(run: Run) -> str:
     if run.config.model_parallel == 1:
         return ""
     if run.ddp.towers > 1:
-        return f" (one tower per process: {run.ddp.data_world} pair(s) of processes)"
-    return " (towers on " + " and ".join(map(str, run.model.devices)) + ")"
+        return f"; one tower per process: {run.ddp.data_world} pair(s) of processes"
+    return "; towers on " + " and ".join(map(str, run.model.devices))
+
+
+NONE_HELD_OUT = "no class has the 10 images it takes: at most a tenth of each class is held out"
+
+
+def start_line(run: Run) -> str:
+    """What is trained on what: images, the held-out split, batch, device and threads."""
+    from alexnet.engine.inputs import held_out_count
+
+    cfg, ddp = run.config, run.ddp
+    labels = np.asarray(run.store.labels)
+    class_sizes = [int(n) for n in np.bincount(labels) if n]
+    held_per_class = sorted({int(n) for n in np.bincount(labels[run.val_idx]) if n})
+    capped = any(held_out_count(n, cfg.val_per_class) < held_out_count(n, cfg.val_per_class, None)
+                 for n in class_sizes)
+    rule = f"val_per_class={cfg.val_per_class}" + (
+        ", at most a tenth of each class" if capped else "")
+    if held_per_class:
+        each = "-".join(str(n) for n in sorted({held_per_class[0], held_per_class[-1]}))
+        held = f"holding out {run.val_idx.size:,} for validation ({each} per class: {rule})"
+    elif cfg.val_per_class == 0:
+        held = "holding out none (val_per_class=0)"
+    else:
+        held = f"holding out none ({NONE_HELD_OUT})"
+    where = str(ddp.device) if ddp.world_size == 1 else \
+        f"{console.plural(ddp.world_size, 'process')} on {ddp.device.type}"
+    batch = run.train_loader.batch_size * ddp.data_world
+    small = (f"; the training split is smaller than batch_size={cfg.batch_size}, so every "
+             f"step trains on all {batch} images") if batch < cfg.batch_size else ""
+    return (f"training {cfg.model} for {console.plural(cfg.epochs, 'epoch')} on "
+            f"{console.plural(len(run.train_idx), 'image')} of "
+            f"{console.plural(len(run.store.classes), 'class')}, {held}; {where}, "
+            f"{console.plural(torch.get_num_threads(), 'CPU thread')}{small}{towers_note(run)}")
 
 
 def stopped(run: Run) -> dict:
@@ -327,17 +362,17 @@ def finish(run: Run) -> dict:
             run_files.write_json(path, summary)
     if run.ddp.is_main:
         if "held_out" not in summary:
-            why = "val_per_class=0" if run.config.val_per_class == 0 else "no class has two"
+            why = "val_per_class=0" if run.config.val_per_class == 0 else NONE_HELD_OUT
             console.info(f"no images were held out ({why}), so there is no held-out "
-                         "error; evaluate with: alexnet eval RUN --data OTHER_IMAGES")
+                         f"error; evaluate with: alexnet eval {run.out} --data OTHER_IMAGES")
         if "held_out_trained_from_epoch" in summary:
             console.info(f"the held-out images trained from epoch "
                          f"{summary['held_out_trained_from_epoch']} on (fold_in_epoch): their "
                          "errors below are not held-out errors")
         for split, name in (("held_out", "held-out"), ("test", "test")):
             for views, res in summary.get(split, {}).items():
-                console.info(f"{name} error ({res['images']} images, {views} view"
-                             f"{'s' if views == 'ten' else ''}): top-1 "
+                console.info(f"{name} error ({console.plural(res['images'], 'image')}, "
+                             f"{views_name(views)}): top-1 "
                              f"{100 * res['top1_error']:.2f}%, top-5 {100 * res['top5_error']:.2f}%")
         console.info(f"weights: {summary['weights']}")
     return summary

@@ -112,8 +112,8 @@ def compare(arms: dict, baseline: str, better: str) -> dict:
     paired = [b["top1_error"] - a["top1_error"]
               for a, b in zip(arms[better]["runs"], arms[baseline]["runs"], strict=True)]
     return {"baseline": baseline, "better": better,
-            "difference_top1": arms[baseline]["top1_error"]["mean"]
-            - arms[better]["top1_error"]["mean"],
+            "difference_top1": round(arms[baseline]["top1_error"]["mean"]
+                                     - arms[better]["top1_error"]["mean"], 6),
             "paired_differences_top1": mean_and_spread(paired)}
 
 

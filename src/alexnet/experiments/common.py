@@ -7,7 +7,6 @@ every number they report can be reproduced with that command and the printed ove
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import numpy as np
 
 from alexnet import console
 from alexnet.config import Config, apply_overrides, resolve_config
-from alexnet.files import atomic_write_text
+from alexnet.files import atomic_write_text, json_text
 
 
 def experiment_store(data: str, out: Path, size: int, per_class: int | None) -> str:
@@ -85,16 +84,18 @@ def final_results(out: Path) -> dict:
 
 
 def mean_and_spread(values: list[float]) -> dict:
-    """Mean, sample standard deviation and range of `values`."""
+    """Mean, sample standard deviation (None for a single value: there is no spread to
+    measure) and range of `values`, rounded to 6 decimals (0.0001 percentage points)."""
     array = np.asarray(values, dtype=np.float64)
-    std = float(array.std(ddof=1)) if len(array) > 1 else math.nan
-    return {"mean": float(array.mean()), "std": std, "min": float(array.min()),
-            "max": float(array.max()), "n": len(array)}
+    std = round(float(array.std(ddof=1)), 6) if len(array) > 1 else None
+    return {"mean": round(float(array.mean()), 6), "std": std,
+            "min": round(float(array.min()), 6), "max": round(float(array.max()), 6),
+            "n": len(array)}
 
 
 def save_results(out: Path, results: dict) -> Path:
     path = out / "results.json"
-    atomic_write_text(path, json.dumps(results, indent=2, default=str))
+    atomic_write_text(path, json_text(results, indent=2, default=str) + "\n")
     console.info(f"results: {path}")
     return path
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import re
 from pathlib import Path
 
 import torch
@@ -34,6 +35,43 @@ def imagenet_categories() -> list[str]:
     return list(AlexNet_Weights.IMAGENET1K_V1.meta["categories"])
 
 
+def download_torchvision_weights() -> Path:
+    """torchvision's published ImageNet weights for AlexNet (`AlexNet_Weights.IMAGENET1K_V1`),
+    fetched through torchvision's own weights API into torch hub's cache
+    (`$TORCH_HOME/hub/checkpoints`, by default ~/.cache/torch/hub/checkpoints) and checked
+    against the SHA-256 prefix in their name; the cached file. Nothing is fetched when the
+    file is already there."""
+    import contextlib
+    import sys
+    import urllib.error
+    from urllib.parse import urlparse
+
+    from torchvision.models import AlexNet_Weights
+
+    weights = AlexNet_Weights.IMAGENET1K_V1
+    name = os.path.basename(urlparse(weights.url).path)
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / name
+    instead = (f"download {weights.url} another way and run: alexnet import-torchvision "
+               f"{name} --out MODEL.safetensors")
+    try:
+        # torch.hub announces the download on stdout, which --json keeps for its output.
+        with contextlib.redirect_stdout(sys.stderr):
+            weights.get_state_dict(progress=sys.stderr.isatty(), check_hash=True,
+                                   weights_only=True)
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        raise UserError(f"could not download torchvision's AlexNet weights (no network "
+                        f"connection?); {instead}") from None
+    except OSError as err:
+        raise UserError(f"could not write torchvision's AlexNet weights into "
+                        f"{str(cached.parent)!r} ({err.strerror or type(err).__name__}); set "
+                        f"TORCH_HOME to a writable folder, or {instead}") from None
+    except (RuntimeError, pickle.UnpicklingError, EOFError) as err:   # a bad hash or file
+        raise UserError(f"the downloaded weights in {str(cached)!r} are damaged "
+                        f"({plain_reason(str(err))}); delete the file and try again, or "
+                        f"{instead}") from None
+    return cached
+
+
 def torchvision_preprocessing() -> Preprocessing:
     """torchvision's ImageNet eval transform: resize shorter side to 256, centre 224, normalise."""
     return Preprocessing(size=256, crop=224, channel_mean=IMAGENET_CHANNEL_MEAN,
@@ -48,23 +86,37 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def plain_reason(message: str, limit: int = 200) -> str:
+    """The first line of an error message, without terminal colour codes, at most `limit`
+    characters (cut at a word, with "…")."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", message).strip().splitlines()
+    text = text[0].strip() if text else ""
+    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " …"
+
+
+def refused_pickle(path: Path, message: str) -> str:
+    """The sentence for a file torch.load(weights_only=True) refused: usually a whole pickled
+    model (torch.save(model)), whose class torch names as an unsupported global. Never
+    PyTorch's advice to retry with weights_only=False: that would run the file's code."""
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", message)
+    what = f"a pickled {found.group(1)} object" if found else "objects other than tensors"
+    return (f"{str(path)!r} holds {what}, not a plain state dict, and is refused without "
+            f"running it; save model.state_dict() instead of the whole model and import that")
+
+
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The tensors of a torchvision AlexNet state-dict file, unwrapped and without prefixes."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"torchvision weights file {str(path)!r} does not exist")
-    from alexnet.engine.integrity import weights_only_reason
 
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        # Never PyTorch's advice to retry with weights_only=False: that runs the file's code.
-        raise UserError(f"{str(path)!r} is not a plain state dict, refused without running "
-                        f"it ({weights_only_reason(err)}); save model.state_dict() instead "
-                        f"of the whole model") from None
+        raise UserError(refused_pickle(path, str(err))) from None
     except (RuntimeError, OSError, EOFError, ValueError) as err:
         raise UserError(f"{str(path)!r} is not a readable PyTorch file "
-                        f"({weights_only_reason(err)})") from None
+                        f"({plain_reason(str(err))})") from None
     if isinstance(obj, dict):
         for key in _WRAPPER_KEYS:
             if isinstance(obj.get(key), dict):

@@ -1,0 +1,152 @@
+"""The held-out split on small folders, what a run says about it, and `eval --split held-out`
+refusing any store but the one the checkpoint's run held its images out of."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _runs import make_image_folder  # tests/engine is on the path (conftest.py)
+
+from alexnet.cli import main
+from alexnet.data import open_store, prepare_store
+from alexnet.engine.checkpoint import load_model
+from alexnet.engine.inputs import held_out_count, split_validation
+
+
+def one_error_line(capsys) -> str:
+    """The error: one line, the last (progress lines of preparing a store may come first)."""
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err
+    last = err.splitlines()[-1]
+    assert last.startswith("alexnet: error: ")
+    return last
+
+
+def test_the_split_holds_out_at_most_a_tenth_and_never_a_whole_class():
+    sizes = {0: 300, 1: 30, 2: 5, 3: 5000, 4: 1}
+    labels = np.concatenate([np.full(n, c) for c, n in sizes.items()])
+    train, val = split_validation(labels, per_class=500, seed=0)
+    held = np.bincount(labels[val], minlength=len(sizes))
+    assert held.tolist() == [30, 3, 0, 500, 0]
+    assert (np.bincount(labels[train], minlength=len(sizes)) >= 1).all()
+    assert held_out_count(30, 500) == 3 and held_out_count(30, 500, divisor=None) == 29
+
+
+def test_the_cap_leaves_a_cifar_sized_split_as_it_was():
+    """The shipped model's 5,000 held-out CIFAR-10 images are the same under the cap."""
+    labels = np.repeat(np.arange(10), 5000)
+    capped = split_validation(labels, 500, seed=0)[1]
+    uncapped = split_validation(labels, 500, seed=0, divisor=None)[1]
+    assert len(capped) == 5000 and np.array_equal(capped, uncapped)
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    """`alexnet train --data FOLDER epochs=1` on 4 classes x 30 images, with the defaults."""
+    root = tmp_path_factory.mktemp("small")
+    os.environ["ALEXNET_CACHE"] = str(root / "cache")
+    old_mask = os.umask(0o022)
+    try:
+        folder = make_image_folder(root / "images", classes=4, per_class=30)
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            code = main(["train", "--data", str(folder), "--out", str(root / "run"), "epochs=1"])
+    finally:
+        os.umask(old_mask)
+        os.environ.pop("ALEXNET_CACHE", None)
+    return {"root": root, "run": root / "run", "folder": folder, "code": code,
+            "stderr": err.getvalue()}
+
+
+def test_a_30_per_class_folder_trains_with_the_defaults(small_run):
+    assert small_run["code"] == 0, small_run["stderr"]
+    err = small_run["stderr"]
+    assert "lower batch_size" not in err
+    assert "training cifar-conv-local for 1 epoch on 108 images of 4 classes, holding out 12 " \
+           "for validation (3 per class: val_per_class=500, at most a tenth of each class)" in err
+    final = json.loads((small_run["run"] / "final.json").read_text())
+    assert final["train_images"] == 108 and final["held_out_images"] == 12
+    assert final["held_out"]["ten"]["images"] == 12
+
+
+def test_train_names_its_run_folder_first_and_the_next_commands_last(small_run):
+    lines = small_run["stderr"].splitlines()
+    run = str(small_run["run"])
+    start = next(i for i, line in enumerate(lines) if line.startswith("run folder:"))
+    assert lines[start] == f"run folder: {run}"
+    assert start < next(i for i, line in enumerate(lines) if line.startswith("epoch 1/1:"))
+    tail = "\n".join(lines[lines.index("next:"):])
+    assert f"alexnet eval {run} --data " in tail and "--split held-out --views ten" in tail
+    assert f"alexnet figures curves {run}" in tail and f"alexnet predict {run} " in tail
+
+
+def test_messages_count_in_words(small_run):
+    err = small_run["stderr"]
+    assert "1 epochs" not in err and " x cpu" not in err
+    assert "(12 images, centre view)" in err and "center view" not in err
+    assert "(12 images, ten views)" in err
+
+
+def test_run_files_get_the_mode_a_plain_open_would_give(small_run):
+    for name in ("last.safetensors", "best.safetensors", "last.state.pt", "metrics.csv",
+                 "final.json", "config.json", "run.json"):
+        assert (small_run["run"] / name).stat().st_mode & 0o777 == 0o644, name
+
+
+def test_the_checkpoint_records_its_store_and_split(small_run):
+    meta = load_model(small_run["run"]).meta
+    assert meta["store"]["count"] == 120 and len(meta["store"]["digest"]) == 16
+    assert meta["split"]["held_out_images"] == 12 and meta["split"]["train_images"] == 108
+
+
+def test_eval_held_out_on_its_own_store_uses_the_recorded_split(small_run, capsys, monkeypatch):
+    monkeypatch.setenv("ALEXNET_CACHE", str(small_run["root"] / "cache"))
+    assert main(["eval", str(small_run["run"]), "--data", str(small_run["folder"]),
+                 "--split", "held-out", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["images"] == 12
+
+
+def test_eval_held_out_on_another_store_is_refused(small_run, tmp_path, capsys, monkeypatch):
+    """A subset of the training images (as in the 3,000-image subset of the issue)."""
+    monkeypatch.setenv("ALEXNET_CACHE", str(tmp_path / "cache"))
+    subset = tmp_path / "subset"
+    for folder in sorted(Path(small_run["folder"]).iterdir()):
+        (subset / folder.name).mkdir(parents=True)
+        for image in sorted(folder.iterdir())[:20]:
+            (subset / folder.name / image.name).symlink_to(image.resolve())
+    assert main(["eval", str(small_run["run"]), "--data", str(subset), "--split",
+                 "held-out"]) == 2
+    err = one_error_line(capsys)
+    assert "--split held-out refused: the checkpoint was trained on another store " \
+           "(120 images" in err and "(80 images" in err and "use --split all" in err
+    assert main(["eval", str(small_run["run"]), "--data", str(subset), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["images"] == 80
+
+
+def test_older_checkpoints_are_checked_by_their_mean_image(tmp_path, capsys):
+    """Checkpoints from before the store record (the shipped one) carry the training store's
+    mean image: a store with another mean is refused, the same store accepted."""
+    from alexnet.engine.checkpoint import save_weights
+    from alexnet.models import build_model
+
+    store_a, store_b = tmp_path / "a", tmp_path / "b"
+    prepare_store(make_image_folder(tmp_path / "ia", 2, 20), store_a, size=32, workers=1,
+                  progress=False)
+    prepare_store(make_image_folder(tmp_path / "ib", 2, 12), store_b, size=32, workers=1,
+                  progress=False)   # the first 12 of each class: another mean image
+    a = open_store(store_a)
+    ckpt = tmp_path / "old.safetensors"
+    save_weights(ckpt, build_model("cifar-4layer", num_classes=2), classes=a.classes,
+                 preprocessing=a.preprocessing(32),
+                 extra={"config": {"val_per_class": 3, "seed": 0}})
+    assert main(["eval", str(ckpt), "--data", str(store_a), "--split", "held-out",
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["images"] == 2 * 3   # the old rule: 3 of 20
+    assert main(["eval", str(ckpt), "--data", str(store_b), "--split", "held-out"]) == 2
+    assert "mean image of the store" in one_error_line(capsys)

@@ -1,0 +1,75 @@
+"""torch's CPU threads: a default that leaves busy cores alone, `threads=` / `--threads`."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+
+from alexnet.cli import main
+from alexnet.config import resolve_config
+from alexnet.data import threads
+
+
+@pytest.fixture
+def machine(monkeypatch):
+    """A machine of `cpus` usable CPUs with a 1-minute load average of `load`."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+
+    def set_machine(cpus: int, load: float) -> None:
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cpus)))
+        monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    return set_machine
+
+
+def test_the_default_takes_the_cores_other_jobs_leave_free(machine, monkeypatch):
+    machine(2, 0.1)
+    assert threads.default_threads() == 2        # idle: every core
+    machine(2, 1.0)
+    assert threads.default_threads() == 1        # another job on one core
+    machine(2, 6.0)
+    assert threads.default_threads() == 1        # busier than the machine: still one
+    machine(16, 3.4)
+    assert threads.default_threads() == 13
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")   # torchrun: four processes share them
+    machine(16, 0.0)
+    assert threads.default_threads() == 4
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")    # the user's explicit choice wins
+    assert threads.default_threads() == 3
+
+
+def test_use_threads_sets_torch_once_and_refuses_zero():
+    before = torch.get_num_threads()
+    try:
+        assert threads.use_threads(1) == 1 and torch.get_num_threads() == 1
+        with pytest.raises(Exception, match="threads must be at least 1"):
+            threads.use_threads(0)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_threads_is_a_setting():
+    assert resolve_config(None, ["threads=3"]).threads == 3
+    assert resolve_config(None, ["threads=auto"]).threads is None
+    assert resolve_config(None, []).threads is None
+
+
+def test_train_threads_option_reaches_torch_and_may_change_on_resume(tiny_store, tmp_path,
+                                                                     monkeypatch):
+    before = torch.get_num_threads()
+    monkeypatch.setenv("ALEXNET_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    args = ["train", "--data", str(tiny_store), "--out", str(out), "val_per_class=2",
+            "batch_size=32", "eval_views=center"]
+    try:
+        assert main([*args, "--threads", "1", "epochs=1"]) == 0
+        assert json.loads((out / "config.json").read_text())["threads"] == 1
+        assert json.loads((out / "run.json").read_text())["starts"][0]["torch_threads"] == 1
+        assert main([*args, "--threads", "2", "epochs=2"]) == 0     # resumed, not refused
+        starts = json.loads((out / "run.json").read_text())["starts"]
+        assert [s["torch_threads"] for s in starts] == [1, 2]
+    finally:
+        torch.set_num_threads(before)
