@@ -1,6 +1,6 @@
 """Ship a trained run as a pretrained model inside the package (a maintainer's step).
 
-    python tools/ship_model.py RUN_DIR NAME
+    python tools/ship_model.py RUN_DIR NAME [NOTE]
 
 Copies RUN_DIR/last.safetensors (the weights `final.json` evaluated) to
 src/alexnet/pretrained/NAME.safetensors and writes NAME.json beside it: the model card with
@@ -55,17 +55,19 @@ def model_card(run: Path, name: str, digest: str) -> dict:
     }
 
 
-def main(run_dir: str, name: str) -> None:
+def main(run_dir: str, name: str, note: str | None = None) -> None:
     run = Path(run_dir)
     PRETRAINED.mkdir(exist_ok=True)
     target = PRETRAINED / f"{name}.safetensors"
     shutil.copyfile(run / "last.safetensors", target)
     card = model_card(run, name, sha256(target))
+    if note:    # what the card's fields do not say (how the run relates to the recipes)
+        card = {"name": card.pop("name"), "note": note, **card}
     (PRETRAINED / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
     print(json.dumps({k: card[k] for k in ("name", "held_out", "sha256", "command")}, indent=2))
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
+    if len(sys.argv) not in (3, 4):
         sys.exit(__doc__)
     main(*sys.argv[1:])

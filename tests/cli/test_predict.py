@@ -64,7 +64,9 @@ def test_predict_matches_the_evaluation_path(ckpt, cifar10_train, capsys):
     from alexnet.engine.evaluate import view_probabilities
 
     file = cifar10_train / "dog" / "0003.jpg"
-    _, results, _ = predict_json(capsys, ckpt, file, "--top", "10", "--views", "ten")
+    # fp32, as the direct call below (predict takes the bf16 fast path where it is native)
+    _, results, _ = predict_json(capsys, ckpt, file, "--top", "10", "--views", "ten",
+                                 "--amp", "none")
     loaded = load_model(ckpt)
     probs = view_probabilities(loaded.model, load_image(file, 32)[None], loaded.preprocessing,
                                views="ten")[0]

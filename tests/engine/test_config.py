@@ -28,7 +28,8 @@ def test_overrides_are_cast_to_the_field_type():
                               "channels_last=auto", "model.lrn=false"])
     assert c.recipe == "cifar10"
     assert (c.epochs, c.lr, c.deterministic, c.milestones) == (2, 0.5, True, (3, 5))
-    assert c.channels_last is None and c.model_options == {"lrn": False}
+    assert c.channels_last is None
+    assert c.model_options == {"init": "cuda-convnet", "lrn": False}   # the recipe's, and ours
 
 
 def test_changing_the_model_follows_its_input_size():

@@ -37,7 +37,7 @@ def test_a_one_epoch_run_trains_every_bias_at_twice_the_lr_without_decay(tiny_st
 
 def test_the_13pct_recipe_decays_fc10_as_its_own_file_says():
     assert resolve_config("cifar10-13pct").layer_decay_map() == \
-        {"features.conv": 0.0, "classifier": 0.004}
+        {"features.conv": 0.0, "features.local": 0.004, "classifier": 0.004}
     assert resolve_config("cifar10-13pct").model == "cifar-conv-local-13pct"
 
 

@@ -18,7 +18,7 @@ from _runs import alexnet_env, make_image_folder, run_alexnet  # noqa: E402
 # ranks' batches of 8 (the loader shards the permutation by stride).
 SETTINGS = ["model=cifar-4layer", "flip=false", "lighting_std=0", "epochs=2",
             "batch_size=16", "val_per_class=4", "eval_views=center", "lr=0.01",
-            "warmup_epochs=0"]
+            "warmup_epochs=0", "normalize=mean-image-std", "amp=none"]
 # Summation order differs (gradients all-reduced across ranks): float32 rounding only.
 TOLERANCE = 1e-5
 

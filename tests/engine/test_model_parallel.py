@@ -20,10 +20,11 @@ HERE = Path(__file__).resolve().parent
 # function; 12 images of 4 classes, 1 per class held out: 2 steps of 4 images.
 SETTINGS = ["--recipe", "imagenet-paper", "data_size=224", "flip=false", "lighting_std=0",
             "model.dropout=0", "epochs=1", "batch_size=4", "val_per_class=1",
-            "eval_views=center", "eval_batch_size=8", "lr=0.001"]
+            "eval_views=center", "eval_batch_size=8", "lr=0.001", "amp=none"]
 # Summation order differs (the split sums fc8 in halves; conv kernels block differently):
-# float32 rounding, a few units in the last place of weights near 1.
-TOLERANCE = 2e-6
+# float32 rounding over 9 steps, a few dozen units in the last place of weights near 1 (the
+# same bound as data parallelism's test).
+TOLERANCE = 1e-5
 
 
 def torchrun(ranks: int, args: list[str], env: dict) -> subprocess.CompletedProcess:
@@ -53,7 +54,7 @@ def store224(tmp_path_factory) -> Path:
     from alexnet.data import prepare_store
 
     root = tmp_path_factory.mktemp("store224")
-    make_image_folder(root / "images", classes=4, per_class=3)
+    make_image_folder(root / "images", classes=4, per_class=10)   # a tenth held out: 1 each
     prepare_store(root / "images", root / "store", size=224, workers=1, progress=False)
     return root / "store"
 

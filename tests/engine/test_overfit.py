@@ -29,7 +29,7 @@ def _overfit(tiny_store):
     pre = store.preprocessing(24)
     x = center_view(images, pre) / 64.0                              # [32, 3, 24, 24]
     model = build_model("cifar-conv-local", num_classes=len(store.classes))
-    optimizer = PaperSGD(parameter_groups(model, 0.05, 0.0, bias_lr_mult=2.0), lr=0.05,
+    optimizer = PaperSGD(parameter_groups(model, 0.02, 0.0, bias_lr_mult=2.0), lr=0.02,
                          momentum=0.9, weight_decay=0.0)
     first = None
     for _ in range(60):

@@ -163,7 +163,7 @@ def test_a_damaged_state_falls_back_to_the_one_before(tiny_store, tmp_path, caps
             "batch_size=16", "checkpoint_minutes=0", "eval_views=center"]
     assert main(args + ["epochs=1"]) == 0
     last, previous = out / "last.state.pt", out / "last.state.pt.previous"
-    assert load_training_state(previous)["global_step"] == 7       # saved one step before
+    assert load_training_state(previous)["global_step"] == 8       # saved one step before
     data = bytearray(last.read_bytes())
     data[len(data) // 2] ^= 0x40                                   # one flipped bit
     last.write_bytes(bytes(data))
@@ -173,7 +173,7 @@ def test_a_damaged_state_falls_back_to_the_one_before(tiny_store, tmp_path, caps
     assert main(args + ["epochs=2"]) == 0
     err = capsys.readouterr().err
     assert "warning: " in err and "is damaged" in err
-    assert "resuming from" in err and "last.state.pt.previous' (epoch 1, step 7)" in err
+    assert "resuming from" in err and "last.state.pt.previous' (epoch 1, step 8)" in err
     assert load_training_state(last)["epoch"] == 2
 
 

@@ -19,10 +19,10 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="relu-vs-tanh: paper Fig. 1 (epochs to 25% training error, ReLU vs "
         "tanh, each at its best swept lr, no regularisation).\n"
-        "lrn: paper §3.3, two comparisons: the paper's (cuda-convnet's 13%% file vs its 11%% "
-        "file) and the clean ablation (the 11%% net with and without its two norms).\n"
+        "lrn: paper §3.3, two comparisons: the paper's (cuda-convnet's 13% file vs its 11% "
+        "file) and the clean ablation (the 11% net with and without its two norms).\n"
         "pooling: paper §3.4 (overlapping 3/2 vs non-overlapping 2/2 max-pooling).\n"
-        "precision: the 11%% net with bf16 autocast and channels_last vs fp32 NCHW.\n"
+        "precision: the 11% net with bf16 autocast and channels_last vs fp32 NCHW.\n"
         "init: paper §5, alexnet-paper from the paper's initialisation vs PyTorch's "
         "(with --recipe imagenet-paper --per-class N: CIFAR-10 upscaled to 256).\n"
         "Extra key=value settings go to every training run (e.g. epochs=150).")

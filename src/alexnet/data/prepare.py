@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from alexnet.console import info
+from alexnet.console import info, plural
 from alexnet.console import progress as progress_display
 from alexnet.data import store as fmt
 from alexnet.data.images import ALPHA_BACKGROUND_NAME, BadImage, decode_image
@@ -574,9 +574,10 @@ def _build(source: Source, out: Path, size: int, workers: int | None, progress: 
                        decoded=run.count - run.resumed)
     summary["resumed_from"] = run.resumed
     if progress:
-        info(f"prepared {manifest['count']:,} images of {len(source.classes)} classes into "
-             f"{out} ({len(manifest['skipped'])} skipped, {len(manifest['converted'])} "
-             f"converted) in {summary['seconds']:.1f} s")
+        info(f"prepared {plural(manifest['count'], 'image')} of "
+             f"{plural(len(source.classes), 'class')} into {out} "
+             f"({len(manifest['skipped'])} skipped, {len(manifest['converted'])} converted) "
+             f"in {summary['seconds']:.1f} s")
     return summary
 
 

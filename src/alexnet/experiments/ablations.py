@@ -140,7 +140,8 @@ def run_ablation(name: str, data: str, out: Path, seeds: int,
         console.info(f"{name}: {comparison}: {100 * result['difference_top1']:+.2f} points "
                      f"lower top-1 error with the {better}")
     save_results(out, results)
-    plot_arms(results, out / f"{name}.png")
+    if all(run["center_curve"] for v in results["variants"].values() for run in v["runs"]):
+        plot_arms(results, out / f"{name}.png")   # (runs without held-out images: no curves)
     return results
 
 

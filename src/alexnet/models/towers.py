@@ -213,8 +213,9 @@ class _GatherOverRanks(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         n = dist.get_world_size(ctx.group)
-        send = torch.stack(grad.chunk(n, dim=1))   # [n, *part]: part j goes to rank j
-        received = torch.empty_like(send)
+        # [n, *part]: part j goes to rank j (gloo sends contiguous buffers only)
+        send = torch.stack(grad.chunk(n, dim=1)).contiguous()
+        received = torch.empty_like(send, memory_format=torch.contiguous_format)
         dist.all_to_all_single(received, send, group=ctx.group)
         return received.sum(dim=0), None
 
