@@ -51,6 +51,36 @@ def time_steps(step: Callable[[], None], steps: int, warmup: int, device: torch.
         return (time.perf_counter() - begin) / steps
 
 
+def time_interleaved(steps: dict[str, Callable[[], None]], calls: int, warmup: int,
+                     device: torch.device, rounds: int = 5) -> dict[str, float]:
+    """Median seconds per call of each step, timed in `rounds` rounds that take turns
+    (`calls` calls per step in all, after `warmup` each). Taking turns puts every variant
+    under the same conditions when a shared host's speed drifts during the run, which timing
+    one variant after the other does not."""
+    from alexnet.console import progress
+
+    per_round = max(1, calls // rounds)
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    with progress(len(steps) * (warmup + per_round * rounds), "timing (interleaved)",
+                  unit="calls") as bar:
+        for step in steps.values():
+            for _ in range(warmup):
+                step()
+                bar.advance()
+        for _ in range(rounds):
+            for name, step in steps.items():
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                begin = time.perf_counter()
+                for _ in range(per_round):
+                    step()
+                    bar.advance()
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                times[name].append((time.perf_counter() - begin) / per_round)
+    return {name: sorted(t)[len(t) // 2] for name, t in times.items()}
+
+
 def format_report(report: dict) -> str:
     lines = [f"{report['benchmark']}: " + ", ".join(f"{k}={v}" for k, v in
                                                    report["settings"].items()),

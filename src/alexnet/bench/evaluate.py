@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from alexnet.bench import environment, time_steps
+from alexnet.bench import environment, time_interleaved
 from alexnet.data.preprocess import IMAGENET_CHANNEL_MEAN, IMAGENET_CHANNEL_STD, Preprocessing
 from alexnet.models import build_model, model_spec
 
@@ -32,7 +32,7 @@ def bench_eval(model_name: str = "alexnet-paper", images: int | None = None,
     crop = model_spec(model_name).input_size
     small = crop <= 32
     images = images or (4000 if cuda else 2000 if small else 32)
-    batch = batch or (400 if cuda else 250 if small else 16)  # images per call (x10 views)
+    batch = batch or (400 if cuda else 50 if small else 16)  # images per call (x10 views)
     size = 32 if small else 256
     pre = Preprocessing(size, crop, channel_mean=IMAGENET_CHANNEL_MEAN,
                         channel_std=IMAGENET_CHANNEL_STD)
@@ -66,13 +66,12 @@ def bench_eval(model_name: str = "alexnet-paper", images: int | None = None,
             with torch.autocast(device.type, amp or torch.float32, enabled=amp is not None):
                 model(views)
 
-    rows = []
-    for variant, run in [("ours: batched views on the device", ours),
-                         ("torchvision: per-image TenCrop on the CPU", standard),
-                         ("forward only (normalised views on the device)", forward_only)]:
-        seconds = time_steps(run, steps, warmup, device, label=variant)
-        rows.append({"variant": variant, "images_per_s": 10 * images / seconds,
-                     "unit": "views/s"})
+    seconds = time_interleaved({"ours: batched views on the device": ours,
+                                "torchvision: per-image TenCrop on the CPU": standard,
+                                "forward only (normalised views on the device)": forward_only},
+                               steps, warmup, device, rounds=min(steps, 5))
+    rows = [{"variant": variant, "images_per_s": 10 * images / s, "unit": "views/s"}
+            for variant, s in seconds.items()]
     rate = [row["images_per_s"] for row in rows]
     return {"benchmark": "10-view evaluation", "environment": environment(),
             "settings": {"model": model_name, "images": images, "batch": batch,

@@ -21,8 +21,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from alexnet.bench import environment, time_steps
-from alexnet.engine.fast_path import amp_dtype, use_channels_last
+from alexnet.bench import environment, time_interleaved
+from alexnet.engine.fast_path import amp_dtype, keep_freed_memory, use_channels_last
 from alexnet.models import build_model, forward_flops, model_spec
 from alexnet.models.layers import LocallyConnected2d, LocalResponseNorm
 
@@ -133,28 +133,24 @@ def conv2_shape(model: nn.Module, size: int, batch: int) -> dict:
             "stride": conv.stride[0], "padding": conv.padding[0], "groups": conv.groups}
 
 
-def conv_ceiling(shape: dict, device: torch.device, steps: int) -> dict:
-    """GFLOP/s of one convolution's forward and two backward products (input, weight) at
-    `shape`, in the fast path's dtype and layout."""
+def conv_ceiling(shape: dict, device: torch.device) -> tuple[callable, float]:
+    """One convolution's forward and two backward products (input, weight) at `shape`, in
+    the fast path's dtype and layout: (a step function, its FLOPs)."""
     dtype = amp_dtype("auto", device) or torch.float32
     fmt = torch.channels_last if use_channels_last(None, device) else torch.contiguous_format
     x = torch.randn(shape["input"], device=device, dtype=dtype).contiguous(memory_format=fmt)
     weight = torch.randn(shape["weight"], device=device, dtype=dtype)
     weight = weight.contiguous(memory_format=fmt).requires_grad_()
     x.requires_grad_()
+    conv = {k: shape[k] for k in ("stride", "padding", "groups")}
 
     def step() -> None:
-        y = nn.functional.conv2d(x, weight, stride=shape["stride"], padding=shape["padding"],
-                                 groups=shape["groups"])
+        y = nn.functional.conv2d(x, weight, **conv)
         torch.autograd.grad(y, (x, weight), torch.ones_like(y))
 
-    seconds = time_steps(step, steps, 3, device)
-    out = nn.functional.conv2d(x.detach()[:1], weight.detach(), stride=shape["stride"],
-                               padding=shape["padding"], groups=shape["groups"])
+    out = nn.functional.conv2d(x.detach()[:1], weight.detach(), **conv)
     macs_per_image = out.numel() * weight[0].numel()
-    flops = 3 * 2 * macs_per_image * shape["input"][0]
-    return {**shape, "dtype": str(dtype).removeprefix("torch."),
-            "channels_last": fmt == torch.channels_last, "gflops": flops / seconds / 1e9}
+    return step, 3 * 2 * macs_per_image * shape["input"][0]
 
 
 def default_batch(model_name: str, device: torch.device) -> int:
@@ -165,25 +161,30 @@ def default_batch(model_name: str, device: torch.device) -> int:
 
 def bench_model(model_name: str = "alexnet-paper", batch: int | None = None, steps: int = 20,
                 warmup: int = 3, compile_model: bool = False, device: str | None = None) -> dict:
+    """`steps` timed steps of each row, in interleaved rounds (`bench.time_interleaved`)."""
+    from alexnet.kernels.pointwise import compile_seconds
+
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    keep_freed_memory()
     batch = batch or default_batch(model_name, device)
     size = model_spec(model_name).input_size
-    rows = []
-    for variant, (model, fast) in variants(model_name).items():
-        seconds = time_steps(synthetic_step(model, batch, device, compile_model, fast), steps,
-                             warmup, device, label=variant)
-        rows.append({"variant": variant, "images_per_s": batch / seconds})
+    calls = {variant: synthetic_step(model, batch, device, compile_model, fast)
+             for variant, (model, fast) in variants(model_name).items()}
+    shape = conv2_shape(build_model(model_name), size, batch)
+    calls["conv2 ceiling"], conv_flops = conv_ceiling(shape, device)
+    seconds = time_interleaved(calls, steps, warmup, device)
+    dtype = amp_dtype("auto", device)
+    ceiling = {**shape, "dtype": str(dtype or torch.float32).removeprefix("torch."),
+               "channels_last": use_channels_last(None, device),
+               "gflops": conv_flops / seconds.pop("conv2 ceiling") / 1e9}
+    rows = [{"variant": variant, "images_per_s": batch / s} for variant, s in seconds.items()]
     rate = {row["variant"]: row["images_per_s"] for row in rows}
     step_flops = 3 * forward_flops(build_model(model_name), size)   # per image
-    ceiling = conv_ceiling(conv2_shape(build_model(model_name), size, batch), device, steps)
     step_gflops = rate["ours"] * step_flops / 1e9
     ratios = {"ours / plain PyTorch": rate["ours"] / rate["plain PyTorch (fp32, NCHW)"],
               "ours / conv2 ceiling (GFLOP/s)": step_gflops / ceiling["gflops"]}
     if "no LRN" in rate:
         ratios["ours / no LRN"] = rate["ours"] / rate["no LRN"]
-    dtype = amp_dtype("auto", device)
-    from alexnet.kernels.pointwise import compile_seconds
-
     return {"benchmark": "model step (forward+backward+SGD)",
             "settings": {"model": model_name, "batch": batch, "steps": steps,
                          "compile": compile_model, "device": str(device),

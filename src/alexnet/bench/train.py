@@ -6,7 +6,8 @@ batches are decoded on the device (nvJPEG) before the augmentation.
 torchvision: ImageFolder + PIL decoding + RandomResizedCrop + flip + ToTensor + Normalize in
 DataLoader worker processes -> copy to the device -> the same training step.
 Also the model-step-only rate (synthetic batches already on the device), the ceiling both
-pipelines are measured against. Preparing the store is timed too: it is paid once.
+pipelines are measured against. Preparing the store is timed too: it is paid once. The rows
+take turns in timed rounds (`bench.time_interleaved`).
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from pathlib import Path
 
 import torch
 
-from alexnet.bench import environment, time_steps
+from alexnet.bench import environment, time_interleaved
 from alexnet.bench.model import default_batch, synthetic_step, training_step
-from alexnet.engine.fast_path import use_channels_last
+from alexnet.engine.fast_path import keep_freed_memory, use_channels_last
 from alexnet.models import build_model, model_spec
 
 
@@ -101,7 +102,7 @@ def bench_train(data: str, model_name: str = "alexnet-paper", batch: int | None 
     batch = batch or default_batch(model_name, device)
     workers = workers if workers is not None else os.cpu_count()
     size = 256 if model_spec(model_name).input_size > 32 else 32
-    rows = []
+    keep_freed_memory()
     with tempfile.TemporaryDirectory() as tmp:
         tree, store, jpeg = Path(tmp) / "tree", Path(tmp) / "store", Path(tmp) / "jpeg"
         count = image_tree(Path(data), tree)
@@ -109,19 +110,21 @@ def bench_train(data: str, model_name: str = "alexnet-paper", batch: int | None 
         prepare_store(tree, store, size=size, workers=workers, progress=False)
         prepare_rate = count / (time.perf_counter() - start)
         prepare_store(tree, jpeg, size=size, workers=workers, progress=False, encoding="jpeg")
-        for variant, make in [
-            ("model step only (synthetic)",
-             lambda m: synthetic_step(m, batch, device, compile_model)),
-            ("ours: store + on-device augmentation",
-             lambda m: ours(store, m, batch, device, compile_model)),
-            ("ours: JPEG store, decoded on the device + augmentation",
-             lambda m: ours(jpeg, m, batch, device, compile_model)),
-            ("torchvision: ImageFolder + PIL + DataLoader",
-             lambda m: torchvision_pipeline(tree, m, batch, workers, device, compile_model)),
-        ]:
-            model = build_model(model_name, num_classes=1000)
-            seconds = time_steps(make(model), steps, warmup, device, label=variant)
-            rows.append({"variant": variant, "images_per_s": batch / seconds})
+        makers = {
+            "model step only (synthetic)":
+                lambda m: synthetic_step(m, batch, device, compile_model),
+            "ours: store + on-device augmentation":
+                lambda m: ours(store, m, batch, device, compile_model),
+            "ours: JPEG store, decoded on the device + augmentation":
+                lambda m: ours(jpeg, m, batch, device, compile_model),
+            "torchvision: ImageFolder + PIL + DataLoader":
+                lambda m: torchvision_pipeline(tree, m, batch, workers, device, compile_model),
+        }
+        calls = {variant: make(build_model(model_name, num_classes=1000))
+                 for variant, make in makers.items()}
+        seconds = time_interleaved(calls, steps, warmup, device)
+        rows = [{"variant": variant, "images_per_s": batch / s}
+                for variant, s in seconds.items()]
     rate = [row["images_per_s"] for row in rows]
     return {"benchmark": "end-to-end training (images -> SGD step)",
             "settings": {"model": model_name, "batch": batch, "steps": steps,

@@ -57,7 +57,7 @@ def register(subparsers) -> None:
                                 help="batch size (default: 256 on a GPU; on a CPU 128 for "
                                 "24-32 pixel nets, 16 for 224)" if name != "eval" else
                                 "images per model call, ten views each (default: 400 on a "
-                                "GPU; on a CPU 250 for 24-32 pixel nets, 16 for 224)")
+                                "GPU; on a CPU 50 for 24-32 pixel nets, 16 for 224)")
             target.add_argument("--steps", type=count("--steps"), default=5 if name == "eval" else 20,
                                 help=("timed passes over the images" if name == "eval" else
                                       "timed steps") + " after the warm-up (default %(default)s)")

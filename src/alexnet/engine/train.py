@@ -29,6 +29,7 @@ from alexnet.config import Config
 from alexnet.engine import checkpoint as ckpt
 from alexnet.engine import distributed as dist
 from alexnet.engine.evaluate import evaluate, views_name
+from alexnet.engine.fast_path import keep_freed_memory
 from alexnet.engine.optim import set_lr
 from alexnet.engine.run import (
     STATE_FILE,
@@ -187,6 +188,7 @@ def train(config: Config, out_dir: str | os.PathLike, resume: bool | None = None
     from alexnet.data.threads import use_threads
 
     use_threads(config.threads)
+    keep_freed_memory()
     ddp = dist.setup(config.device, config.model_parallel)
     try:
         # The run folder belongs to this run (its rank 0) until it ends.
