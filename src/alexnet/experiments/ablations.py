@@ -26,6 +26,7 @@ per-seed (paired) differences.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from alexnet import console
@@ -76,7 +77,9 @@ PAPER = {
             "at ln(classes) is the known failure of reproductions)",
 }
 def slug(arm: str) -> str:
-    return arm.replace("% ", "pct-").replace(" ", "-").replace("/", "")
+    """An arm's run-folder name: "11% net without its norms" -> "11pct-net-without-its-norms"."""
+    words = re.findall(r"[a-z0-9]+", arm.lower().replace("%", "pct"))
+    return "-".join(words)
 
 
 def run_arm(name: str, arm: str, recipe: str, data: str, out: Path, seeds: int,
