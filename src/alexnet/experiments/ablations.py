@@ -78,7 +78,7 @@ PAPER = {
 }
 def slug(arm: str) -> str:
     """An arm's run-folder name: "11% net without its norms" -> "11pct-net-without-its-norms"."""
-    words = re.findall(r"[a-z0-9]+", arm.lower().replace("%", "pct"))
+    words = re.findall(r"[a-z0-9]+", arm.lower().replace("%", "pct").replace("'", ""))
     return "-".join(words)
 
 
