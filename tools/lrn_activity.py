@@ -32,7 +32,9 @@ def lrn_activity(checkpoint: str, data: str, every: int = 100) -> dict:
 
     def record(name):
         def hook(module, inputs, output):
-            x = inputs[0].float()
+            # the norm's input: a ReLU's output (run_layers may hand the norm the ReLU's
+            # input instead, with the ReLU fused into the norm's loops)
+            x = inputs[0].float().clamp_min(0)
             effects[name] = {"relative_change": ((x - output.float()).norm() / x.norm()).item(),
                              "mean_abs_input": x.abs().mean().item()}
         return hook
