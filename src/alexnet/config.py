@@ -349,6 +349,7 @@ def apply_overrides(config: Config, overrides: list[str]) -> Config:
     valid = [f.name for f in dataclasses.fields(Config) if f.name not in ("recipe", "model_options")]
     changes: dict = {}
     options = dict(config.model_options)
+    given: set[str] = set()                     # model options set by these overrides
     for item in overrides:
         key, sep, text = item.partition("=")
         key = key.strip()
@@ -356,6 +357,7 @@ def apply_overrides(config: Config, overrides: list[str]) -> Config:
             raise UserError(f"override {item!r} is not of the form key=value")
         if key.startswith("model."):
             options[key[len("model."):]] = _parse_scalar(text)
+            given.add(key[len("model."):])
         elif key in valid:
             changes[key] = _cast(key, text.strip(), hints[key])
         else:
@@ -364,8 +366,10 @@ def apply_overrides(config: Config, overrides: list[str]) -> Config:
     if changes.get("model", config.model) != config.model:
         from alexnet.models import model_spec
 
-        # Another network: the recipe's options and crop were for the old one.
-        options = {k: v for k, v in options.items() if k not in config.model_options}
+        # Another network: the recipe's options and crop were for the old one (the options
+        # these overrides name are the user's, for the new one, and stay).
+        options = {k: v for k, v in options.items()
+                   if k in given or k not in config.model_options}
         changes.setdefault("crop", model_spec(changes["model"]).input_size)
     return dataclasses.replace(config, **changes, model_options=options)
 

@@ -36,6 +36,16 @@ def test_changing_the_model_follows_its_input_size():
     assert resolve_config(None, ["model=cifar-4layer"]).crop == 32
 
 
+def test_changing_the_model_keeps_the_options_the_overrides_name():
+    # The recipe's own options were for its network and go; those named on the command line
+    # are for the new one and stay, whatever their order (the command `alexnet experiment lrn`
+    # records for its 13% arm once lost its model.init this way).
+    assert resolve_config(None, ["model=cifar-conv-local-13pct"]).model_options == {}
+    for overrides in (["model=cifar-conv-local-13pct", "model.init=cuda-convnet"],
+                      ["model.init=cuda-convnet", "model=cifar-conv-local-13pct"]):
+        assert resolve_config(None, overrides).model_options == {"init": "cuda-convnet"}
+
+
 @pytest.mark.parametrize("overrides, words", [
     (["nosuchkey=1"], "valid settings: model, data"),
     (["epochs=two"], "epochs='two' is not a valid int"),
