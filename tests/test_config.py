@@ -54,5 +54,6 @@ def test_bad_overrides_are_one_sentence(overrides, words):
 
 
 def test_unknown_recipe_lists_the_recipes():
-    with pytest.raises(UserError, match="valid recipes: cifar10, cifar10-11pct, cifar10-13pct, imagenet-paper"):
+    with pytest.raises(UserError,
+                       match="valid recipes: cifar10, cifar10-fast, cifar10-11pct, cifar10-13pct"):
         resolve_config("imagenet-2013")

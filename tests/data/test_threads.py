@@ -15,14 +15,35 @@ from alexnet.recipes import resolve_config
 
 @pytest.fixture
 def machine(monkeypatch):
-    """A machine of `cpus` usable CPUs with a 1-minute load average of `load`."""
+    """A machine of `cpus` usable CPUs of which other processes keep `load` busy."""
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
 
     def set_machine(cpus: int, load: float) -> None:
         monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cpus)))
-        monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+        monkeypatch.setattr(threads, "busy_cpus", lambda: load)
     return set_machine
+
+
+def test_busy_cpus_reads_the_cpu_time_spent_now(monkeypatch, tmp_path):
+    """Two /proc/stat samples: the busy share of the CPU time between them, times the CPUs
+    (not the load average, which still counts a job ended a minute ago)."""
+    import builtins
+
+    samples = iter(["cpu 100 0 100 800 0 0 0 0 0 0\n", "cpu 250 0 150 900 0 0 0 0 0 0\n"])
+    real_open = builtins.open
+
+    def fake_open(path, *args, **kwargs):
+        if path == "/proc/stat":
+            stat = tmp_path / "stat"
+            stat.write_text(next(samples))
+            return real_open(stat, *args, **kwargs)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(threads.time, "sleep", lambda s: None)
+    assert threads.busy_cpus() == pytest.approx(2 * 200 / 300)   # 200 of 300 ticks busy
 
 
 def test_the_default_takes_the_cores_other_jobs_leave_free(machine, monkeypatch):

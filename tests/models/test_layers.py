@@ -79,6 +79,19 @@ def test_lrn_band_gradient_for_the_cifar_norm_and_even_windows(size, beta):
     torch.testing.assert_close(ours, expected)
 
 
+@pytest.mark.parametrize("backend", LRN_BACKENDS)
+def test_lrn_with_the_preceding_relu_fused_in(backend):
+    torch.manual_seed(9)
+    x = (torch.randn(2, 10, 3, 3, dtype=torch.float64) * 10).requires_grad_()
+    layer = LocalResponseNorm(10, 5, 1e-1, 0.75, 1.0, groups=2, backend=backend).double()
+    grad = torch.randn_like(x)
+    fused = layer(x, relu_first=True)
+    separate = layer(nn.functional.relu(x))
+    torch.testing.assert_close(fused, separate)
+    torch.testing.assert_close(torch.autograd.grad(fused, x, grad)[0],
+                               torch.autograd.grad(separate, x, grad)[0])
+
+
 def test_lrn_band_in_bf16_keeps_the_small_denominator_term():
     # d = 1 + (a small number): in bf16 it would round to 1; the band kernel keeps it in
     # fp32, so its bf16 output is the fp32 result rounded once.

@@ -14,6 +14,7 @@ A forked child starts without its parent's threads, so it builds its own pools.
 from __future__ import annotations
 
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
@@ -31,19 +32,41 @@ def usable_cpus() -> int:
     return os.cpu_count() or 1
 
 
+def busy_cpus(seconds: float = 0.2) -> float:
+    """How many CPUs other processes keep busy now: on Linux from /proc/stat over `seconds`
+    (this process waits meanwhile), elsewhere the 1-minute load average. The load average
+    lags by a minute: a job that has just ended would still count for most of it."""
+    def sample() -> tuple[int, int] | None:
+        try:
+            with open("/proc/stat") as f:
+                fields = [int(v) for v in f.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)     # idle + iowait
+        return sum(fields) - idle, sum(fields)
+
+    first = sample()
+    if first is not None:
+        time.sleep(seconds)
+        second = sample()
+        if second is not None and second[1] > first[1]:
+            share = (second[0] - first[0]) / (second[1] - first[1])
+            return share * (os.cpu_count() or 1)
+    try:
+        return os.getloadavg()[0]
+    except (OSError, AttributeError):    # no load average on this system
+        return 0.0
+
+
 def default_threads() -> int:
     """Threads for torch when none are asked for: OMP_NUM_THREADS when it is set; else the
-    usable CPUs less those other processes keep busy (the 1-minute load average, rounded),
-    shared among torchrun's processes on this machine; at least 1."""
+    usable CPUs less those other processes keep busy now (`busy_cpus`, rounded), shared
+    among torchrun's processes on this machine; at least 1."""
     env = os.environ.get("OMP_NUM_THREADS", "").strip()
     if env.isdigit() and int(env) >= 1:
         return int(env)
     cpus = usable_cpus()
-    try:
-        busy = os.getloadavg()[0]
-    except (OSError, AttributeError):    # no load average on this system
-        busy = 0.0
-    free = min(cpus, max(1, round(cpus - busy)))
+    free = min(cpus, max(1, round(cpus - busy_cpus())))
     local = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
     return max(1, free // max(local, 1))
 

@@ -78,7 +78,7 @@ PAPER = {
 }
 def slug(arm: str) -> str:
     """An arm's run-folder name: "11% net without its norms" -> "11pct-net-without-its-norms"."""
-    words = re.findall(r"[a-z0-9]+", arm.lower().replace("%", "pct"))
+    words = re.findall(r"[a-z0-9]+", arm.lower().replace("%", "pct").replace("'", ""))
     return "-".join(words)
 
 
@@ -149,18 +149,21 @@ def run_ablation(name: str, data: str, out: Path, seeds: int,
 
 
 def plot_arms(results: dict, path: Path) -> None:
-    """Held-out centre-view error per epoch, each arm's mean over its seeds."""
+    """Per epoch, each arm's mean over its seeds: held-out error (centre view) and the
+    training loss (what leaves ln(classes), or not, in the init experiment)."""
     import numpy as np
 
     from alexnet.analysis.plots import plot_curves
 
     series = {}
     for arm, variant in results["variants"].items():
-        runs = [run["center_curve"] for run in variant["runs"]]
-        length = min(len(curve) for curve in runs)
-        series[f"{arm}: held-out error"] = np.mean([curve[:length] for curve in runs], axis=0)
+        for key, label in (("center_curve", "held-out error"), ("train_loss_curve",
+                                                               "train loss")):
+            runs = [run[key] for run in variant["runs"]]
+            length = min(len(curve) for curve in runs)
+            series[f"{arm}: {label}"] = np.mean([curve[:length] for curve in runs], axis=0)
     length = min(len(values) for values in series.values())
     plot_curves(np.arange(1, length + 1), {k: v[:length] for k, v in series.items()}, path,
-                f"{results['experiment']}: held-out top-1 error (centre view), mean of "
-                f"{results['seeds']} seed(s) per arm")
+                f"{results['experiment']}: mean of {results['seeds']} seed(s) per arm; "
+                f"held-out error on the centre view")
     console.info(f"figure: {path}")

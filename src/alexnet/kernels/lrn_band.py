@@ -48,10 +48,20 @@ def _wide(t: torch.Tensor) -> torch.Tensor:
     return t.float() if t.dtype in (torch.bfloat16, torch.float16) else t
 
 
+def _input(x: torch.Tensor, relu: bool) -> torch.Tensor:
+    """The norm's input in fp32: x, or relu(x) when the ReLU before the norm is fused in."""
+    return _wide(x).clamp_min(0) if relu else _wide(x)
+
+
 @fused
-def _forward(x, s, k: float, w: float, beta: float):
+def _squares(x, relu: bool):
+    return _input(x, relu).square().to(x.dtype)
+
+
+@fused
+def _forward(x, s, k: float, w: float, beta: float, relu: bool):
     p = _inverse_power(_wide(s) * w + k, beta)
-    return (_wide(x) * p).to(x.dtype), p.to(x.dtype)
+    return (_input(x, relu) * p).to(x.dtype), p.to(x.dtype)
 
 
 @fused
@@ -60,31 +70,37 @@ def _backward_t(g, y, s, k: float, w: float):
 
 
 @fused
-def _backward_dx(g, x, p, r, c: float):
-    return (_wide(g) * _wide(p) - c * _wide(x) * _wide(r)).to(x.dtype)
+def _backward_dx(g, x, p, r, c: float, relu: bool):
+    dx = _wide(g) * _wide(p) - c * _input(x, relu) * _wide(r)
+    if relu:       # the fused ReLU's backward: nothing reaches negative inputs
+        dx = torch.where(_wide(x) > 0, dx, 0.0)
+    return dx.to(x.dtype)
 
 
 class _BandLRN(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, band, k: float, w: float, beta: float):
-        s = window_sum(x.square(), band)
-        y, p = _forward(x, s, k, w, beta)
+    def forward(ctx, x, band, k: float, w: float, beta: float, relu: bool):
+        s = window_sum(_squares(x, relu) if relu else x.square(), band)
+        y, p = _forward(x, s, k, w, beta, relu)
         ctx.save_for_backward(x, band, s, y, p)
-        ctx.constants = (k, w, beta)
+        ctx.constants = (k, w, beta, relu)
         return y
 
     @staticmethod
     def backward(ctx, grad):
         x, band, s, y, p = ctx.saved_tensors
-        k, w, beta = ctx.constants
+        k, w, beta, relu = ctx.constants
         t = _backward_t(grad, y, s, k, w)             # g * x * d^(-beta-1) = g * y / d
         r = window_sum(t, band.t())
-        return _backward_dx(grad, x, p, r, 2.0 * w * beta), None, None, None, None
+        dx = _backward_dx(grad, x, p, r, 2.0 * w * beta, relu)
+        return dx, None, None, None, None, None
 
 
-def lrn_band(x: torch.Tensor, band: torch.Tensor, k: float, w: float, beta: float
-             ) -> torch.Tensor:
+def lrn_band(x: torch.Tensor, band: torch.Tensor, k: float, w: float, beta: float,
+             relu: bool = False) -> torch.Tensor:
     """y = x * (k + w * window sum of x^2)^-beta across channels; band [C, C] says which
-    channels are in each window (see `alexnet.models.layers.channel_window_matrix`)."""
+    channels are in each window (see `alexnet.models.layers.channel_window_matrix`). With
+    `relu`, x is first replaced by relu(x) inside the same loops (the ReLU that precedes
+    the norm in these networks, without a pass of its own forward or backward)."""
     with torch.autocast(x.device.type, enabled=False):
-        return _BandLRN.apply(x, band.to(x.dtype), k, w, beta)
+        return _BandLRN.apply(x, band.to(x.dtype), k, w, beta, relu)

@@ -3,7 +3,8 @@
 - `LocalResponseNorm`: the paper's cross-channel normalisation (§3.3), optionally per tower.
 - `WithinMapNorm`: cuda-convnet's spatial ("within-map") response normalisation.
 - `LocallyConnected2d`: a convolution whose weights are not shared across positions.
-- `run_layers`: a Sequential's forward with each ReLU moved after the max-pool it precedes.
+- `run_layers`: a Sequential's forward with each ReLU moved after the max-pool it precedes
+  and fused into the norm it precedes.
 """
 
 from __future__ import annotations
@@ -82,17 +83,21 @@ class LocalResponseNorm(nn.Module):
 
         return self.backend == "triton" or (x.is_cuda and triton_available())
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, relu_first: bool = False) -> torch.Tensor:
+        """The norm of x, or with `relu_first` of relu(x): `run_layers` fuses the ReLU that
+        precedes a norm into the band kernel's loops."""
+        if self.backend in ("auto", "band") and not tracing() and not self.use_triton(x):
+            from alexnet.kernels.lrn_band import lrn_band
+
+            return lrn_band(x, self.band, self.k, self.term_weight, self.beta, relu_first)
+        if relu_first:
+            x = F.relu(x)
         if self.use_triton(x):
             from alexnet.kernels.lrn_triton import lrn
 
             return lrn(x, self.size, self.groups, self.k, self.term_weight, self.beta)
-        if self.backend != "reference" and not tracing():
-            from alexnet.kernels.lrn_band import lrn_band
-
-            return lrn_band(x, self.band, self.k, self.term_weight, self.beta)
-        # [N, C, H, W] -> [N, H, W, C] is free for channels_last tensors; the window sum is
-        # then a [NHW, C] x [C, C] product.
+        # The reference. [N, C, H, W] -> [N, H, W, C] is free for channels_last tensors;
+        # the window sum is then a [NHW, C] x [C, C] product.
         band = self.band.to(x.dtype)
         window_sum = torch.matmul(x.square().movedim(1, -1), band).movedim(-1, 1)
         return x * (self.k + self.term_weight * window_sum).pow(-self.beta)
@@ -184,20 +189,25 @@ class LocallyConnected2d(nn.Module):
 
 
 def run_layers(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
-    """`layers(x)`, except that a ReLU directly before a max-pool (or separated from it by
-    identities only: a dropped norm) runs after the pool.
+    """`layers(x)`, reordered and fused where the result does not change:
 
-    Max-pooling commutes with ReLU: max(relu(a), relu(b)) = relu(max(a, b)) exactly, and the
-    gradient reaches the same position, so outputs and gradients are bit-identical, while
-    the ReLU and its backward touch a quarter of the values. (tanh is monotone too, but
-    its rounding is not guaranteed to be, so it keeps its place.)"""
+    - a ReLU directly before a max-pool (or separated from it by identities only: a dropped
+      norm) runs after the pool: max(relu(a), relu(b)) = relu(max(a, b)) exactly, and the
+      gradient reaches the same position, while the ReLU and its backward touch a quarter of
+      the values. (tanh is monotone too, but its rounding is not guaranteed to be.)
+    - a ReLU directly before a cross-map norm runs inside the norm's kernels
+      (`LocalResponseNorm(x, relu_first=True)`): no pass of its own, forward or backward.
+    """
     modules = [m for m in layers if not isinstance(m, nn.Identity)]
+    for i in range(len(modules) - 1):
+        if isinstance(modules[i], nn.ReLU) and isinstance(modules[i + 1], nn.MaxPool2d):
+            modules[i], modules[i + 1] = modules[i + 1], modules[i]
     i = 0
     while i < len(modules):
         layer = modules[i]
         if isinstance(layer, nn.ReLU) and i + 1 < len(modules) \
-                and isinstance(modules[i + 1], nn.MaxPool2d):
-            x = layer(modules[i + 1](x))
+                and isinstance(modules[i + 1], LocalResponseNorm):
+            x = modules[i + 1](x, relu_first=True)
             i += 2
         else:
             x = layer(x)
