@@ -20,7 +20,7 @@ import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -86,18 +86,20 @@ def atomic_write_json(path: str | os.PathLike, value, **options) -> None:
     atomic_write_text(path, json_text(value, **options) + "\n")
 
 
-def sha256_hex(data: bytes | memoryview | str) -> str:
-    """The SHA-256 of `data` (text as UTF-8) in hex."""
-    return hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()
+def sha256_hex(data: bytes | memoryview | str | Iterable[bytes | str]) -> str:
+    """The SHA-256 of `data` (text as UTF-8) in hex; of an iterable of pieces, the SHA-256 of
+    their concatenation, hashed as they come (memory stays small)."""
+    digest = hashlib.sha256()
+    pieces = [data] if isinstance(data, (bytes, bytearray, memoryview, str)) else data
+    for piece in pieces:
+        digest.update(piece.encode() if isinstance(piece, str) else piece)
+    return digest.hexdigest()
 
 
 def file_sha256(path: str | os.PathLike) -> str:
-    """The SHA-256 of a file's bytes in hex, read in 1 MB blocks (memory stays small)."""
-    digest = hashlib.sha256()
+    """The SHA-256 of a file's bytes in hex, read in 1 MB blocks."""
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return sha256_hex(iter(lambda: f.read(1 << 20), b""))
 
 
 def lock_path(path: str | os.PathLike) -> Path:

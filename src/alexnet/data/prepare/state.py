@@ -30,15 +30,15 @@ PLAN, STATE, EVENTS = "plan.json", "state.npz", "events.json"
 
 def fingerprint(source: Source, store: StoreFormat) -> str:
     """What identifies the images to prepare: the classes, every file name and label."""
-    import hashlib
+    def pieces():
+        yield json.dumps([store.size, source.kind, source.classes])
+        if store.jpeg_quality:  # raw stores keep the fingerprint they always had
+            yield f"jpeg{store.jpeg_quality}"
+        for ref in source.refs:
+            yield os.fsencode(ref) + b"\0"   # names that are not UTF-8 included
+        yield np.ascontiguousarray(source.labels).tobytes()
 
-    digest = hashlib.sha256(json.dumps([store.size, source.kind, source.classes]).encode())
-    if store.jpeg_quality:  # raw stores keep the fingerprint they always had
-        digest.update(f"jpeg{store.jpeg_quality}".encode())
-    for ref in source.refs:
-        digest.update(os.fsencode(ref) + b"\0")   # names that are not UTF-8 included
-    digest.update(np.ascontiguousarray(source.labels).tobytes())
-    return digest.hexdigest()
+    return sha256_hex(pieces())
 
 
 def signature(source: Source, store: StoreFormat) -> str:
