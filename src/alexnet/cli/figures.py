@@ -46,8 +46,8 @@ def register(subparsers) -> None:
                    help="the training images: a prepared store (or a folder to prepare)")
     p.add_argument("--query", required=True, nargs="+", metavar="IMAGE", help="query images")
     p.add_argument("-k", type=count("-k"), default=6, help="neighbours per query (default 6)")
-    p.add_argument("--cache", metavar="DIR", help="feature cache folder (default "
-                   "$ALEXNET_CACHE/features or ~/.cache/alexnet/features)")
+    p.add_argument("--cache", metavar="DIR", help="feature cache folder (default: features/ in the user "
+                   "cache, $ALEXNET_CACHE, else $XDG_CACHE_HOME/alexnet or ~/.cache/alexnet)")
     p.add_argument("--batch-size", type=count("--batch-size"), default=256,
                    help="feature extraction batch")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if any)")
