@@ -1,4 +1,5 @@
-"""Shared test fixtures: paths to the real data in ../shared/data, skipped when absent."""
+"""Shared test fixtures: the real data in ../shared/data (skipped when absent), a tiny
+prepared store, and the paper's network built once for tests that only read it."""
 
 from __future__ import annotations
 
@@ -6,23 +7,39 @@ from pathlib import Path
 
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-CIFAR10_TRAIN = SHARED_DATA / "cifar10" / "train"
-IMAGENET_SAMPLES = SHARED_DATA / "imagenet-samples"
+from helpers.paths import CIFAR10_TRAIN, IMAGENET_SAMPLES
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def cifar10_train() -> Path:
     if not CIFAR10_TRAIN.is_dir():
         pytest.skip(f"real CIFAR-10 images not found at {CIFAR10_TRAIN}")
     return CIFAR10_TRAIN
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def imagenet_samples() -> Path:
     if not IMAGENET_SAMPLES.is_dir():
         pytest.skip(f"real ImageNet sample images not found at {IMAGENET_SAMPLES}")
     return IMAGENET_SAMPLES
+
+
+@pytest.fixture(scope="session")
+def tiny_store(tmp_path_factory) -> Path:
+    """A prepared 32x32 store of 4 classes x 40 images (real CIFAR-10 ones when present);
+    tests read it, none changes it."""
+    from helpers.runs import build_tiny_store
+
+    return build_tiny_store(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="session")
+def paper_model():
+    """`alexnet-paper` with its defaults, for tests that only read it (61 M parameters:
+    built once)."""
+    from alexnet.models import build_model
+
+    return build_model("alexnet-paper").eval()
 
 
 def pytest_collection_modifyitems(config, items):

@@ -10,18 +10,15 @@ time of the run, and the file's SHA-256 (checked whenever the shipped model is l
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shlex
 import shutil
 import sys
 from pathlib import Path
 
+from alexnet.files import atomic_path, atomic_write_json, file_sha256
+
 PRETRAINED = Path(__file__).resolve().parents[1] / "src" / "alexnet" / "pretrained"
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def model_card(run: Path, name: str, digest: str) -> dict:
@@ -59,11 +56,12 @@ def main(run_dir: str, name: str, note: str | None = None) -> None:
     run = Path(run_dir)
     PRETRAINED.mkdir(exist_ok=True)
     target = PRETRAINED / f"{name}.safetensors"
-    shutil.copyfile(run / "last.safetensors", target)
-    card = model_card(run, name, sha256(target))
+    with atomic_path(target) as tmp:    # like every file the project writes
+        shutil.copyfile(run / "last.safetensors", tmp)
+    card = model_card(run, name, file_sha256(target))
     if note:    # what the card's fields do not say (how the run relates to the recipes)
         card = {"name": card.pop("name"), "note": note, **card}
-    (PRETRAINED / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
+    atomic_write_json(PRETRAINED / f"{name}.json", card, indent=2)
     print(json.dumps({k: card[k] for k in ("name", "held_out", "sha256", "command")}, indent=2))
 
 

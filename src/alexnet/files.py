@@ -5,21 +5,22 @@ target, and the folder is fsynced so the rename itself survives a power loss. Th
 with the permissions a plain `open(path, "w")` would have given it (the temporary file is
 created private, 0600): an existing file's mode, else 0666 less the umask. Also here: the
 lock that gives an output folder to one process at a time, the free-space check made before
-large writes, and the check of an output path given by the user.
+large writes, the check of an output path given by the user, and SHA-256 digests.
 
 `json_text` is the JSON every output file and `--json` uses: strict (NaN and infinities,
-which strict parsers reject, become null).
+which strict parsers reject, become null); `atomic_write_json` writes it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -78,6 +79,27 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def atomic_write_json(path: str | os.PathLike, value, **options) -> None:
+    """`value` as strict JSON (`json_text(value, **options)`) and a newline, atomically."""
+    atomic_write_text(path, json_text(value, **options) + "\n")
+
+
+def sha256_hex(data: bytes | memoryview | str | Iterable[bytes | str]) -> str:
+    """The SHA-256 of `data` (text as UTF-8) in hex; of an iterable of pieces, the SHA-256 of
+    their concatenation, hashed as they come (memory stays small)."""
+    digest = hashlib.sha256()
+    pieces = [data] if isinstance(data, (bytes, bytearray, memoryview, str)) else data
+    for piece in pieces:
+        digest.update(piece.encode() if isinstance(piece, str) else piece)
+    return digest.hexdigest()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes in hex, read in 1 MB blocks."""
+    with open(path, "rb") as f:
+        return sha256_hex(iter(lambda: f.read(1 << 20), b""))
 
 
 def lock_path(path: str | os.PathLike) -> Path:

@@ -11,7 +11,7 @@ from PIL import Image
 
 from alexnet.analysis.filters import colour_specificity, filter_report, kernel_tiles
 from alexnet.cli import main
-from alexnet.data.preprocess import Preprocessing
+from alexnet.data.normalization import Preprocessing
 from alexnet.engine.checkpoint import save_weights
 from alexnet.models import build_model
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,23 +12,18 @@ from PIL import Image
 
 from alexnet.analysis.neighbours import nearest
 from alexnet.cli import main
-from alexnet.data.preprocess import Preprocessing
+from alexnet.data.normalization import Preprocessing
 from alexnet.engine.checkpoint import save_weights
 from alexnet.models import build_model
 
 CLASSES = ["airplane", "cat", "ship"]
-# The conftest fixture is function-scoped; this module builds its store once.
-CIFAR10_TRAIN = Path(__file__).resolve().parents[3] / "shared" / "data" / "cifar10" / "train"
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
+def store(tmp_path_factory, cifar10_train):
     """A small store of real CIFAR-10 images (3 classes x 12)."""
     from alexnet.data import prepare_store
 
-    cifar10_train = CIFAR10_TRAIN
-    if not cifar10_train.is_dir():
-        pytest.skip(f"real CIFAR-10 images not found at {cifar10_train}")
     root = tmp_path_factory.mktemp("neighbours")
     src = root / "src"
     for name in CLASSES:

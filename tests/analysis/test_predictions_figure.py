@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from alexnet.cli import main
-from alexnet.data.preprocess import Preprocessing
+from alexnet.data.normalization import Preprocessing
 from alexnet.engine.checkpoint import save_weights
 from alexnet.models import build_model
 

@@ -9,14 +9,12 @@ import os
 import stat
 import sys
 import urllib.error
-from pathlib import Path
 
 import pytest
 
 from alexnet.cli import build_parser, main
 from alexnet.files import atomic_write_text, json_text
-
-REPO = Path(__file__).resolve().parents[2]
+from helpers.paths import REPO
 
 
 def strict_loads(text: str):
@@ -90,15 +88,12 @@ def test_experiment_results_are_strict_json_with_one_seed(tmp_path, monkeypatch,
         assert ablation["difference_top1"] == 0.0194
 
 
-def test_eval_and_ensemble_json_are_strict(tmp_path, capsys, monkeypatch):
-    sys.path.insert(0, str(REPO / "tests" / "engine"))
-    from _runs import build_tiny_store
-
+def test_eval_and_ensemble_json_are_strict(tiny_store, tmp_path, capsys):
     from alexnet.data import open_store
     from alexnet.engine.checkpoint import save_weights
     from alexnet.models import build_model
 
-    store = build_tiny_store(tmp_path)
+    store = tiny_store
     s = open_store(store)
     ckpt = tmp_path / "m.safetensors"
     save_weights(ckpt, build_model("cifar-4layer", num_classes=len(s.classes)),

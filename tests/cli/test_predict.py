@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from alexnet.cli import main
-from alexnet.data.preprocess import Preprocessing
+from alexnet.data.normalization import Preprocessing
 from alexnet.engine.checkpoint import save_weights
 from alexnet.models import build_model
 
@@ -59,7 +59,7 @@ def test_predict_real_images(ckpt, cifar10_train, imagenet_samples, capsys, view
 
 def test_predict_matches_the_evaluation_path(ckpt, cifar10_train, capsys):
     """Same numbers as decoding with load_image and calling view_probabilities directly."""
-    from alexnet.data.images import load_image
+    from alexnet.data.image_file import load_image
     from alexnet.engine.checkpoint import load_model
     from alexnet.engine.evaluate import view_probabilities
 
@@ -167,3 +167,16 @@ def test_torch_file_as_model_points_to_import(cifar10_train, tmp_path, capsys):
     torch.save({"w": torch.zeros(1)}, pth)
     assert main(["predict", str(pth), str(cifar10_train / "cat" / "0000.jpg")]) == 2
     assert "import-torchvision" in capsys.readouterr().err
+
+
+def test_folders_skip_hidden_files_as_prepare_does(ckpt, tmp_path, capsys):
+    """macOS's `._photo.jpg` beside a photo is no image, for predict as for prepare."""
+    from PIL import Image
+
+    Image.new("RGB", (40, 30), (200, 30, 30)).save(tmp_path / "photo.jpg")
+    (tmp_path / "._photo.jpg").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    (tmp_path / ".cache").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / ".cache" / "thumb.png")
+    code, results, err = predict_json(capsys, ckpt, tmp_path)
+    assert code == 0 and [r["file"] for r in results] == [str(tmp_path / "photo.jpg")]
+    assert "skipped" not in err

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import urllib.error
 from pathlib import Path
 
@@ -14,14 +13,7 @@ from alexnet.cli import main
 from alexnet.data import open_store
 from alexnet.engine.checkpoint import load_training_state, save_weights
 from alexnet.models import build_model
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
-from _runs import alexnet_env, build_tiny_store, run_alexnet  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def tiny_store(tmp_path_factory) -> Path:
-    return build_tiny_store(tmp_path_factory.mktemp("tiny"))
+from helpers.runs import alexnet_env, run_alexnet
 
 
 def one_error_line(capsys) -> str:
@@ -110,7 +102,7 @@ def test_corrupt_checkpoints_are_one_sentence_and_left_alone(tiny_store, tmp_pat
 def test_offline_download_says_how_to_pass_data(monkeypatch, tmp_path):
     import torchvision.datasets
 
-    from alexnet.engine.inputs import download_cifar10
+    from alexnet.data.cache import download_cifar10
     from alexnet.errors import UserError
 
     def offline(*args, **kwargs):

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 from PIL import Image
 
-from alexnet.data.images import BadImage, decode_image, load_image
-
-sys.path.insert(0, str(Path(__file__).parent))
-from _imagegen import gradient, png16_rgb, png_header_only, reference, save  # noqa: E402
+from alexnet.data.image_file import BadImage, decode_image, load_image
+from helpers.images import gradient, png16_rgb, png_header_only, reference, save
 
 
 def test_matches_pil_reference_on_generated_jpeg(tmp_path):

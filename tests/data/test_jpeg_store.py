@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,20 +14,12 @@ from alexnet.data import open_store, prepare_store
 from alexnet.data.jpeg import decode_batch
 from alexnet.data.loader import StoreLoader
 from alexnet.errors import UserError
-
-sys.path.insert(0, str(Path(__file__).parent))
-from _imagegen import gradient, png_header_only, save  # noqa: E402
-from _interrupt import interrupt_prepare  # noqa: E402
+from helpers.images import class_folders
+from helpers.interrupt import interrupt_prepare
 
 
 def _folder(root: Path, per_class: int = 5, bad: bool = False) -> Path:
-    for c, cls in enumerate(("ant", "bee", "cow")):
-        for i in range(per_class):
-            save(root / cls / f"{i}.png", gradient(40 + 7 * i, 30 + 5 * c, seed=10 * c + i))
-    if bad:
-        (root / "bee" / "empty.jpg").write_bytes(b"")
-        png_header_only(root / "cow" / "bomb.png", 30000, 30000)
-    return root
+    return class_folders(root, per_class, bad=bad)
 
 
 def _pair(tmp_path, quality=95, **kwargs):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,22 +11,14 @@ import pytest
 
 from alexnet.cli import main
 from alexnet.data import ensure_store, open_store, prepare_store
+from alexnet.data.prepare import SourceOptions
 from alexnet.errors import UserError
-
-sys.path.insert(0, str(Path(__file__).parent))
-from _imagegen import gradient, png_header_only, reference, save  # noqa: E402
-from _interrupt import interrupt_prepare  # noqa: E402
+from helpers.images import class_folders, gradient, reference, save
+from helpers.interrupt import interrupt_prepare
 
 
 def _folder(root: Path, per_class: int = 6, bad: bool = False) -> Path:
-    for c, cls in enumerate(("ant", "bee", "cow")):
-        for i in range(per_class):
-            save(root / cls / f"{i}.jpg", gradient(40 + 7 * i, 30 + 5 * c, seed=10 * c + i))
-    if bad:
-        (root / "bee" / "empty.jpg").write_bytes(b"")
-        png_header_only(root / "cow" / "bomb.png", 30000, 30000)
-        save(root / "ant" / "grey.png", gradient(20, 20), mode="L")
-    return root
+    return class_folders(root, per_class, ".jpg", bad=bad, grey=bad)
 
 
 def test_store_holds_the_reference_pixels_labels_and_stats(tmp_path):
@@ -142,6 +133,14 @@ def test_cli_json_summary_and_strict_exit(tmp_path, capsys):
     assert code == 0 and summary["images"] == 7 and summary["num_classes"] == 3
     assert {s["file"] for s in summary["skipped"]} == {"bee/empty.jpg", "cow/bomb.png"}
     assert main(["prepare", str(src), str(tmp_path / "store"), "--size", "16", "--strict"]) == 1
+    assert "skipped bee/empty.jpg" in capsys.readouterr().err
+    # --strict --json: the summary still printed, then the library's one sentence
+    assert main(["prepare", str(src), str(tmp_path / "store"), "--size", "16", "--strict",
+                 "--json"]) == 1
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["status"] == "already prepared"
+    assert captured.err.strip().endswith(f"2 files were skipped (see the manifest in "
+                                         f"{tmp_path / 'store'})")
     assert main(["prepare", str(tmp_path / "nope"), str(tmp_path / "x")]) == 2
     assert "no such file or folder" in capsys.readouterr().err
 
@@ -172,12 +171,13 @@ def test_validation_folder_follows_the_training_class_list(tmp_path):
     prepare_store(train, tmp_path / "train-store", size=16, workers=1, progress=False)
     save(tmp_path / "val" / "cow" / "x.jpg", gradient(20, 20))      # only the last class
     val = prepare_store(tmp_path / "val", tmp_path / "val-store", size=16, progress=False,
-                        classes=tmp_path / "train-store")
+                        source=SourceOptions(classes=tmp_path / "train-store"))
     store = open_store(tmp_path / "val-store")
     assert store.classes == ["ant", "bee", "cow"] and store.labels.tolist() == [2]
     assert val["per_class"] == [0, 0, 1]
     (tmp_path / "list.txt").write_text("ant an ant\nbee\n")
     with pytest.raises(UserError, match="not in the given class list"):
-        prepare_store(tmp_path / "val", tmp_path / "v2", size=16, classes=tmp_path / "list.txt")
+        prepare_store(tmp_path / "val", tmp_path / "v2", size=16,
+                      source=SourceOptions(classes=tmp_path / "list.txt"))
     assert main(["prepare", str(tmp_path / "val"), str(tmp_path / "v3"), "--size", "16",
                  "--classes", str(tmp_path / "train-store")]) == 0

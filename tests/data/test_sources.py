@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pickle
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +10,7 @@ import pytest
 
 from alexnet.data.sources import find_source, names_for
 from alexnet.errors import UserError
-
-sys.path.insert(0, str(Path(__file__).parent))
-from _imagegen import gradient, save  # noqa: E402
+from helpers.images import gradient, save
 
 WNIDS = ["n01440764", "n01443537", "n01484850"]  # tench, goldfish, great white shark
 
@@ -153,3 +150,25 @@ def test_missing_and_empty_sources(tmp_path):
         find_source(tmp_path / "missing")
     with pytest.raises(UserError, match="no images"):
         find_source(tmp_path)
+
+
+def test_one_class_list_reader_for_prepare_and_import(tmp_path, capsys):
+    """A class per line, the whole line its id and name, except `<wnid> <words>` lines
+    (LOC_synset_mapping.txt): `prepare --classes` and `import-torchvision --classes` agree."""
+    from alexnet.cli import main
+    from alexnet.data import open_store
+    from alexnet.data.sources import read_class_list
+
+    listing = tmp_path / "classes.txt"
+    listing.write_text("n01440764 tench, Tinca tinca\n\nred panda\ncat\n")
+    assert read_class_list(listing) == (["n01440764", "red panda", "cat"],
+                                        ["tench, Tinca tinca", "red panda", "cat"])
+    save(tmp_path / "src" / "red panda" / "a.png", gradient(8, 8))
+    save(tmp_path / "src" / "cat" / "b.png", gradient(8, 8))
+    assert main(["prepare", str(tmp_path / "src"), str(tmp_path / "store"), "--size", "8",
+                 "--classes", str(listing)]) == 0
+    store = open_store(tmp_path / "store")
+    assert store.classes == ["n01440764", "red panda", "cat"]
+    assert store.labels.tolist() == [2, 1]                # cat/b.png, then red panda/a.png
+    with pytest.raises(UserError, match="--classes-from .*neither a prepared store"):
+        read_class_list(tmp_path / "nowhere", "--classes-from")

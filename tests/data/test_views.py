@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from alexnet.data.preprocess import Preprocessing
+from alexnet.data.normalization import Preprocessing
 from alexnet.data.views import center_view, ten_views
 
 

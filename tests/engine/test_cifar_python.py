@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import pickle
-import sys
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _runs import alexnet_env, run_alexnet  # noqa: E402
+from helpers.runs import alexnet_env, run_alexnet
 
 NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
          "truck"]

@@ -9,9 +9,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from alexnet.config import resolve_config
 from alexnet.engine.checkpoint import load_training_state
 from alexnet.engine.train import train
+from alexnet.recipes import resolve_config
 
 TINY = ["val_per_class=5", "batch_size=16", "eval_views=center", "eval_batch_size=64"]
 

@@ -5,13 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _runs import alexnet_env, make_image_folder, run_alexnet  # noqa: E402
+from helpers.runs import alexnet_env, make_image_folder, run_alexnet
 
 # Augmentation off (crop = stored size, no flip, no lighting) and no dropout in this network,
 # so both runs see exactly the same inputs; each global batch of 16 is the union of the two

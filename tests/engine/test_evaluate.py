@@ -6,11 +6,11 @@ import pytest
 import torch
 from torch import nn
 
-from alexnet.data.preprocess import Preprocessing
+from alexnet.data.normalization import Preprocessing
 from alexnet.data.views import ten_views
 from alexnet.engine.ensemble import ensemble_evaluate
 from alexnet.engine.evaluate import evaluate, view_probabilities
-from alexnet.engine.metrics import topk_correct, topk_errors
+from alexnet.engine.metrics import topk_correct
 
 
 class LookupModel(nn.Module):
@@ -26,11 +26,14 @@ class LookupModel(nn.Module):
         return self.table[ids]
 
 
-def test_topk_errors_exact():
+def topk_error(scores: torch.Tensor, labels: torch.Tensor, k: int) -> float:
+    return 1 - topk_correct(scores, labels, (k,)).item() / len(labels)
+
+
+def test_topk_correct_exact():
     scores = torch.tensor([[0.1, 0.5, 0.4], [0.9, 0.05, 0.05], [0.2, 0.3, 0.5]])
     labels = torch.tensor([2, 0, 0])
-    assert topk_errors(scores, labels, ks=(1, 2, 3)) == \
-        pytest.approx({1: 2 / 3, 2: 1 / 3, 3: 0.0})
+    assert topk_correct(scores, labels, (1, 2, 3)).tolist() == [1, 2, 3]
     assert topk_correct(scores, labels, (1, 5)).tolist() == [1, 3]  # k > classes: all correct
 
 
@@ -80,9 +83,9 @@ def test_ensemble_averages_member_softmax():
     result = ensemble_evaluate([LookupModel(t) for t in tables], [pre] * 3, images.numpy(),
                                labels.numpy(), batch_size=7)
     mean = sum(t.softmax(-1) for t in tables) / 3
-    assert result["ensemble"]["top1_error"] == pytest.approx(topk_errors(mean, labels)[1])
+    assert result["ensemble"]["top1_error"] == pytest.approx(topk_error(mean, labels, 1))
     for table, member in zip(tables, result["members"], strict=True):
-        assert member["top5_error"] == pytest.approx(topk_errors(table, labels)[5])
+        assert member["top5_error"] == pytest.approx(topk_error(table, labels, 5))
 
 
 def test_evaluate_on_a_prepared_store_gives_exact_errors(tmp_path):

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _runs import make_image_folder  # tests/engine is on the path (conftest.py)
 
 from alexnet.cli import main
 from alexnet.data import open_store, prepare_store
 from alexnet.engine.checkpoint import load_model
 from alexnet.engine.inputs import held_out_count, split_validation
+from helpers.runs import make_image_folder
 
 
 def one_error_line(capsys) -> str:

@@ -12,10 +12,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _runs import alexnet_env, make_image_folder, run_alexnet  # noqa: E402
+from helpers.paths import REPO
+from helpers.runs import alexnet_env, make_image_folder, run_alexnet
 
-HERE = Path(__file__).resolve().parent
 # No augmentation and no dropout, so every form sees the same inputs and computes the same
 # function; 12 images of 4 classes, 1 per class held out: 2 steps of 4 images.
 SETTINGS = ["--recipe", "imagenet-paper", "data_size=224", "flip=false", "lighting_std=0",
@@ -37,7 +36,8 @@ def test_split_over_two_gloo_ranks_equals_one_device(tmp_path):
     """Logits, loss and gradients of the split network equal the single-device network's
     with the same weights; so do one optimiser step and its state, saved in the
     single-device format; the bytes sent are those the layer shapes give."""
-    done = torchrun(2, [str(HERE / "_split_check.py"), str(tmp_path)], alexnet_env(tmp_path))
+    split_check = REPO / "tests" / "helpers" / "split_check.py"
+    done = torchrun(2, [str(split_check), str(tmp_path)], alexnet_env(tmp_path))
     assert done.returncode == 0, done.stderr
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["same_weights"] and result["saved_names"], result

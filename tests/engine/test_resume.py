@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,9 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 from alexnet.engine.checkpoint import load_training_state
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _runs import alexnet_env, run_alexnet  # noqa: E402
+from helpers.runs import alexnet_env, run_alexnet, slowed_alexnet
 
 # 140 training images / batch 16 = 8 steps per epoch, 2 epochs; save after every step.
 SETTINGS = ["epochs=2", "val_per_class=5", "batch_size=16", "eval_batch_size=50",
@@ -38,10 +35,8 @@ def reference(tiny_store, tmp_path_factory) -> Path:
 
 def interrupt(store: Path, out: Path, sig: int, at_step: int) -> int:
     """Start a slowed-down run, send `sig` once its saved state reached `at_step`."""
-    env = alexnet_env(out.parent, ALEXNET_DEBUG_STEP_SLEEP="0.25")
-    proc = subprocess.Popen([sys.executable, "-m", "alexnet", *train_args(store, out)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
+    proc = slowed_alexnet(train_args(store, out), alexnet_env(out.parent), step_sleep=0.25,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 90
     try:
         while time.monotonic() < deadline:
@@ -99,3 +94,24 @@ def test_sigterm_finishes_the_step_saves_and_resumes_identically(tiny_store, ref
     done = run_alexnet(train_args(tiny_store, out) + ["--resume"], alexnet_env(tmp_path))
     assert done.returncode == 0, done.stderr
     assert_same_run(reference, out)
+
+
+def test_a_resume_reads_its_settings_from_config_json_not_the_state(tmp_path, monkeypatch):
+    """The state (0.5 GB for alexnet-paper) is loaded once, by the training itself."""
+    from alexnet.engine import checkpoint
+    from alexnet.engine.resume import run_config, saved_config
+    from alexnet.recipes import resolve_config
+
+    out = tmp_path / "run"
+    out.mkdir()
+    assert saved_config(out) is None                      # no state: a new run
+    (out / "last.state.pt").write_bytes(b"a state too large to read twice")
+    (out / "config.json").write_text(json.dumps(resolve_config("cifar10", ["lr=0.02"])
+                                                .to_dict()))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the training state was read to resolve the settings")
+
+    monkeypatch.setattr(checkpoint, "load_latest_state", refuse)
+    config = run_config(out, None, ["epochs=7"])
+    assert (config.lr, config.epochs) == (0.02, 7)

@@ -31,7 +31,7 @@ CRASH = textwrap.dedent("""
     import os, signal, sys, torch
     from alexnet.engine import checkpoint
     from alexnet.models import build_model
-    from alexnet.data.preprocess import Preprocessing
+    from alexnet.data.normalization import Preprocessing
 
     folder, what = sys.argv[1], sys.argv[2]
     model = build_model("cifar-4layer", num_classes=3)

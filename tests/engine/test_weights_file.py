@@ -4,7 +4,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from alexnet.data.preprocess import IMAGENET_CHANNEL_MEAN, IMAGENET_CHANNEL_STD, Preprocessing
+from alexnet.data.normalization import IMAGENET_CHANNEL_MEAN, IMAGENET_CHANNEL_STD, Preprocessing
 from alexnet.engine.checkpoint import load_model, resolve_checkpoint, save_weights
 from alexnet.errors import UserError
 from alexnet.files import atomic_path

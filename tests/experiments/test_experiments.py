@@ -108,3 +108,22 @@ def test_unknown_experiment_and_bad_lrs_exit_2(tmp_path, capsys):
     assert exit_info.value.code == 2
     assert main(["experiment", "relu-vs-tanh", "--data", str(tmp_path), "--lrs", "fast"]) == 2
     assert "--lrs 'fast'" in capsys.readouterr().err
+
+
+def test_quick_settings_are_the_librarys(tmp_path, monkeypatch):
+    """`--quick` means the same from the command line and from Python."""
+    from alexnet.experiments import ablations, relu_vs_tanh
+    from alexnet.experiments.runner import QUICK_PER_CLASS, Experiment, run_experiment
+
+    calls = {}
+    monkeypatch.setattr(ablations, "run_ablation", lambda *a, **k: calls.update(ablation=(a, k)))
+    monkeypatch.setattr(relu_vs_tanh, "run_relu_vs_tanh", lambda *a: calls.update(relu=a))
+    run_experiment(Experiment("lrn", "data", tmp_path, seeds=5, quick=True,
+                              overrides=("lr=0.1",)))
+    (name, data, out, seeds, per_class, overrides), options = calls["ablation"]
+    assert (seeds, per_class, options) == (1, QUICK_PER_CLASS, {"recipe": "cifar10"})
+    assert overrides == ["epochs=1", "val_per_class=10", "batch_size=50", "lr=0.1"]
+    run_experiment(Experiment("relu-vs-tanh", "data", tmp_path, lrs="0.1,0.2,0.3", quick=True))
+    _, _, lrs, sweep_epochs, max_epochs, per_class, overrides = calls["relu"]
+    assert (lrs, sweep_epochs, max_epochs, per_class) == ([0.1, 0.2], 1, 2, QUICK_PER_CLASS)
+    assert overrides == ["batch_size=50"]        # the sweep sets epochs and holds none out

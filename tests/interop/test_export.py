@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from alexnet.cli import main
-from alexnet.data.preprocess import Preprocessing
+from alexnet.data.normalization import Preprocessing
 from alexnet.engine.checkpoint import load_model, save_weights
 from alexnet.errors import UserError
 from alexnet.interop.export import (

@@ -13,8 +13,8 @@ import torchvision
 
 from alexnet.cli import main
 from alexnet.engine.checkpoint import load_model
+from helpers.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 PUBLISHED = "alexnet-owt-7be5be79.pth"
 
 

@@ -7,7 +7,7 @@ import torch
 import torchvision
 
 from alexnet.cli import main
-from alexnet.data.preprocess import IMAGENET_CHANNEL_MEAN, IMAGENET_CHANNEL_STD
+from alexnet.data.normalization import IMAGENET_CHANNEL_MEAN, IMAGENET_CHANNEL_STD
 from alexnet.engine.checkpoint import load_model, save_weights
 from alexnet.errors import UserError
 from alexnet.interop.torchvision import imagenet_categories, import_torchvision
@@ -119,7 +119,7 @@ def test_bad_files_are_user_errors(tmp_path):
 
 def test_only_torchvision_layout_exports_as_torchvision(tmp_path, capsys):
     ckpt = tmp_path / "small.safetensors"
-    from alexnet.data.preprocess import Preprocessing
+    from alexnet.data.normalization import Preprocessing
 
     save_weights(ckpt, build_model("cifar-4layer"), classes=list("abcdefghij"),
                  preprocessing=Preprocessing(32, 32))
@@ -136,9 +136,9 @@ def test_predict_with_imported_weights_matches_torchvision(torchvision_file, tmp
     from PIL import Image
     from torchvision.models import AlexNet_Weights
 
-    from alexnet.data.images import load_image
+    from alexnet.data.image_file import load_image
+    from alexnet.data.normalization import imagenet_preprocessing
     from alexnet.data.views import center_view
-    from alexnet.interop.torchvision import torchvision_preprocessing
 
     model, _ = torchvision_file
     peaked = torchvision.models.alexnet(weights=None).eval()
@@ -157,7 +157,7 @@ def test_predict_with_imported_weights_matches_torchvision(torchvision_file, tmp
     transform = AlexNet_Weights.IMAGENET1K_V1.transforms()
     for file, entry in zip(files, results, strict=True):
         ours = center_view(torch.from_numpy(load_image(file, 256))[None],
-                           torchvision_preprocessing())
+                           imagenet_preprocessing())
         with torch.no_grad():
             exact = peaked(ours).softmax(1)[0]
             theirs = peaked(transform(Image.open(file).convert("RGB"))[None]).softmax(1)[0]

@@ -15,12 +15,18 @@ def feature_shapes(model, size=224):
     return shapes
 
 
-def test_parameter_count_is_the_papers():
-    assert count_parameters(build_model("alexnet-paper")) == 60_965_224
+def on_meta(name: str, **options):
+    """A network built without memory for its weights: for its shapes and options only."""
+    with torch.device("meta"):
+        return build_model(name, **options)
 
 
-def test_map_sizes_at_every_layer():
-    shapes = feature_shapes(build_model("alexnet-paper").eval())
+def test_parameter_count_is_the_papers(paper_model):
+    assert count_parameters(paper_model) == 60_965_224
+
+
+def test_map_sizes_at_every_layer(paper_model):
+    shapes = feature_shapes(paper_model)
     assert shapes["conv1"] == (96, 55, 55)
     assert shapes["pool1"] == (96, 27, 27)
     assert shapes["conv2"] == (256, 27, 27)
@@ -35,7 +41,7 @@ def test_non_overlapping_pool_keeps_sizes():
     shapes = feature_shapes(build_model("alexnet-paper", overlap_pool=False))
     assert (shapes["pool1"], shapes["pool2"], shapes["pool5"]) == \
         ((96, 27, 27), (256, 13, 13), (256, 6, 6))
-    pool = build_model("alexnet-paper", overlap_pool=False).features.pool1
+    pool = on_meta("alexnet-paper", overlap_pool=False).features.pool1
     assert (pool.kernel_size, pool.stride) == (2, 2)
 
 
@@ -92,14 +98,13 @@ def test_one_tower_has_half_the_kernels_but_full_conv5_and_fc():
     assert feature_shapes(model)["pool5"] == (256, 6, 6)
 
 
-def test_lrn_options():
-    model = build_model("alexnet-paper")
-    norm = model.features.norm1
+def test_lrn_options(paper_model):
+    norm = paper_model.features.norm1
     assert (norm.size, norm.alpha, norm.beta, norm.k, norm.groups) == (5, 1e-4, 0.75, 2.0, 2)
     assert norm.term_weight == pytest.approx(2e-5)
-    literal = build_model("alexnet-paper", lrn_alpha_per_term=False).features.norm2
+    literal = on_meta("alexnet-paper", lrn_alpha_per_term=False).features.norm2
     assert literal.term_weight == pytest.approx(1e-4)
-    without = build_model("alexnet-paper", lrn=False)
+    without = on_meta("alexnet-paper", lrn=False)
     assert isinstance(without.features.norm1, torch.nn.Identity)
     assert count_parameters(without) == 60_965_224  # LRN has no parameters
 

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from alexnet.engine import model_parallel as mp
 from alexnet.engine.optim import build_optimizer, parameter_groups
 from alexnet.errors import UserError
-from alexnet.models import build_model, count_parameters, towers
+from alexnet.models import build_model, count_parameters, tower_exchange, towers
 
 CLASSES = 10
 
@@ -63,15 +63,15 @@ def test_one_process_split_computes_the_same_function(full):
         want = towers.tower_piece(name, dict(full.named_parameters())[name].grad, tower)
         assert (p.grad - want).abs().max() <= 1e-5 * want.abs().max(), name
     # Each tower sent (forward and backward) what the layer shapes say it sends.
-    assert split.exchange.sent_bytes == 2 * towers.bytes_per_step(split.towers[0], 224, 2)
+    assert split.exchange.sent_bytes == 2 * tower_exchange.bytes_per_step(split.towers[0], 224, 2)
 
 
 def test_exchange_volume_from_the_layer_shapes(full):
-    values = towers.exchanged_values(towers.Tower(full, 0), 224)
+    values = tower_exchange.exchanged_values(towers.Tower(full, 0), 224)
     assert values == {"conv3 gathers pool2": 128 * 13 * 13, "fc6 gathers pool5": 128 * 6 * 6,
                       "fc7 gathers fc6": 2048, "fc8 sums partial logits": CLASSES}
     # Per image and tower: 28,288 gathered values each way plus the partial logits, fp32.
-    assert towers.bytes_per_step(towers.Tower(full, 0), 224, 1) == 4 * (2 * 28288 + CLASSES)
+    assert tower_exchange.bytes_per_step(towers.Tower(full, 0), 224, 1) == 4 * (2 * 28288 + CLASSES)
 
 
 def test_optimiser_state_is_saved_as_one_device_saves_it(full):
@@ -106,7 +106,7 @@ def test_optimiser_state_is_saved_as_one_device_saves_it(full):
 
 def test_only_the_two_tower_network_splits(capsys):
     from alexnet.cli import main
-    from alexnet.config import resolve_config
+    from alexnet.recipes import resolve_config
 
     assert main(["train", "--recipe", "imagenet-paper", "model_parallel=3"]) == 2
     err = capsys.readouterr().err

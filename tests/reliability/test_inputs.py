@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,16 +14,8 @@ import torch
 from alexnet.cli import main
 from alexnet.data import open_store, prepare_store
 from alexnet.engine.checkpoint import STATE_FORMAT, save_training_state
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _attack import (  # noqa: E402
-    checkpoint,
-    gradient,
-    image_folder,
-    one_error_line,
-    save,
-    unreadable,
-)
+from helpers.attack import checkpoint, image_folder, one_error_line, unreadable
+from helpers.images import gradient, save
 
 
 def prepare_json(capsys, src: Path, out: Path, *extra: str) -> tuple[int, dict]:

@@ -16,19 +16,10 @@ import torch
 
 from alexnet.cli import main
 from alexnet.data import open_store
-from alexnet.data import prepare as prep
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _attack import (  # noqa: E402
-    alexnet_env,
-    build_tiny_store,
-    checkpoint,
-    gradient,
-    image_folder,
-    one_error_line,
-    run_alexnet,
-    save,
-)
+from alexnet.data.prepare import prepare_store, publish
+from helpers.attack import checkpoint, image_folder, one_error_line
+from helpers.images import gradient, save
+from helpers.runs import alexnet_env, run_alexnet, slowed_alexnet
 
 HOLD = """import sys, time
 from alexnet.files import output_lock
@@ -37,10 +28,6 @@ with output_lock(sys.argv[1]):
     time.sleep(120)
 """
 
-
-@pytest.fixture(scope="module")
-def tiny_store(tmp_path_factory) -> Path:
-    return build_tiny_store(tmp_path_factory.mktemp("tiny"))
 
 
 # ---- 1. one process per output folder ----------------------------------------------------
@@ -67,9 +54,8 @@ def test_a_second_train_on_one_out_is_refused_naming_the_holder(tiny_store, tmp_
     out = tmp_path / "run"
     args = ["train", "--data", str(tiny_store), "--out", str(out), "epochs=1",
             "val_per_class=5", "batch_size=16"]
-    first = subprocess.Popen([sys.executable, "-m", "alexnet", *args],
-                             env=alexnet_env(tmp_path, ALEXNET_DEBUG_STEP_SLEEP="1"),
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = slowed_alexnet(args, alexnet_env(tmp_path), step_sleep=1,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         lock, deadline = tmp_path / "run.lock", time.monotonic() + 60
         while not (lock.is_file() and lock.read_text().strip()):
@@ -185,16 +171,16 @@ def test_a_full_disk_in_prepares_last_phase_loses_nothing(tmp_path, monkeypatch,
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(prep.np, "save", full)
+    monkeypatch.setattr(publish.np, "save", full)
     args = ["prepare", str(src), str(tmp_path / "store"), "--size", "16", "--workers", "1"]
     assert main(args) == 2
     err = one_error_line(capsys, after_progress=True)
     assert "No space left on device" in err and "run the same command again" in err
-    monkeypatch.setattr(prep.np, "save", real_save)
+    monkeypatch.setattr(publish.np, "save", real_save)
     assert main(args + ["--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["resumed_from"] == 13 and summary["images"] == 12   # nothing decoded again
-    prep.prepare_store(src, tmp_path / "fresh", size=16, workers=1, progress=False)
+    prepare_store(src, tmp_path / "fresh", size=16, workers=1, progress=False)
     assert np.array_equal(open_store(tmp_path / "store").images,
                           open_store(tmp_path / "fresh").images)
 

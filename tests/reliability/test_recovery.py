@@ -16,19 +16,12 @@ import pytest
 
 from alexnet.cli import main
 from alexnet.data import ensure_store, open_store, prepare_store
-from alexnet.data import prepare as prep
+from alexnet.data.prepare import compact
 from alexnet.engine.checkpoint import load_training_state
 from alexnet.errors import UserError
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _attack import (  # noqa: E402
-    alexnet_env,
-    build_tiny_store,
-    gradient,
-    image_folder,
-    one_error_line,
-    save,
-)
+from helpers.attack import image_folder, one_error_line
+from helpers.images import gradient, save
+from helpers.runs import alexnet_env
 
 # ---- 7. decoding workers die with prepare ----------------------------------------------------
 
@@ -129,7 +122,7 @@ def test_a_kill_during_compaction_continues_it(tmp_path, monkeypatch):
     (src / "ant" / "0-broken.png").write_bytes(b"")       # a hole first: every row moves
     prepare_store(src, tmp_path / "fresh", size=16, workers=1, progress=False)
     row = 16 * 16 * 3
-    monkeypatch.setattr(prep, "COMPACT_BLOCK_BYTES", 5 * row)
+    monkeypatch.setattr(compact, "COMPACT_BLOCK_BYTES", 5 * row)
     real_pwrite, blocks = os.pwrite, []
 
     def dies_in_the_third_block(fd, data, offset):
@@ -140,10 +133,10 @@ def test_a_kill_during_compaction_continues_it(tmp_path, monkeypatch):
                 raise KeyboardInterrupt
         return real_pwrite(fd, data, offset)
 
-    monkeypatch.setattr(prep.os, "pwrite", dies_in_the_third_block)
+    monkeypatch.setattr(compact.os, "pwrite", dies_in_the_third_block)
     with pytest.raises(KeyboardInterrupt):
         prepare_store(src, tmp_path / "store", size=16, workers=1, progress=False)
-    monkeypatch.setattr(prep.os, "pwrite", real_pwrite)
+    monkeypatch.setattr(compact.os, "pwrite", real_pwrite)
     resumed = prepare_store(src, tmp_path / "store", size=16, workers=1, progress=False)
     assert resumed["resumed_from"] == 25                   # not one image decoded again
     a, b = open_store(tmp_path / "fresh"), open_store(tmp_path / "store")
@@ -151,10 +144,6 @@ def test_a_kill_during_compaction_continues_it(tmp_path, monkeypatch):
 
 
 # ---- 10. a damaged training state ---------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def tiny_store(tmp_path_factory) -> Path:
-    return build_tiny_store(tmp_path_factory.mktemp("tiny"))
 
 
 def test_a_damaged_state_falls_back_to_the_one_before(tiny_store, tmp_path, capsys):

@@ -7,7 +7,6 @@ no validation that epoch) become NaN and are skipped in the plot.
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 from pathlib import Path
@@ -31,29 +30,23 @@ def metrics_path(run_dir: str | os.PathLike) -> Path:
     return path / METRICS_FILE
 
 
-def _number(text: str | None) -> float:
-    try:
-        return float(text) if text not in (None, "") else math.nan
-    except ValueError:
-        return math.nan
-
-
 def read_metrics(path: str | os.PathLike) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """(epochs [R], {column: values [R]}) for the numeric columns of a metrics CSV."""
+    from alexnet.engine.run_files import read_metrics_rows
+
     path = Path(path)
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = read_metrics_rows(path)
     if not rows:
         raise UserError(f"{str(path)!r} holds no rows yet")
     if "epoch" not in rows[0]:
         raise UserError(f"{str(path)!r} has no 'epoch' column (columns: "
                         f"{', '.join(rows[0])})")
-    epochs = np.array([_number(r["epoch"]) for r in rows])
+    epochs = np.array([r["epoch"] for r in rows])
     series = {}
     for column in rows[0]:
         if column == "epoch":
             continue
-        values = np.array([_number(r.get(column)) for r in rows])
+        values = np.array([r.get(column, math.nan) for r in rows])
         if not np.isnan(values).all():
             series[column] = values
     return epochs, series

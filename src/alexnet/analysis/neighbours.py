@@ -10,7 +10,6 @@ matrix product per chunk.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -25,29 +24,15 @@ CHUNK_ROWS = 8192       # store features compared per matrix product (bounded me
 RERANK_EXTRA = 8        # float32 candidates re-ranked exactly in float64
 
 
-def default_cache_dir() -> Path:
-    """$ALEXNET_CACHE/features, else $XDG_CACHE_HOME/alexnet/features, else ~/.cache/..."""
-    if os.environ.get("ALEXNET_CACHE"):
-        return Path(os.environ["ALEXNET_CACHE"]) / "features"
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "alexnet" / "features"
-
-
-def file_digest(path: str | os.PathLike, length: int = 16) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:length]
-
-
 def store_digest(store, length: int = 16) -> str:
     """Identity of a store: its resolved path, manifest and images file size and mtime."""
+    from alexnet.files import sha256_hex
+
     images = Path(store.path) / "images.u8"
     stat = images.stat() if images.exists() else None
     parts = [str(Path(store.path).resolve()), json.dumps(store.manifest, sort_keys=True),
              f"{stat.st_size}:{stat.st_mtime_ns}" if stat else "-"]
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:length]
+    return sha256_hex("\n".join(parts))[:length]
 
 
 @torch.inference_mode()
@@ -65,9 +50,7 @@ def extract_features(model: torch.nn.Module, images, preprocessing, batch_size: 
     model.eval()
     out: np.ndarray | None = None
     total = len(images)
-    # total=None when quiet: the console prints a closing line whenever a total is reached.
-    with progress(total if show_progress else None, "features", unit="img",
-                  enabled=show_progress) as bar:
+    with progress(total, "features", unit="img", enabled=show_progress) as bar:
         for start in range(0, total, batch_size):
             chunk = torch.from_numpy(np.array(images[start:start + batch_size]))  # own copy
             x = center_view(chunk.to(device), preprocessing)
@@ -86,11 +69,12 @@ def store_features(loaded, store, cache_dir: str | os.PathLike | None = None,
 
     info: {"cache": path, "cached": whether it was already there, "seconds", "images", "dim"}.
     """
-    from alexnet.files import atomic_path
+    from alexnet.data.cache import cache_root
+    from alexnet.files import atomic_path, file_sha256
 
     check_store_fits(loaded, store)
-    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-    key = f"{file_digest(loaded.path)}-{store_digest(store)}"
+    cache_dir = Path(cache_dir) if cache_dir else cache_root() / "features"
+    key = f"{file_sha256(loaded.path)[:16]}-{store_digest(store)}"
     path = cache_dir / f"{key}.npy"
     started = time.perf_counter()
     cached = path.is_file()
@@ -149,3 +133,39 @@ def nearest(features: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarr
         indices.append(candidates[order])
         distances.append(exact[order])
     return np.stack(indices), np.stack(distances)
+
+
+def find_neighbours(loaded, data: str, query_files: list[Path], k: int,
+                    cache_dir: str | os.PathLike | None = None, batch_size: int = 256
+                    ) -> tuple[object, dict, list[dict]]:
+    """The `k` images of the training store `data` nearest to each query file in the
+    checkpoint's pre-logits space: (store, feature cache info with "query_seconds", one
+    {"file", "image", "neighbours": [{"index", "file", "label", "distance", "image"}]} per
+    query that could be read). A folder of images is prepared once into the store cache.
+    Unreadable queries are reported and left out; none readable is a UserError."""
+    from alexnet.analysis.predictions import decode_files
+    from alexnet.console import info
+    from alexnet.data.cache import ensure_store
+
+    store = ensure_store(data, loaded.preprocessing.size)
+    features, cache = store_features(loaded, store, cache_dir, batch_size=batch_size)
+    started = time.perf_counter()
+    queries = []
+    for path, image, why in decode_files(query_files, loaded.preprocessing.size):
+        if image is None:
+            info(f"{path}: skipped: {why}")
+        else:
+            queries.append((path, image))
+    if not queries:
+        raise UserError("none of the query images could be read")
+    query_features = extract_features(loaded.model, np.stack([im for _, im in queries]),
+                                      loaded.preprocessing, show_progress=False)
+    indices, distances = nearest(features, query_features, k)
+    cache["query_seconds"] = round(time.perf_counter() - started, 3)
+    found = []
+    for (path, image), idx, dist in zip(queries, indices, distances, strict=True):
+        found.append({"file": str(path), "image": image, "neighbours": [
+            {"index": int(i), "file": store.files[i],
+             "label": store.class_names[int(store.labels[i])], "distance": float(d),
+             "image": np.asarray(store.images[i])} for i, d in zip(idx, dist, strict=True)]})
+    return store, cache, found

@@ -14,12 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-from alexnet.data.sources import IMAGE_EXTENSIONS
+from alexnet.data.folders import IMAGE_SUFFIXES, image_files
 from alexnet.errors import UserError
 
 
 def expand_inputs(paths: Iterable[str | os.PathLike]) -> list[Path]:
-    """Files as given, and the image files inside directories (recursively, sorted).
+    """Files as given, and the image files inside directories (`folders.image_files`:
+    recursively, sorted, hidden files left out).
 
     Files are kept whatever their suffix (they are reported if unreadable); inside folders
     only image suffixes count, so notes and metadata beside images are not "broken images".
@@ -28,11 +29,10 @@ def expand_inputs(paths: Iterable[str | os.PathLike]) -> list[Path]:
     for spec in paths:
         path = Path(spec)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*")
-                           if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+            found = image_files(path)
             if not found:
                 raise UserError(f"folder {str(path)!r} holds no image files "
-                                f"({', '.join(sorted(IMAGE_EXTENSIONS))})")
+                                f"({', '.join(sorted(IMAGE_SUFFIXES))})")
             files.extend(found)
         else:
             files.append(path)  # missing files are reported per file, like broken ones
@@ -45,7 +45,7 @@ def output_count(model) -> int:
     return int(last[-1].out_features)
 
 
-def check_classes(loaded, top: int) -> None:
+def check_top(loaded, top: int) -> None:
     """The checkpoint's class list fits its model's outputs and the request for `top`."""
     num_outputs = output_count(loaded.model)
     if num_outputs != len(loaded.classes):
@@ -60,7 +60,7 @@ def check_classes(loaded, top: int) -> None:
 
 def decode_files(files: list[Path], size: int) -> Iterator[tuple[Path, np.ndarray | None, str]]:
     """(file, uint8 [size, size, 3] or None, error reason) for each file, in order."""
-    from alexnet.data.images import BadImage, load_image
+    from alexnet.data.image_file import BadImage, load_image
 
     for path in files:
         if not path.exists():
@@ -110,7 +110,7 @@ def predict_files(loaded, files: list[Path], top: int | None = None, views: str 
     check_views(views)
     if top is None:  # not asked for: the paper's 5, or every class of a smaller checkpoint
         top = min(5, len(loaded.classes))
-    check_classes(loaded, top)
+    check_top(loaded, top)
     size = loaded.preprocessing.size
     names = display_names(loaded)
     results: list[dict] = []
@@ -131,8 +131,8 @@ def predict_files(loaded, files: list[Path], top: int | None = None, views: str 
                 entry["image"] = image
         pending.clear()
 
-    many = len(files) > 4 * batch_size  # a bar only for long jobs (None total: no end line)
-    with progress(len(files) if many else None, "predict", unit="img", enabled=many) as bar:
+    many = len(files) > 4 * batch_size  # progress only for long jobs
+    with progress(len(files), "predict", unit="img", enabled=many) as bar:
         for path, image, reason in decode_files(files, size):
             entry: dict = {"file": str(path)}
             results.append(entry)

@@ -1,26 +1,16 @@
 """Side-by-side measurements: the project's path and the standard one, in the same run.
 
-Each benchmark returns a dict with the settings, the environment and one row per variant
-(`images_per_s`), and the ratios the issues ask about; `format_report` prints it.
+Each benchmark returns a dict with the settings, the environment (`run_files.machine`) and one
+row per variant (`images_per_s`), and the ratios the issues ask about; `format_report` prints
+it.
 """
 
 from __future__ import annotations
 
-import os
-import platform
 import time
 from collections.abc import Callable
 
 import torch
-
-
-def environment() -> dict:
-    """What the figures were measured on."""
-    info = {"torch": torch.__version__, "python": platform.python_version(),
-            "cpu": platform.processor() or platform.machine(), "cpu_cores": os.cpu_count()}
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name()
-    return info
 
 
 def time_steps(step: Callable[[], None], steps: int, warmup: int, device: torch.device,

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import torch
 
-from alexnet.bench import environment, time_interleaved
-from alexnet.data.preprocess import IMAGENET_CHANNEL_MEAN, IMAGENET_CHANNEL_STD, Preprocessing
+from alexnet.bench import time_interleaved
+from alexnet.data.normalization import imagenet_preprocessing
+from alexnet.engine.distributed import pick_device
+from alexnet.engine.run_files import machine
 from alexnet.models import build_model, model_spec
 
 
@@ -27,15 +29,14 @@ def bench_eval(model_name: str = "alexnet-paper", images: int | None = None,
     from alexnet.engine.evaluate import view_probabilities
     from alexnet.engine.fast_path import prepare_for_inference, use_channels_last
 
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = pick_device(device)
     cuda = device.type == "cuda"
     crop = model_spec(model_name).input_size
     small = crop <= 32
     images = images or (4000 if cuda else 2000 if small else 32)
     batch = batch or (400 if cuda else 50 if small else 16)  # images per call (x10 views)
     size = 32 if small else 256
-    pre = Preprocessing(size, crop, channel_mean=IMAGENET_CHANNEL_MEAN,
-                        channel_std=IMAGENET_CHANNEL_STD)
+    pre = imagenet_preprocessing(size, crop)
     model = build_model(model_name).to(device).eval()
     amp = prepare_for_inference(model)
     fmt = torch.channels_last if use_channels_last(None, device) else torch.contiguous_format
@@ -73,7 +74,7 @@ def bench_eval(model_name: str = "alexnet-paper", images: int | None = None,
     rows = [{"variant": variant, "images_per_s": 10 * images / s, "unit": "views/s"}
             for variant, s in seconds.items()]
     rate = [row["images_per_s"] for row in rows]
-    return {"benchmark": "10-view evaluation", "environment": environment(),
+    return {"benchmark": "10-view evaluation", "environment": machine(),
             "settings": {"model": model_name, "images": images, "batch": batch,
                          "device": str(device), "amp": "bf16" if amp else "fp32",
                          "channels_last": fmt == torch.channels_last,

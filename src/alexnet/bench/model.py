@@ -21,8 +21,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from alexnet.bench import environment, time_interleaved
+from alexnet.bench import time_interleaved
+from alexnet.engine.distributed import pick_device
 from alexnet.engine.fast_path import amp_dtype, keep_freed_memory, use_channels_last
+from alexnet.engine.run_files import machine
 from alexnet.models import build_model, forward_flops, model_spec
 from alexnet.models.layers import LocallyConnected2d, LocalResponseNorm
 
@@ -164,7 +166,7 @@ def bench_model(model_name: str = "alexnet-paper", batch: int | None = None, ste
     """`steps` timed steps of each row, in interleaved rounds (`bench.time_interleaved`)."""
     from alexnet.kernels.pointwise import compile_seconds
 
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = pick_device(device)
     keep_freed_memory()
     batch = batch or default_batch(model_name, device)
     size = model_spec(model_name).input_size
@@ -192,7 +194,7 @@ def bench_model(model_name: str = "alexnet-paper", batch: int | None = None, ste
                                  f"{use_channels_last(None, device)}",
                          "threads": torch.get_num_threads(),
                          "fused_kernels_compile_s": round(compile_seconds(), 1)},
-            "environment": environment(), "rows": rows, "ratios": ratios,
+            "environment": machine(), "rows": rows, "ratios": ratios,
             "step_mflop_per_image": step_flops / 1e6, "step_gflops": step_gflops,
             "ceiling": ceiling,
             "notes": [f"our step: {step_gflops:.0f} GFLOP/s ({step_flops / 1e6:.0f} MFLOP per "

@@ -20,10 +20,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from alexnet.bench import environment, time_steps
+from alexnet.bench import time_steps
 from alexnet.bench.model import synthetic_step
+from alexnet.engine.distributed import pick_device
+from alexnet.engine.run_files import machine
 from alexnet.errors import UserError
-from alexnet.models import build_model, model_spec, towers
+from alexnet.models import build_model, model_spec, tower_exchange, towers
 
 
 def _network(model_name: str) -> torch.nn.Module:
@@ -96,8 +98,8 @@ def _tower_process(rank: int, model_name: str, batch: int, steps: int, warmup: i
             # bf16 autocast on CUDA makes every exchanged tensor 2 bytes.
             itemsize = 2 if device.type == "cuda" else 4
             result = {"seconds": seconds, "sent": sent, "itemsize": itemsize,
-                      "shapes": towers.bytes_per_step(model, size, batch, itemsize),
-                      "per_image": towers.exchanged_values(model, size)}
+                      "shapes": tower_exchange.bytes_per_step(model, size, batch, itemsize),
+                      "per_image": tower_exchange.exchanged_values(model, size)}
             Path(folder, "result.json").write_text(json.dumps(result))
         dist.barrier()
     finally:
@@ -122,7 +124,7 @@ def _two_processes(model_name: str, batch: int, steps: int, warmup: int,
 def bench_model_parallel(model_name: str = "alexnet-paper", batch: int | None = None,
                          steps: int = 20, warmup: int = 3, device: str | None = None) -> dict:
     towers.check_splittable(model_name, {})
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = pick_device(device)
     cuda = device.type == "cuda"
     if cuda and torch.cuda.device_count() < towers.TOWERS:
         raise UserError(f"--model-parallel on GPUs needs 2 CUDA devices, "
@@ -161,7 +163,7 @@ def bench_model_parallel(model_name: str = "alexnet-paper", batch: int | None = 
             "settings": {"model": model_name, "batch": batch, "steps": steps,
                          "device": str(device), "amp": "bf16" if cuda else "fp32",
                          "threads_per_process": torch.get_num_threads()},
-            "environment": environment(), "rows": rows,
+            "environment": machine(), "rows": rows,
             "ratios": {"two towers / one device": rows[1]["images_per_s"] /
                        rows[0]["images_per_s"]},
             "exchange": {"bytes_per_tower_per_step_counted": split["sent"],

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from alexnet.bench import environment
+from alexnet.engine.run_files import machine
 
 
 def pil_loop(files: list[Path], size: int) -> float:
@@ -88,13 +88,14 @@ def bench_prepare(data: str, size: int = 256, workers: int | None = None,
                   images: int | None = None) -> dict:
     from alexnet.bench.train import image_tree
     from alexnet.data import prepare_store
+    from alexnet.data.folders import image_files
 
     workers = workers or os.cpu_count() or 1
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tree = Path(tmp) / "tree"
         count = image_tree(Path(data), tree, images)
-        files = sorted(p for p in tree.rglob("*") if p.is_file())
+        files = image_files(tree)
         pil_loop(files[:50], size)   # warm the page cache
         rows.append({"variant": "PIL loop, 1 process", "images_per_s": pil_loop(files, size)})
         runs = [(w, "raw") for w in worker_counts(workers)] + [(workers, "jpeg")]
@@ -112,6 +113,6 @@ def bench_prepare(data: str, size: int = 256, workers: int | None = None,
     raw = {row["workers"]: row["images_per_s"] for row in rows[1:] if row["encoding"] == "raw"}
     return {"benchmark": "prepare (decode once into the store)",
             "settings": {"images": count, "size": size, "workers": workers, "data": data},
-            "environment": environment(), "rows": rows,
+            "environment": machine(), "rows": rows,
             "ratios": {f"prepare {workers} workers / PIL loop": raw[workers] / rows[0]["images_per_s"],
                        f"prepare {workers} workers / 1 worker": raw[workers] / raw[1]}}

@@ -19,18 +19,20 @@ from pathlib import Path
 
 import torch
 
-from alexnet.bench import environment, time_interleaved
+from alexnet.bench import time_interleaved
 from alexnet.bench.model import default_batch, synthetic_step, training_step
+from alexnet.engine.distributed import pick_device
 from alexnet.engine.fast_path import keep_freed_memory, use_channels_last
+from alexnet.engine.run_files import machine
 from alexnet.models import build_model, model_spec
 
 
 def image_tree(src: Path, dst: Path, count: int | None = None) -> int:
     """An ImageFolder tree at `dst` of links to the images under `src` (flat files: one
     class), `count` of them evenly spread when given; returns how many it linked."""
-    from alexnet.data.sources import IMAGE_EXTENSIONS
+    from alexnet.data.folders import image_files
 
-    files = sorted(p for p in src.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+    files = image_files(src)
     if count:
         files = files[::max(1, len(files) // count)][:count]
     for f in files:
@@ -74,11 +76,14 @@ def torchvision_pipeline(tree: Path, model, batch: int, workers: int, device: to
                          compile_model: bool):
     from torchvision import datasets, transforms
 
+    from alexnet.data.normalization import IMAGENET_CHANNEL_MEAN, IMAGENET_CHANNEL_STD
+
     crop = model_spec(model.model_name).input_size
     transform = transforms.Compose([
         transforms.RandomResizedCrop(crop), transforms.RandomHorizontalFlip(),
         transforms.ToTensor(),
-        transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
+        transforms.Normalize([m / 255 for m in IMAGENET_CHANNEL_MEAN],
+                             [s / 255 for s in IMAGENET_CHANNEL_STD])])
     loader = torch.utils.data.DataLoader(
         datasets.ImageFolder(str(tree), transform), batch_size=batch, shuffle=True,
         drop_last=True, num_workers=workers, persistent_workers=workers > 0,
@@ -98,7 +103,7 @@ def bench_train(data: str, model_name: str = "alexnet-paper", batch: int | None 
                 compile_model: bool = False, device: str | None = None) -> dict:
     from alexnet.data import prepare_store
 
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = pick_device(device)
     batch = batch or default_batch(model_name, device)
     workers = workers if workers is not None else os.cpu_count()
     size = 256 if model_spec(model_name).input_size > 32 else 32
@@ -131,7 +136,7 @@ def bench_train(data: str, model_name: str = "alexnet-paper", batch: int | None 
                          "workers": workers, "compile": compile_model, "device": str(device),
                          "images": count, "store_size": size,
                          "prepare_img_per_s": round(prepare_rate, 1)},
-            "environment": environment(), "rows": rows,
+            "environment": machine(), "rows": rows,
             "ratios": {"ours / model step only": rate[1] / rate[0],
                        "ours / torchvision": rate[1] / rate[3],
                        "ours from JPEG / model step only": rate[2] / rate[0]}}

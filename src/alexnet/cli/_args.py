@@ -66,7 +66,7 @@ def _range(low: int, high: int) -> str:
 
 def add_amp_option(parser) -> None:
     """`--amp`, as the training setting `amp=`: how the network computes."""
-    from alexnet.config import AMP_MODES
+    from alexnet.choices import AMP_MODES
 
     parser.add_argument("--amp", default="auto", choices=AMP_MODES,
                         help="bf16 autocast: auto (on CUDA and on CPUs with native bf16), "
@@ -78,3 +78,29 @@ def add_threads_option(parser) -> None:
     parser.add_argument("--threads", type=count("--threads", 1, 4096), metavar="N",
                         help="CPU threads for torch (default: the cores other processes leave "
                         "free, by the load average, or OMP_NUM_THREADS when set)")
+
+
+def add_views_option(parser, help_text: str) -> None:
+    """`--views center|ten`: the centre crop, or the paper's ten patches."""
+    from alexnet.choices import VIEWS
+
+    parser.add_argument("--views", default="center", choices=VIEWS, help=help_text)
+
+
+def add_evaluation_data(parser, whose: str, averaged: str) -> None:
+    """What `eval` and `ensemble` evaluate on: --data and --views. whose: "checkpoint's" or
+    "checkpoints'"; averaged: how the ten views' softmax outputs are averaged."""
+    parser.add_argument("--data", required=True, help="a prepared store or an image folder "
+                        f"(prepared once into the cache at the {whose} image size)")
+    add_views_option(parser, "center: the centre crop (default); ten: the paper's 10 patches, "
+                     f"softmax {averaged}")
+
+
+def add_evaluation_run(parser) -> None:
+    """How `eval` and `ensemble` run: --batch-size, --device, --amp, --threads."""
+    parser.add_argument("--batch-size", type=count("--batch-size"), default=256,
+                        help="network inputs per forward pass (ten views count ten; default 256)")
+    parser.add_argument("--device", default="auto",
+                        help="auto (CUDA when available, default), cpu, cuda, cuda:1, ...")
+    add_amp_option(parser)
+    add_threads_option(parser)

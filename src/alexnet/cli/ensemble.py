@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from alexnet.cli._args import add_amp_option, add_threads_option, count
+from alexnet.cli._args import add_evaluation_data, add_evaluation_run
 
 
 def register(subparsers) -> None:
@@ -15,17 +15,9 @@ def register(subparsers) -> None:
     parser.add_argument("checkpoints", nargs="+", metavar="CKPT",
                         help="the members: .safetensors files, run folders or shipped model "
                         "names, all with the same classes")
-    parser.add_argument("--data", required=True, help="a prepared store or an image folder "
-                        "(prepared once into the cache at the checkpoints' image size)")
-    parser.add_argument("--views", default="center", choices=["center", "ten"],
-                        help="center: the centre crop (default); ten: the paper's 10 patches, "
-                        "softmax averaged per member before the members are averaged")
-    parser.add_argument("--batch-size", type=count("--batch-size"), default=256,
-                        help="network inputs per forward pass (ten views count ten; default 256)")
-    parser.add_argument("--device", default="auto",
-                        help="auto (CUDA when available, default), cpu, cuda, cuda:1, ...")
-    add_amp_option(parser)
-    add_threads_option(parser)
+    add_evaluation_data(parser, "checkpoints'",
+                        "averaged per member before the members are averaged")
+    add_evaluation_run(parser)
     parser.add_argument("--json", action="store_true",
                         help='print {"members": [...], "ensemble": {...}} errors (fractions)')
     parser.set_defaults(run=run)
@@ -33,12 +25,13 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from alexnet.console import info, plural
+    from alexnet.data.cache import ensure_store
     from alexnet.engine.checkpoint import load_model
     from alexnet.engine.distributed import pick_device
     from alexnet.engine.ensemble import ensemble_evaluate
     from alexnet.engine.evaluate import views_name
     from alexnet.engine.fast_path import prepare_for_inference
-    from alexnet.engine.inputs import check_classes, open_eval_store
+    from alexnet.engine.inputs import check_classes
     from alexnet.errors import UserError
 
     device = pick_device(args.device)
@@ -47,7 +40,7 @@ def run(args) -> int:
     sizes = {m.preprocessing.size for m in members}
     if len(sizes) > 1:
         raise UserError(f"the checkpoints expect different stored image sizes {sorted(sizes)}")
-    store = open_eval_store(args.data, sizes.pop())
+    store = ensure_store(args.data, sizes.pop())
     for m in members:
         check_classes(store, m.classes, f"the checkpoint {str(m.path)!r}")
     result = ensemble_evaluate([m.model for m in members], [m.preprocessing for m in members],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from alexnet.cli._args import add_amp_option, add_threads_option, count
+from alexnet.cli._args import add_evaluation_data, add_evaluation_run
 
 
 def register(subparsers) -> None:
@@ -12,20 +12,11 @@ def register(subparsers) -> None:
         "checkpoint, or a shipped model name) on images: top-1 and top-5 error.")
     parser.add_argument("checkpoint", metavar="CKPT",
                         help="a .safetensors weights file, a run folder or a shipped model name")
-    parser.add_argument("--data", required=True, help="a prepared store or an image folder "
-                        "(prepared once into the cache at the checkpoint's image size)")
-    parser.add_argument("--views", default="center", choices=["center", "ten"],
-                        help="center: the centre crop (default); ten: the paper's 10 patches, "
-                        "softmax averaged")
+    add_evaluation_data(parser, "checkpoint's", "averaged")
     parser.add_argument("--split", default="all", choices=["all", "held-out"],
                         help="all: every image (default); held-out: only the images the "
                         "checkpoint's run held out of this store, refused for any other store")
-    parser.add_argument("--batch-size", type=count("--batch-size"), default=256,
-                        help="network inputs per forward pass (ten views count ten; default 256)")
-    parser.add_argument("--device", default="auto",
-                        help="auto (CUDA when available, default), cpu, cuda, cuda:1, ...")
-    add_amp_option(parser)
-    add_threads_option(parser)
+    add_evaluation_run(parser)
     parser.add_argument("--json", action="store_true",
                         help='print {"top1_error", "top5_error", "images"} (fractions)')
     parser.set_defaults(run=run)
@@ -35,15 +26,16 @@ def run(args) -> int:
     import json
 
     from alexnet.console import info, plural
+    from alexnet.data.cache import ensure_store
     from alexnet.engine.checkpoint import load_model
     from alexnet.engine.distributed import pick_device
     from alexnet.engine.evaluate import evaluate, views_name
     from alexnet.engine.fast_path import prepare_for_inference
-    from alexnet.engine.inputs import check_classes, held_out_indices, open_eval_store
+    from alexnet.engine.inputs import check_classes, held_out_indices
 
     loaded = load_model(args.checkpoint, pick_device(args.device))
     amp_dtype = prepare_for_inference(loaded.model, args.amp)
-    store = open_eval_store(args.data, loaded.preprocessing.size)
+    store = ensure_store(args.data, loaded.preprocessing.size)
     check_classes(store, loaded.classes, f"the checkpoint {str(loaded.path)!r}")
     indices = held_out_indices(store, loaded.meta, loaded.preprocessing) \
         if args.split == "held-out" else None

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 from alexnet.cli._args import add_threads_option, count, output_folder
-
-EXPERIMENTS = ("relu-vs-tanh", "lrn", "pooling", "precision", "init")
-QUICK_PER_CLASS = 100
+from alexnet.experiments.runner import DEFAULT_LRS, EXPERIMENTS, QUICK_PER_CLASS
 
 
 def register(subparsers) -> None:
@@ -40,7 +37,7 @@ def register(subparsers) -> None:
                         help="lrn, pooling, precision, init: the recipe every arm trains with "
                         "(default %(default)s; e.g. cuda-convnet's cifar10-11pct, or "
                         "imagenet-paper for init)")
-    parser.add_argument("--lrs", default="0.0001,0.0003,0.001,0.003,0.01,0.03,0.1",
+    parser.add_argument("--lrs", default=DEFAULT_LRS,
                         help="learning rates swept for each activation (relu-vs-tanh; "
                         "default %(default)s)")
     parser.add_argument("--sweep-epochs", type=count("--sweep-epochs"), default=2,
@@ -61,32 +58,16 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from alexnet.errors import UserError
-    from alexnet.experiments.ablations import run_ablation
-    from alexnet.experiments.relu_vs_tanh import run_relu_vs_tanh
+    from alexnet.experiments.runner import Experiment, run_experiment
 
-    out = Path(args.out or f"runs/experiment-{args.name}")
-    try:
-        lrs = [float(v) for v in args.lrs.split(",") if v.strip()]
-    except ValueError:
-        raise UserError(f"--lrs {args.lrs!r} is not a comma-separated list of numbers") from None
-    if not lrs or not all(math.isfinite(lr) and lr > 0 for lr in lrs):
-        raise UserError(f"--lrs must list one or more finite learning rates greater than 0, "
-                        f"got {args.lrs!r}")
-    per_class = QUICK_PER_CLASS if args.quick else args.per_class
     overrides = list(args.overrides)
     if args.threads is not None:
         overrides.append(f"threads={args.threads}")
-    if args.quick:
-        overrides = ["epochs=1", "val_per_class=10", "batch_size=50", *overrides]
-    if args.name == "relu-vs-tanh":
-        results = run_relu_vs_tanh(
-            args.data, out, lrs[:2] if args.quick else lrs,
-            1 if args.quick else args.sweep_epochs, 2 if args.quick else args.max_epochs,
-            per_class, [o for o in overrides if not o.startswith(("epochs=", "val_per_class="))])
-    else:
-        results = run_ablation(args.name, args.data, out, 1 if args.quick else args.seeds,
-                               per_class, overrides, recipe=args.recipe)
+    results = run_experiment(Experiment(
+        args.name, args.data, Path(args.out or f"runs/experiment-{args.name}"),
+        seeds=args.seeds, recipe=args.recipe, lrs=args.lrs, sweep_epochs=args.sweep_epochs,
+        max_epochs=args.max_epochs, per_class=args.per_class, quick=args.quick,
+        overrides=tuple(overrides)))
     if args.json:
         from alexnet.files import json_text
 

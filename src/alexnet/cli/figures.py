@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alexnet.cli._args import add_threads_option, count, output_file
+from alexnet.cli._args import add_threads_option, add_views_option, count, output_file
 
 
 def register(subparsers) -> None:
@@ -34,8 +34,7 @@ def register(subparsers) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders")
     p.add_argument("--top", type=count("--top"), default=None,
                    help="predictions per image (default 5, or all if fewer)")
-    p.add_argument("--views", choices=["center", "ten"], default="center",
-                   help="centre crop, or the paper's ten patches averaged")
+    add_views_option(p, "centre crop, or the paper's ten patches averaged")
     p.add_argument("--max-images", type=count("--max-images"), default=16,
                    help="draw at most this many images (default 16)")
     add_threads_option(p)
@@ -47,8 +46,8 @@ def register(subparsers) -> None:
                    help="the training images: a prepared store (or a folder to prepare)")
     p.add_argument("--query", required=True, nargs="+", metavar="IMAGE", help="query images")
     p.add_argument("-k", type=count("-k"), default=6, help="neighbours per query (default 6)")
-    p.add_argument("--cache", metavar="DIR", help="feature cache folder (default "
-                   "$ALEXNET_CACHE/features or ~/.cache/alexnet/features)")
+    p.add_argument("--cache", metavar="DIR", help="feature cache folder (default: features/ in the user "
+                   "cache, $ALEXNET_CACHE, else $XDG_CACHE_HOME/alexnet or ~/.cache/alexnet)")
     p.add_argument("--batch-size", type=count("--batch-size"), default=256,
                    help="feature extraction batch")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if any)")
@@ -147,61 +146,24 @@ def run_predictions(args) -> int:
 
 
 def run_neighbours(args) -> int:
-    import time
-
-    import numpy as np
-
-    from alexnet.analysis.neighbours import extract_features, nearest, store_features
+    from alexnet.analysis.neighbours import find_neighbours
     from alexnet.analysis.plots import plot_neighbours
-    from alexnet.analysis.predictions import decode_files, expand_inputs
-    from alexnet.console import info
+    from alexnet.analysis.predictions import expand_inputs
     from alexnet.engine.checkpoint import load_model
     from alexnet.engine.distributed import pick_device
-    from alexnet.errors import UserError
 
-    device = pick_device(args.device)
-    loaded = load_model(args.checkpoint, device=device)
-    store = open_training_store(args.data, loaded.preprocessing.size)
-    features, cache = store_features(loaded, store, args.cache, batch_size=args.batch_size)
-    started = time.perf_counter()
-    queries = []
-    for path, image, why in decode_files(expand_inputs(args.query), loaded.preprocessing.size):
-        if image is None:
-            info(f"{path}: skipped: {why}")
-        else:
-            queries.append((path, image))
-    if not queries:
-        raise UserError("none of the query images could be read")
-    query_features = extract_features(loaded.model, np.stack([im for _, im in queries]),
-                                      loaded.preprocessing, show_progress=False)
-    indices, distances = nearest(features, query_features, args.k)
-    search_s = time.perf_counter() - started
-    rows, numbers = [], []
-    for (path, image), idx, dist in zip(queries, indices, distances, strict=True):
-        found = [{"index": int(i), "file": store.files[i],
-                  "label": store.class_names[int(store.labels[i])], "distance": float(d)}
-                 for i, d in zip(idx, dist, strict=True)]
-        numbers.append({"file": str(path), "neighbours": found})
-        rows.append({"image": image, "title": f"query\n{Path(path).name}", "neighbours": [
-            {"image": np.asarray(store.images[n["index"]]),
-             "title": f"{n['label']}\n{n['distance']:.3g}"} for n in found]})
+    loaded = load_model(args.checkpoint, device=pick_device(args.device))
+    store, cache, found = find_neighbours(loaded, args.data, expand_inputs(args.query),
+                                          args.k, args.cache, args.batch_size)
+    rows = [{"image": q["image"], "title": f"query\n{Path(q['file']).name}", "neighbours": [
+        {"image": n["image"], "title": f"{n['label']}\n{n['distance']:.3g}"}
+        for n in q["neighbours"]]} for q in found]
     png = plot_neighbours(rows, args.out or "neighbours.png")
-    cache["query_seconds"] = round(search_s, 3)
+    numbers = [{"file": q["file"], "neighbours": [
+        {k: v for k, v in n.items() if k != "image"} for n in q["neighbours"]]} for q in found]
     how = "cached" if cache["cached"] else "extracted"
     return _finish(args, png, {"checkpoint": str(loaded.path), "store": str(store.path),
                                "features": cache, "queries": numbers},
-                   f"{len(queries)} queries over {cache['images']:,} images ({cache['dim']}-d "
-                   f"features {how} in {cache['seconds']:.1f}s, search {search_s:.2f}s)")
-
-
-def open_training_store(data: str, size: int):
-    """A prepared store as is; a folder of images is prepared once into the store cache."""
-    from alexnet.data.store import is_store, open_store
-
-    if is_store(data):
-        return open_store(data)
-    try:
-        from alexnet.data import ensure_store
-    except ImportError:
-        return open_store(data)
-    return ensure_store(data, size)
+                   f"{len(found)} queries over {cache['images']:,} images ({cache['dim']}-d "
+                   f"features {how} in {cache['seconds']:.1f}s, search "
+                   f"{cache['query_seconds']:.2f}s)")

@@ -38,22 +38,18 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from alexnet.console import info
+    from alexnet.data.sources import read_class_list
     from alexnet.errors import UserError
-    from alexnet.interop.torchvision import (
-        download_torchvision_weights,
-        import_torchvision,
-        read_class_file,
-        store_classes,
-    )
+    from alexnet.interop.torchvision import download_torchvision_weights, import_torchvision
 
     if args.download == bool(args.weights):
         raise UserError("give either a weights file or --download (torchvision's published "
                         "ImageNet weights), not " + ("both" if args.download else "neither"))
     classes = names = None
     if args.classes:
-        classes, names = read_class_file(args.classes)
+        classes, names = read_class_list(args.classes, "--classes")
     elif args.classes_from:
-        classes, names = store_classes(args.classes_from)
+        classes, names = read_class_list(args.classes_from, "--classes-from")
     weights = download_torchvision_weights() if args.download else args.weights
     summary = import_torchvision(weights, args.out, classes=classes, class_names=names)
     if args.json:

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from alexnet.cli._args import add_amp_option, add_threads_option, count
+from alexnet.cli._args import add_amp_option, add_threads_option, add_views_option, count
 
 DEFAULT_MODEL = "cifar10-conv-local"
 
@@ -26,8 +26,7 @@ def register(subparsers) -> None:
     parser.add_argument("--model", help="the model, given explicitly")
     parser.add_argument("--top", type=count("--top"), default=None,
                         help="classes per image (default 5, or all if fewer)")
-    parser.add_argument("--views", choices=["center", "ten"], default="center",
-                        help="centre crop (default) or the paper's ten patches, averaged")
+    add_views_option(parser, "centre crop (default) or the paper's ten patches, averaged")
     parser.add_argument("--batch-size", type=count("--batch-size"), default=64,
                         help="images per forward pass")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if any)")
@@ -50,7 +49,7 @@ def looks_like_model(spec: str) -> bool:
 
 def split_model(inputs: list[str], model: str | None) -> tuple[str, list[str]]:
     """(model spec, image arguments) from the positionals and --model."""
-    from alexnet.data.sources import IMAGE_EXTENSIONS
+    from alexnet.data.folders import IMAGE_SUFFIXES
     from alexnet.engine.checkpoint import shipped_models
     from alexnet.errors import UserError
 
@@ -63,7 +62,7 @@ def split_model(inputs: list[str], model: str | None) -> tuple[str, list[str]]:
         # A missing path without an image suffix reads as a (mistyped) model name, so the
         # user hears which models exist rather than "no such file".
         missing_name = not Path(first).exists() and Path(first).suffix.lower() not in \
-            IMAGE_EXTENSIONS
+            IMAGE_SUFFIXES
         if missing_name and len(inputs) == 1:
             names = ", ".join(shipped_models()) or "none yet"
             raise UserError(f"{first!r} is not an image, a folder, a checkpoint or a shipped "

@@ -31,7 +31,7 @@ def register(subparsers) -> None:
     parser.add_argument("--classes", default=None,
                         help="label by this class list: a prepared store (e.g. the training "
                         "one, for a validation folder missing some classes) or a text file "
-                        "of `id [name]` lines")
+                        "of class ids, one per line (`<wnid> <name>` lines give names too)")
     parser.add_argument("--format", choices=["raw", "jpeg"], default="raw", dest="encoding",
                         help="raw: uint8 arrays, the fastest to read (ILSVRC-2012 at 256: about "
                         "250 GB); jpeg: one JPEG per image, about a tenth of the disk, decoded "
@@ -45,25 +45,33 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from alexnet.console import info
-    from alexnet.data.prepare import prepare_store
+    from alexnet.data.prepare import SkippedFiles, SourceOptions, prepare_store
 
-    summary = prepare_store(args.src, args.out, size=args.size, workers=args.workers,
-                            strict=False, progress=True, split=args.split, labels=args.labels,
-                            devkit=args.devkit, classes=args.classes,
-                            encoding=args.encoding, quality=args.quality)
-    skipped = summary["skipped"]
-    if args.json:
-        print(json.dumps(summary, indent=2))
-    else:
-        if summary["status"] == "already prepared":
-            info(f"{summary['store']} is already prepared: {summary['images']:,} images, "
-                 f"{summary['num_classes']} classes; nothing to do")
-        for item in skipped[:20]:
-            info(f"skipped {item['file']}: {item['reason']}")
-        if len(skipped) > 20:
-            info(f"... and {len(skipped) - 20} more skipped (all listed in the manifest)")
-    if args.strict and skipped:
-        info(f"alexnet: {len(skipped)} files were skipped (--strict)")
-        return 1
+    source = SourceOptions(split=args.split, labels=args.labels, devkit=args.devkit,
+                           classes=args.classes)
+    try:
+        summary = prepare_store(args.src, args.out, size=args.size, workers=args.workers,
+                                strict=args.strict, progress=True, source=source,
+                                encoding=args.encoding, quality=args.quality)
+    except SkippedFiles as err:      # --strict: the store is written; say what was skipped
+        report(err.summary, args.json)
+        raise
+    report(summary, args.json)
     return 0
+
+
+def report(summary: dict, as_json: bool) -> None:
+    """The summary as JSON on stdout, or what was skipped in lines on stderr."""
+    from alexnet.console import info
+
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return
+    if summary["status"] == "already prepared":
+        info(f"{summary['store']} is already prepared: {summary['images']:,} images, "
+             f"{summary['num_classes']} classes; nothing to do")
+    skipped = summary["skipped"]
+    for item in skipped[:20]:
+        info(f"skipped {item['file']}: {item['reason']}")
+    if len(skipped) > 20:
+        info(f"... and {len(skipped) - 20} more skipped (all listed in the manifest)")

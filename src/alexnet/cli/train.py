@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from pathlib import Path
 
 from alexnet.cli._args import add_threads_option, output_folder
@@ -46,9 +45,8 @@ def register(subparsers) -> None:
 
 
 def resolve(args):
-    """(config, out folder, whether a saved run is continued)."""
-    from alexnet.config import apply_overrides, resolve_config
-    from alexnet.engine.train import saved_config
+    """(config, out folder): a new run's recipe and overrides, or the saved run's own."""
+    from alexnet.engine.resume import run_config, run_folder
     from alexnet.errors import UserError
 
     overrides = list(args.overrides)
@@ -58,22 +56,8 @@ def resolve(args):
         overrides.append(f"threads={args.threads}")
     if args.data:
         overrides.append(f"data={Path(args.data).expanduser().resolve()}")
-    if args.out:
-        out = Path(args.out)
-    elif args.resume:
-        raise UserError("--resume needs --out RUN_DIR, the run folder to continue")
-    elif int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise UserError("distributed runs need --out RUN_DIR (every process writes there)")
-    else:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        out = Path("runs") / f"{args.recipe or 'cifar10'}-{stamp}"
-    saved = saved_config(out)
-    if saved is None:
-        return resolve_config(args.recipe, overrides), out
-    if args.recipe and args.recipe != saved.recipe:
-        raise UserError(f"the run in {str(out)!r} uses recipe {saved.recipe!r}, not "
-                        f"{args.recipe!r}; pass a new --out for a new run")
-    return apply_overrides(saved, overrides).validate(), out
+    out = run_folder(args.out, args.recipe, args.resume)
+    return run_config(out, args.recipe, overrides), out
 
 
 def next_commands(config, out: Path, summary: dict) -> list[str]:
@@ -95,7 +79,7 @@ def next_commands(config, out: Path, summary: dict) -> list[str]:
 
 
 def run(args) -> int:
-    from alexnet.config import describe_recipe, recipe_names
+    from alexnet.recipes import describe_recipe, recipe_names
 
     if args.recipes:
         for name in recipe_names():

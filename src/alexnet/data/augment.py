@@ -1,9 +1,10 @@
 """The paper's training augmentation as batched tensor functions (paper §4.1).
 
 Everything here runs on whatever device the images are on (GPU in training, CPU in tests) and
-takes a `torch.Generator` on that device, so a run is reproducible. No per-image Python loops:
-crops are read through a strided window view (`unfold`) indexed by per-sample offsets, which
-is one gather over the batch.
+takes a `torch.Generator` on that device, so a run is reproducible. The randomness is drawn
+for the whole batch at once; the crops are gathered for the whole batch (index ops over the
+batch's bytes), except on a CPU with large crops, where `TrainAugment` reads each image's
+crop as a strided view, one image at a time (`PER_IMAGE_MIN_CROP`: cheaper than the copies).
 
 Layouts: uint8 images are NHWC ([B, H, W, 3], as stored); float images are NCHW.
 """
@@ -14,7 +15,7 @@ from typing import NamedTuple
 
 import torch
 
-from alexnet.data.preprocess import Preprocessing
+from alexnet.data.normalization import Preprocessing
 from alexnet.data.threads import thread_pool
 
 
@@ -32,22 +33,11 @@ def random_offsets(batch: int, side: int, crop: int, generator: torch.Generator,
     return top, left
 
 
-def crop_at(images: torch.Tensor, top: torch.Tensor, left: torch.Tensor, crop: int) -> torch.Tensor:
-    """Per-sample crops at offsets top, left (int64 [B]) -> [B, C, crop, crop] (from uint8
-    NHWC the result keeps the input's channels-last strides; call .contiguous() for NCHW).
-
-    uint8 NHWC [B,H,W,C] and float NCHW [B,C,H,W] are cropped per sample; a single CHW
-    image [C,H,W] (the mean image) is cropped once per offset pair.
-    """
-    if images.dim() == 3:
-        windows = images.unfold(1, crop, 1).unfold(2, crop, 1)     # [C, H', W', c, c]
-        return windows[:, top, left].transpose(0, 1).contiguous()
-    batch = torch.arange(images.shape[0], device=images.device)
-    if _is_nhwc(images):
-        windows = images.unfold(1, crop, 1).unfold(2, crop, 1)     # [B, H', W', C, c, c]
-        return windows[batch, top, left]
-    windows = images.unfold(2, crop, 1).unfold(3, crop, 1)         # [B, C, H', W', c, c]
-    return windows[batch, :, top, left]
+def crop_at(image: torch.Tensor, top: torch.Tensor, left: torch.Tensor, crop: int) -> torch.Tensor:
+    """Crops of one image [C, H, W] (the mean image) at per-sample offsets top, left (int64
+    [B]) -> [B, C, crop, crop], read through a strided window view (`unfold`)."""
+    windows = image.unfold(1, crop, 1).unfold(2, crop, 1)     # [C, H', W', c, c]
+    return windows[:, top, left].transpose(0, 1).contiguous()
 
 
 def crop_flip(images: torch.Tensor, top: torch.Tensor, left: torch.Tensor, flip: torch.Tensor,
@@ -66,25 +56,6 @@ def crop_flip(images: torch.Tensor, top: torch.Tensor, left: torch.Tensor, flip:
     return torch.gather(picked, 2, cols.expand(b, crop, crop * ch)).view(b, crop, crop, ch)
 
 
-def random_crop(images: torch.Tensor, crop: int, generator: torch.Generator) -> torch.Tensor:
-    """Random crop x crop patches at uniformly drawn offsets, same layout as the input."""
-    side = images.shape[1] if _is_nhwc(images) else images.shape[2]
-    top, left = random_offsets(images.shape[0], side, crop, generator, images.device)
-    out = crop_at(images, top, left, crop)
-    return out.permute(0, 2, 3, 1).contiguous() if _is_nhwc(images) else out
-
-
-def _flip_where(images: torch.Tensor, flip: torch.Tensor, w_dim: int) -> torch.Tensor:
-    mask = flip.view(-1, *([1] * (images.dim() - 1)))
-    return torch.where(mask, images.flip(w_dim), images)
-
-
-def random_flip(images: torch.Tensor, generator: torch.Generator, p: float = 0.5) -> torch.Tensor:
-    """Mirror each image left-right with probability p (uint8 NHWC or float NCHW)."""
-    flip = torch.rand(images.shape[0], generator=generator, device=images.device) < p
-    return _flip_where(images, flip, 2 if _is_nhwc(images) else 3)
-
-
 def lighting_shifts(batch: int, eigvals: torch.Tensor, eigvecs: torch.Tensor, std: float,
                     generator: torch.Generator) -> torch.Tensor:
     """The paper's PCA colour shift per image, float [B, 3] on the 0-255 scale:
@@ -94,18 +65,6 @@ def lighting_shifts(batch: int, eigvals: torch.Tensor, eigvecs: torch.Tensor, st
     # shift[b, i] = sum_j eigvecs[i, j] * scaled[b, j]; a broadcast sum, not a [B,3]x[3,3]
     # BLAS call, whose thread start-up cost 30 ms on a busy 2-core host.
     return (scaled[:, None, :] * eigvecs).sum(-1)
-
-
-def pca_lighting(images: torch.Tensor, eigvals, eigvecs, std: float,
-                 generator: torch.Generator) -> torch.Tensor:
-    """Add a PCA colour shift to every pixel of each image. float NCHW in, float NCHW out;
-    uint8 NHWC in, float NHWC out (0-255 scale, not clipped)."""
-    eigvals = torch.as_tensor(eigvals, dtype=torch.float32, device=images.device)
-    eigvecs = torch.as_tensor(eigvecs, dtype=torch.float32, device=images.device)
-    shift = lighting_shifts(images.shape[0], eigvals, eigvecs, std, generator)
-    if _is_nhwc(images):
-        return images.float() + shift[:, None, None, :]
-    return images + shift[:, :, None, None].to(images.dtype)
 
 
 def _per_sample(value, default: int, batch: int, device) -> torch.Tensor:

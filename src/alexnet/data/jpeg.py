@@ -7,12 +7,12 @@ with a CUDA device); on the CPU, by libjpeg-turbo in threads (the decoder releas
 
 `JpegImages` stands in for the raw store's uint8 [N, size, size, 3] array wherever one is
 read: indexing with an int, a slice or an index array returns decoded numpy images, and
-`decode(read_bytes(idx), device)` gives a uint8 NHWC batch on `device` for the loader.
+`decode(read_bytes(idx), device)` gives a uint8 NHWC batch on `device` for the loader. The
+JPEGs are written by `prepare` (`data/prepare/worker.py`).
 """
 
 from __future__ import annotations
 
-import io
 import warnings
 from pathlib import Path
 
@@ -21,21 +21,10 @@ import torch
 
 from alexnet.data.threads import thread_pool
 
-DEFAULT_QUALITY = 90
-
 # torchvision 0.29 marks its image codecs deprecated in favour of TorchCodec; they are still
 # the ones that decode JPEG batches with nvJPEG on every torchvision this project supports.
 warnings.filterwarnings("ignore", category=DeprecationWarning,
                         message="The image decoding and encoding capabilities of TorchVision")
-
-
-def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
-    """uint8 [H, W, 3] RGB -> JPEG bytes (PIL / libjpeg-turbo, 4:2:0 chroma, no metadata)."""
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
-    return buffer.getvalue()
 
 
 def decode_batch(blobs: list[torch.Tensor], device="cpu") -> torch.Tensor:

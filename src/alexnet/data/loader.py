@@ -47,10 +47,6 @@ class StoreLoader:
         self.shuffle, self.seed, self.drop_last = shuffle, int(seed), drop_last
         self.rank, self.world_size = rank, world_size
         self.device, self.prefetch = torch.device(device), int(prefetch)
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
 
     def _per_rank(self) -> int:
         n = len(self.indices)
@@ -73,9 +69,6 @@ class StoreLoader:
         order = self.epoch_order(epoch)
         for b in range(start_batch, len(self)):
             yield np.sort(order[b * self.batch_size:(b + 1) * self.batch_size])
-
-    def __iter__(self):
-        return self.iterate(self.epoch)
 
     def iterate(self, epoch: int, start_batch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The batches of `epoch` from batch `start_batch` on."""

@@ -129,12 +129,12 @@ class Store:
         """What identifies the images (not where they are): their count and one SHA-256 over
         the classes, the labels and the source-relative file names. A checkpoint records it,
         so a held-out split is only ever taken from the store it was drawn from."""
-        import hashlib
+        from alexnet.files import sha256_hex
 
-        digest = hashlib.sha256(json.dumps(self.classes).encode())
-        digest.update(np.ascontiguousarray(self.labels, dtype="<i8").tobytes())
-        digest.update(json.dumps(self.files).encode())
-        return {"count": self._count, "digest": digest.hexdigest()[:16]}
+        digest = sha256_hex(json.dumps(self.classes).encode()
+                            + np.ascontiguousarray(self.labels, dtype="<i8").tobytes()
+                            + json.dumps(self.files).encode())
+        return {"count": self._count, "digest": digest[:16]}
 
     @cached_property
     def _stats(self) -> dict[str, np.ndarray]:
@@ -182,17 +182,33 @@ class Store:
     def skipped(self) -> list[dict]:
         return list(self.manifest.get("skipped", []))
 
-    def preprocessing(self, crop: int):
-        """The paper's preprocessing for this store: its mean image, `crop` x `crop` patches."""
+    def preprocessing(self, crop: int, normalize: str = "mean-image"):
+        """The network inputs' normalisation with `crop` x `crop` patches of this store:
+        mean-image subtracts its mean image (the paper); mean-image-std also divides each
+        channel by its standard deviation over the store's pixels; imagenet uses
+        torchvision's per-channel ImageNet mean and std."""
         import torch
 
-        from alexnet.data.preprocess import Preprocessing
+        from alexnet.choices import NORMALIZATIONS
+        from alexnet.data.normalization import Preprocessing, imagenet_preprocessing
+        from alexnet.errors import one_of
 
+        if normalize not in NORMALIZATIONS:
+            raise one_of("normalize", normalize, NORMALIZATIONS)
         if crop > self.size:
             raise UserError(f"crop {crop} is larger than the store's {self.size}x{self.size} "
                             f"images ({self.path})")
+        if normalize == "imagenet":
+            return imagenet_preprocessing(self.size, crop)
+        std = (1.0, 1.0, 1.0)
+        if normalize == "mean-image-std":
+            # Per-channel variance: the diagonal of eigvecs @ diag(eigvals) @ eigvecs^T.
+            vecs = np.asarray(self.eigvecs, np.float64)
+            vals = np.asarray(self.eigvals, np.float64)
+            std = tuple(float(s) for s in np.sqrt(np.clip(
+                ((vecs ** 2) * vals[None, :]).sum(axis=1), 1e-6, None)))
         return Preprocessing(size=self.size, crop=crop, mean_image=torch.from_numpy(
-            np.array(self.mean, dtype=np.float32)),
+            np.array(self.mean, dtype=np.float32)), channel_std=std,
             channel_mean=tuple(float(v) for v in self.channel_mean))
 
 

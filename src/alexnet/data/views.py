@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from alexnet.data.augment import normalize
-from alexnet.data.preprocess import Preprocessing
+from alexnet.data.normalization import Preprocessing
 
 
 def view_offsets(side: int, crop: int) -> list[tuple[int, int]]:

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from alexnet.data.preprocess import Preprocessing
+from alexnet.data.normalization import Preprocessing
 from alexnet.errors import UserError
 from alexnet.files import atomic_path
 
@@ -82,11 +82,11 @@ def model_card(name: str) -> dict:
 def verified_shipped(name: str) -> Path:
     """A shipped model's file, after checking it against the SHA-256 of its card (a model
     without a card or SHA-256 is refused, not trusted)."""
-    import hashlib
+    from alexnet.files import file_sha256
 
     path = PRETRAINED_DIR / f"{name}.safetensors"
     expected = model_card(name)["sha256"].lower()
-    if hashlib.sha256(path.read_bytes()).hexdigest() != expected:
+    if file_sha256(path) != expected:
         raise UserError(f"the shipped model {name!r} at {str(path)!r} does not match the "
                         f"SHA-256 of its model card; reinstall the package")
     return path

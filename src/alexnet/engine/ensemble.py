@@ -35,7 +35,8 @@ def ensemble_evaluate(models: Sequence[torch.nn.Module], preprocessings: Sequenc
     counts = torch.zeros(len(models) + 1, 2, dtype=torch.long)   # members..., ensemble
     seen = 0
     total = len(labels) if indices is None else len(indices)
-    with progress(total if show_progress else None, f"ensemble of {len(models)} ({views_name(views)})", enabled=show_progress) as bar:
+    with progress(total, f"ensemble of {len(models)} ({views_name(views)})",
+                  enabled=show_progress) as bar:
         for x, y in iterate_images(images, labels, indices, batch_size):
             mean = None
             for i, (model, pre) in enumerate(zip(models, preprocessings, strict=True)):

@@ -12,9 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from alexnet.choices import VIEWS
 from alexnet.errors import UserError, one_of
-
-VIEWS = ("center", "ten")
 
 
 def check_views(views: str) -> str:
@@ -111,9 +110,10 @@ def evaluate(model: nn.Module, store_or_images, labels=None, preprocessing=None,
              reduce=None, show_progress: bool = False) -> dict:
     """Top-1/top-5 error of `model` on a store (or images + labels), as fractions.
 
-    store_or_images: a Store (its images, labels and preprocessing are used unless given)
-    or uint8 images [N, H, W, 3]. indices: evaluate only these images (e.g. a validation
-    split or this rank's shard). reduce: optional function summing a tensor over ranks.
+    store_or_images: a Store (its images and labels are used, labels unless given) or uint8
+    images [N, H, W, 3]. preprocessing: the model's own (a checkpoint's), always given.
+    indices: evaluate only these images (e.g. a validation split or this rank's shard).
+    reduce: optional function summing a tensor over ranks.
     Returns {"top1_error", "top5_error", "images", "views"}.
     """
     from alexnet.console import progress
@@ -122,12 +122,11 @@ def evaluate(model: nn.Module, store_or_images, labels=None, preprocessing=None,
     images = getattr(store_or_images, "images", store_or_images)
     labels = getattr(store_or_images, "labels", None) if labels is None else labels
     if labels is None or preprocessing is None:
-        raise ValueError("labels and preprocessing are needed when evaluating bare images")
+        raise ValueError("labels (for bare images) and the model's preprocessing are needed")
     device = model_device(model)
     counts = torch.zeros(3, dtype=torch.long, device=device)   # top1, top5 correct, images
     total = len(labels) if indices is None else len(indices)
-    # No total when quiet: the console prints a last line on reaching its total.
-    with progress(total if show_progress else None, f"evaluating ({views_name(views)})", unit="img",
+    with progress(total, f"evaluating ({views_name(views)})", unit="img",
                   enabled=show_progress) as bar:
         for x, y in iterate_images(images, labels, indices, batch_size):
             probs = view_probabilities(model, x, preprocessing, views, batch_size, amp_dtype)

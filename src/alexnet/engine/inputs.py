@@ -1,81 +1,43 @@
-"""What a training run reads: the store (given, prepared on the fly, or downloaded),
-the held-out validation split, and the preprocessing the network's inputs go through."""
+"""What a training run reads beyond its store: the held-out validation split (drawn, recorded
+in the checkpoints, redrawn and checked by `eval --split held-out`), CIFAR-10's official test
+split, and the check that a store has a checkpoint's classes."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
 from alexnet.config import Config
-from alexnet.data.preprocess import IMAGENET_CHANNEL_MEAN, IMAGENET_CHANNEL_STD, Preprocessing
+from alexnet.data.normalization import Preprocessing
 from alexnet.errors import UserError
 
 
-def cache_root() -> Path:
-    """The user cache for downloads and prepared stores (`$ALEXNET_CACHE` overrides it)."""
-    return Path(os.environ.get("ALEXNET_CACHE", "~/.cache/alexnet")).expanduser()
-
-
-OFFLINE_HINT = ("pass a copy you have instead: --data path/to/cifar-10-batches-py (the "
-                "python version of CIFAR-10, unpacked) or --data path/to/images (an image folder "
-                "with one sub-folder per class, or a prepared store)")
-
-
-def download_cifar10(root: Path | None = None) -> Path:
-    """CIFAR-10's python batches through torchvision (it verifies the archive's MD5)."""
-    import urllib.error
-
-    from torchvision.datasets import CIFAR10
-
-    root = root or cache_root() / "downloads"
-    try:
-        CIFAR10(str(root), train=True, download=True)
-    except (urllib.error.URLError, ConnectionError, TimeoutError):   # before OSError: subclasses
-        raise UserError(f"could not download CIFAR-10 (no network connection?); "
-                        f"{OFFLINE_HINT}") from None
-    except OSError as err:
-        where = err.filename or str(root)
-        raise UserError(f"could not write the CIFAR-10 download into {str(where)!r} "
-                        f"({err.strerror or type(err).__name__}); {OFFLINE_HINT}") from None
-    except RuntimeError:   # torchvision: the archive failed its MD5 check
-        raise UserError(f"the CIFAR-10 download in {str(root)!r} is damaged; delete it and try "
-                        f"again, or {OFFLINE_HINT}") from None
-    return root / "cifar-10-batches-py"
-
-
-def open_data(config: Config, progress: bool = True, refresh: bool = True):
+def open_data(config: Config, refresh: bool = True):
     """The run's Store: `config.data` prepared at `config.data_size` when needed (again when
     the folder changed, if `refresh`), or for the cifar10 recipe without data, CIFAR-10
     downloaded into the user cache."""
-    from alexnet.data import ensure_store
+    from alexnet.data.cache import download_cifar10, ensure_store
 
     if config.data:
-        path = Path(config.data).expanduser()
-        if not path.exists():
-            raise UserError(f"data path {str(path)!r} does not exist")
-        if path.is_dir() and not any(path.iterdir()):
-            raise UserError(f"data path {str(path)!r} is an empty folder")
+        path = config.data
     elif config.recipe == "cifar10":
         path = download_cifar10()
     else:
         raise UserError(f"recipe {config.recipe!r} needs training images: pass --data PATH "
                         f"(an ImageNet-style folder or a prepared store)")
-    store = ensure_store(str(path), config.data_size, refresh=refresh)
-    if store.size != config.data_size:
-        raise UserError(f"the store at {str(store.path)!r} holds {store.size}x{store.size} "
-                        f"images but the run expects data_size={config.data_size}")
-    if len(store) == 0:
+    store = ensure_store(path, config.data_size, refresh=refresh)
+    if len(store) == 0:     # every file of the folder was skipped
         raise UserError(f"the store at {str(store.path)!r} holds no images")
     return store
 
 
 def cifar_python_folder(config: Config) -> Path | None:
     """The CIFAR-10 python folder the run trains from (downloaded or given), if it is one."""
+    from alexnet.data.cache import cifar10_download_folder
+
     if not config.data:
-        return cache_root() / "downloads" / "cifar-10-batches-py" \
-            if config.recipe == "cifar10" else None
+        return cifar10_download_folder() if config.recipe == "cifar10" else None
     path = Path(config.data).expanduser()
     return path if (path / "batches.meta").is_file() else None
 
@@ -83,17 +45,14 @@ def cifar_python_folder(config: Config) -> Path | None:
 def open_test_store(config: Config):
     """CIFAR-10's official test split (test_batch) as a store, when the run trains from
     CIFAR-10's python folder; None otherwise. Never used for validation or model choice."""
-    import hashlib
-
-    from alexnet.data import open_store, prepare_store
+    from alexnet.data.cache import ensure_store
+    from alexnet.data.cifar import CIFAR_TEST
 
     folder = cifar_python_folder(config)
-    if folder is None or not (folder / "test_batch").is_file():
+    if folder is None or not (folder / CIFAR_TEST).is_file():
         return None
-    key = hashlib.sha256(f"{folder.resolve()}|{config.data_size}".encode()).hexdigest()[:16]
-    out = cache_root() / "stores" / f"cifar10-test-{config.data_size}-{key}"
-    prepare_store(folder, out, size=config.data_size, split="test", progress=False)
-    return open_store(out)
+    return ensure_store(folder, config.data_size, split="test", name="cifar10-test",
+                        progress=False)
 
 
 HELD_OUT_DIVISOR = 10   # at most a tenth of each class is held out
@@ -133,9 +92,9 @@ def split_validation(labels: np.ndarray, per_class: int, seed: int,
 
 def indices_digest(indices: np.ndarray) -> str:
     """A short SHA-256 of a list of image indices (a run's held-out split)."""
-    import hashlib
+    from alexnet.files import sha256_hex
 
-    return hashlib.sha256(np.asarray(indices, dtype="<i8").tobytes()).hexdigest()[:16]
+    return sha256_hex(np.asarray(indices, dtype="<i8").tobytes())[:16]
 
 
 def split_record(config: Config, train_idx: np.ndarray, val_idx: np.ndarray) -> dict:
@@ -144,26 +103,6 @@ def split_record(config: Config, train_idx: np.ndarray, val_idx: np.ndarray) -> 
     return {"seed": config.seed, "val_per_class": config.val_per_class,
             "held_out_divisor": HELD_OUT_DIVISOR, "train_images": len(train_idx),
             "held_out_images": len(val_idx), "held_out_digest": indices_digest(val_idx)}
-
-
-def make_preprocessing(store, config: Config) -> Preprocessing:
-    """The recipe's input normalisation, built from the store's statistics.
-
-    mean-image: subtract the mean image (the paper); mean-image-std: also divide each
-    channel by its standard deviation over the training pixels; imagenet: torchvision's
-    per-channel ImageNet mean and std.
-    """
-    if config.normalize == "imagenet":
-        return Preprocessing(size=store.size, crop=config.crop,
-                             channel_mean=IMAGENET_CHANNEL_MEAN, channel_std=IMAGENET_CHANNEL_STD)
-    base = store.preprocessing(config.crop)
-    if config.normalize == "mean-image":
-        return base
-    # Per-channel variance = diagonal of the RGB covariance, eigvecs @ diag(eigvals) @ eigvecs^T.
-    vecs, vals = np.asarray(store.eigvecs, np.float64), np.asarray(store.eigvals, np.float64)
-    std = np.sqrt(np.clip(((vecs ** 2) * vals[None, :]).sum(axis=1), 1e-6, None))
-    return Preprocessing(size=base.size, crop=base.crop, mean_image=base.mean_image,
-                         channel_std=tuple(float(s) for s in std))
 
 
 def check_classes(store, classes: list[str], what: str) -> None:
@@ -180,24 +119,6 @@ def check_classes(store, classes: list[str], what: str) -> None:
                     f"{what} ({detail})")
 
 
-def open_eval_store(data: str | None, size: int):
-    """The store to evaluate on: `data` prepared at `size` when it is an image folder."""
-    from alexnet.data import ensure_store
-
-    if not data:
-        raise UserError("pass the images to evaluate on with --data PATH")
-    path = Path(data).expanduser()
-    if not path.exists():
-        raise UserError(f"data path {str(path)!r} does not exist")
-    if path.is_dir() and not any(path.iterdir()):
-        raise UserError(f"data path {str(path)!r} is an empty folder")
-    store = ensure_store(str(path), size)
-    if store.size != size:
-        raise UserError(f"the store at {str(store.path)!r} holds {store.size}x{store.size} "
-                        f"images but the checkpoint expects {size}x{size}")
-    return store
-
-
 def held_out_indices(store, meta: dict, preprocessing: Preprocessing | None = None
                      ) -> np.ndarray:
     """The validation split a checkpoint's run held out of this store, refused (UserError)
@@ -211,7 +132,22 @@ def held_out_indices(store, meta: dict, preprocessing: Preprocessing | None = No
     if "val_per_class" not in config:
         raise UserError("the checkpoint does not record its training config, so its "
                         "held-out split is unknown; use --split all")
-    recorded = meta.get("store")
+    _check_training_store(store, meta.get("store"), preprocessing)
+    split = meta.get("split") if isinstance(meta.get("split"), dict) else {}
+    # Checkpoints without a split record predate the cap on the held-out share.
+    divisor = split.get("held_out_divisor") if split else None
+    val_idx = split_validation(store.labels, int(config["val_per_class"]),
+                               int(config.get("seed", 0)), divisor)[1]
+    if split.get("held_out_digest") not in (None, indices_digest(val_idx)):
+        raise UserError(f"--split held-out refused: the held-out split drawn from "
+                        f"{str(store.path)!r} differs from the one the checkpoint's run "
+                        f"recorded; use --split all")
+    return val_idx
+
+
+def _check_training_store(store, recorded, preprocessing: Preprocessing | None) -> None:
+    """`store` is the one a checkpoint trained on: by the fingerprint it `recorded`, else by
+    its mean image; a warning when it records neither."""
     if isinstance(recorded, dict):
         ours = store.fingerprint
         if (recorded.get("count"), recorded.get("digest")) != (ours["count"], ours["digest"]):
@@ -235,13 +171,3 @@ def held_out_indices(store, meta: dict, preprocessing: Preprocessing | None = No
 
         info("warning: this checkpoint does not record its training store, so --split "
              "held-out cannot check that this is the store it held images out of")
-    split = meta.get("split") if isinstance(meta.get("split"), dict) else {}
-    # Checkpoints without a split record predate the cap on the held-out share.
-    divisor = split.get("held_out_divisor") if split else None
-    val_idx = split_validation(store.labels, int(config["val_per_class"]),
-                               int(config.get("seed", 0)), divisor)[1]
-    if split.get("held_out_digest") not in (None, indices_digest(val_idx)):
-        raise UserError(f"--split held-out refused: the held-out split drawn from "
-                        f"{str(store.path)!r} differs from the one the checkpoint's run "
-                        f"recorded; use --split all")
-    return val_idx

@@ -13,7 +13,6 @@ the bytes before it, and `read_checksummed` refuses a file whose bytes no longer
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import math
@@ -21,6 +20,7 @@ import os
 from pathlib import Path
 
 from alexnet.errors import UserError
+from alexnet.files import file_sha256, sha256_hex
 
 FOOTER_TAG = b"\nalexnet-sha256:"
 FOOTER_SIZE = len(FOOTER_TAG) + 64 + 1          # tag, 64 hex digits, newline
@@ -148,8 +148,6 @@ def check_model_card(name: str, card_path: Path) -> dict:
 
 def write_checksummed(path: Path, write) -> None:
     """Call write(path), then append a footer holding the SHA-256 of what it wrote."""
-    from alexnet.interop.torchvision import file_sha256
-
     write(path)
     digest = file_sha256(path)
     with open(path, "ab") as f:
@@ -165,7 +163,7 @@ def read_checksummed(path: Path) -> io.BytesIO:
         return io.BytesIO(data)
     body = memoryview(data)[:-FOOTER_SIZE]
     recorded = footer[len(FOOTER_TAG):-1].decode(errors="replace")
-    if hashlib.sha256(body).hexdigest() != recorded:
+    if sha256_hex(body) != recorded:
         raise DamagedFile(f"{str(path)!r} is damaged: its bytes do not match the SHA-256 "
                           f"recorded when it was saved")
     return io.BytesIO(body)

@@ -25,10 +25,3 @@ def topk_correct(scores: torch.Tensor, labels: torch.Tensor,
     within = hit.cumsum(dim=1)                                 # [B, kmax]
     return torch.stack([within[:, min(k, kmax) - 1].sum() for k in ks]).long()
 
-
-def topk_errors(scores: torch.Tensor, labels: torch.Tensor,
-                ks: Sequence[int] = (1, 5)) -> dict[int, float]:
-    """{k: fraction of images whose label is not among the k highest scores}."""
-    correct = topk_correct(scores, labels, ks).tolist()
-    n = labels.numel()
-    return {k: (n - c) / max(n, 1) for k, c in zip(ks, correct, strict=True)}

@@ -16,9 +16,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from alexnet.choices import OPTIMIZERS
 from alexnet.errors import one_of
-
-OPTIMIZERS = ("paper", "sgd")
 
 
 class PaperSGD(torch.optim.Optimizer):

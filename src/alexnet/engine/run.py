@@ -3,14 +3,13 @@ optimiser, schedule, loader and augmentation; `Run` saves and restores all of it
 
 `last.state.pt` (weights, optimiser, schedule, epoch, step, RNG states, history) is all a
 resume needs. Randomness that a step uses (crop/flip/lighting, dropout) is seeded from
-(seed, rank, global step), so the same step draws the same numbers whether or not the run
-was interrupted before it.
+(seed, rank, global step) (`train.step_seed`), so the same step draws the same numbers
+whether or not the run was interrupted before it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import time
 from dataclasses import dataclass, field
@@ -42,7 +41,7 @@ class Diverged(UserError):
 
 
 @dataclass
-class Progress:
+class TrainingProgress:
     """Where the run is; saved in the training state."""
 
     epoch: int = 0                    # the epoch being trained (0-based)
@@ -76,24 +75,6 @@ class StopFlag:
             signal.signal(sig, handler)
 
 
-def step_seed(seed: int, rank: int, global_step: int) -> int:
-    return ((seed * 1_000_003 + rank) * 1_000_000_007 + global_step) % (2 ** 63)
-
-
-def configure_backends(config: Config, device: torch.device) -> None:
-    torch.manual_seed(config.seed)
-    np.random.seed(config.seed % 2 ** 32)
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-        torch.backends.cudnn.benchmark = not config.deterministic
-    if config.deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        # warn_only: a few CUDA backward kernels (adaptive pooling) have no deterministic
-        # version; they warn instead of stopping the run.
-        torch.use_deterministic_algorithms(True, warn_only=True)
-
-
 @dataclass
 class Run:
     """Everything a training loop needs, built once by `train`."""
@@ -114,7 +95,7 @@ class Run:
     augment: object
     generator: torch.Generator
     dtype: torch.dtype | None
-    progress: Progress
+    progress: TrainingProgress
     stop: StopFlag
     last_save: float = 0.0
 
@@ -189,7 +170,8 @@ class Run:
         state = 2 * weights              # the weights and one momentum buffer per parameter
         check_free_space(self.out, 2 * state + 2 * weights, f"saving checkpoints in {self.out}")
 
-    def load(self, state: dict, path: Path | None = None) -> None:
+    def restore(self, state: dict, path: Path | None = None) -> None:
+        """Take up a saved training state (see `state`); UserError when it does not fit."""
         try:
             if towers.is_split(self.model):
                 towers.load_full_state_dict(self.model, state["model"])
@@ -198,7 +180,7 @@ class Run:
                 self.model.load_state_dict(state["model"])
                 self.optimizer.load_state_dict(state["optimizer"])
             self.schedule.load_state_dict(state["schedule"])
-            self.progress = Progress(epoch=state["epoch"], step=state["step"],
+            self.progress = TrainingProgress(epoch=state["epoch"], step=state["step"],
                                      global_step=state["global_step"],
                                      best_top1=state["best_top1"],
                                      history=list(state["history"]), sums=dict(state["sums"]))
@@ -236,35 +218,18 @@ def build_run(config: Config, out: Path, ddp: dist.DistInfo, stop: StopFlag) -> 
     """Open the data, build the model, optimiser, schedule, loader and augmentation."""
     from alexnet.data.augment import TrainAugment
     from alexnet.data.loader import StoreLoader
-    from alexnet.engine.inputs import make_preprocessing, open_data, split_validation
-    from alexnet.models import build_model
+    from alexnet.engine.inputs import open_data, split_validation
 
     with dist.main_rank_first():     # rank 0 prepares or downloads; the others wait
         store = open_data(config, refresh=ddp.is_main)
     train_idx, val_idx = split_validation(store.labels, config.val_per_class, config.seed)
-    preprocessing = make_preprocessing(store, config)
+    preprocessing = store.preprocessing(config.crop, config.normalize)
     device = ddp.device
     if config.batch_size % ddp.data_world:
         raise UserError(f"batch_size={config.batch_size} does not split evenly over "
                         f"{ddp.data_world} {'pairs of ' if ddp.towers > 1 else ''}processes")
-    options = {**config.model_options, "num_classes": len(store.classes)}
-    model = build_model(config.model, **options)
-    # Split after building, so the towers start from the single-device network's weights.
-    model = mp.build_split(model, config.device, ddp) if config.model_parallel > 1 \
-        else model.to(device)
-    channels_last = use_channels_last(config.channels_last, device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    named = mp.SingleDeviceNames(model) if towers.is_split(model) else model
-    groups = parameter_groups(named, config.lr, config.weight_decay, config.bias_lr_mult,
-                              config.bias_weight_decay, config.layer_decay_map())
-    optimizer = build_optimizer(config.optimizer, groups, config.lr, config.momentum,
-                                config.weight_decay)
-    plateau = Plateau(gamma=config.gamma, patience=config.plateau_patience,
-                      max_drops=config.plateau_max_drops) if config.schedule == "plateau" else None
-    schedule = Schedule(config.schedule, epochs=config.epochs, gamma=config.gamma,
-                        step_size=config.step_size, milestones=tuple(config.milestones),
-                        warmup_epochs=config.warmup_epochs, plateau=plateau)
+    model, channels_last = _build_model(config, ddp, len(store.classes))
+    optimizer, schedule = _build_optimizer(config, model)
     images, labels = store.images, store.labels
     if device.type == "cuda" and store.images.nbytes <= 4 * 2 ** 30:
         # A small store (CIFAR-10: 150 MB) lives on the GPU: batches are gathered there.
@@ -288,4 +253,32 @@ def build_run(config: Config, out: Path, ddp: dist.DistInfo, stop: StopFlag) -> 
     return Run(config, out, ddp, store, preprocessing, train_idx, val_idx, model, train_model,
                optimizer, schedule, loader(train_idx), loader(all_idx) if folded else None,
                augment, torch.Generator(device=device),
-               amp_dtype(config.amp, device), Progress(), stop)
+               amp_dtype(config.amp, device), TrainingProgress(), stop)
+
+
+def _build_model(config: Config, ddp: dist.DistInfo, classes: int) -> tuple[nn.Module, bool]:
+    """The network on this process's device(s), and whether it is channels_last."""
+    from alexnet.models import build_model
+
+    model = build_model(config.model, **{**config.model_options, "num_classes": classes})
+    # Split after building, so the towers start from the single-device network's weights.
+    model = mp.build_split(model, config.device, ddp) if config.model_parallel > 1 \
+        else model.to(ddp.device)
+    channels_last = use_channels_last(config.channels_last, ddp.device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model, channels_last
+
+
+def _build_optimizer(config: Config, model: nn.Module) -> tuple[torch.optim.Optimizer, Schedule]:
+    named = mp.SingleDeviceNames(model) if towers.is_split(model) else model
+    groups = parameter_groups(named, config.lr, config.weight_decay, config.bias_lr_mult,
+                              config.bias_weight_decay, config.layer_decay_map())
+    optimizer = build_optimizer(config.optimizer, groups, config.lr, config.momentum,
+                                config.weight_decay)
+    plateau = Plateau(gamma=config.gamma, patience=config.plateau_patience,
+                      max_drops=config.plateau_max_drops) if config.schedule == "plateau" else None
+    schedule = Schedule(config.schedule, epochs=config.epochs, gamma=config.gamma,
+                        step_size=config.step_size, milestones=tuple(config.milestones),
+                        warmup_epochs=config.warmup_epochs, plateau=plateau)
+    return optimizer, schedule

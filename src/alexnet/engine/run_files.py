@@ -1,11 +1,13 @@
 """The files a run writes beside its checkpoints: the resolved config, the environment and
-git revision, metrics.csv (and TensorBoard when installed), the final evaluation."""
+git revision, metrics.csv (and TensorBoard when installed), the final evaluation; and the one
+reader of metrics.csv."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+import math
 import os
 import platform
 import socket
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from alexnet.files import atomic_write_text, json_text
+from alexnet.files import atomic_write_json, atomic_write_text
 
 METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_top1_error", "val_top1_error",
                   "val_top5_error", "images_per_s", "epoch_seconds", "lr_dropped")
@@ -37,42 +39,55 @@ def git_revision() -> dict:
         return {"commit": None}
 
 
+def machine(device: torch.device | None = None) -> dict:
+    """The computer a result comes from: python, torch, the CPU and its cores, and the GPU
+    (`device`'s, or with no device the current one when CUDA is available)."""
+    info = {"torch": torch.__version__, "python": platform.python_version(),
+            "cpu": platform.processor() or platform.machine(), "cpu_cores": os.cpu_count()}
+    cuda = torch.cuda.is_available() if device is None else device.type == "cuda"
+    if cuda:
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
 def environment(world_size: int, device: torch.device) -> dict:
+    """Everything run.json records of one start of a run."""
     import numpy
     import torchvision
 
     from alexnet import __version__
 
+    here = machine(device)
     env = {
         "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "argv": sys.argv,
         "alexnet": __version__,
         "git": git_revision(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
+        "python": here["python"],
+        "torch": here["torch"],
         "torchvision": torchvision.__version__,
         "numpy": numpy.__version__,
         "platform": platform.platform(),
         "host": socket.gethostname(),
-        "cpu_count": os.cpu_count(),
+        "cpu_count": here["cpu_cores"],
         "torch_threads": torch.get_num_threads(),
         "device": str(device),
         "world_size": world_size,
     }
-    if device.type == "cuda":
-        env["gpu"] = torch.cuda.get_device_name(device)
+    if "gpu" in here:
+        env["gpu"] = here["gpu"]
         env["cuda"] = torch.version.cuda
     return env
 
 
 def write_json(path: Path, value) -> None:
-    atomic_write_text(path, json_text(value, indent=2, sort_keys=True) + "\n")
+    atomic_write_json(path, value, indent=2, sort_keys=True)
 
 
 def record_start(out: Path, config_dict: dict, env: dict, resumed: bool) -> None:
-    """config.json once; run.json lists every start of the run (first and resumes)."""
-    if not resumed:
-        write_json(out / "config.json", config_dict)
+    """config.json: the settings of this start (a resume may have changed some, such as
+    epochs); run.json lists every start of the run (first and resumes)."""
+    write_json(out / "config.json", config_dict)
     starts = []
     if resumed and (out / "run.json").is_file():
         try:
@@ -91,6 +106,23 @@ def write_metrics(out: Path, history: list[dict]) -> None:
     for row in history:
         writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in METRIC_COLUMNS})
     atomic_write_text(out / "metrics.csv", buffer.getvalue())
+
+
+def read_metrics_rows(path: str | os.PathLike) -> list[dict[str, float]]:
+    """The rows of a metrics.csv, each column's value a float (NaN where empty or not a
+    number); [] when the file does not exist."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def _number(text: str | None) -> float:
+    try:
+        return float(text) if text not in (None, "") else math.nan
+    except (TypeError, ValueError):
+        return math.nan
 
 
 TENSORBOARD_HINT = ("TensorBoard logging is off: the tensorboard package is not installed "

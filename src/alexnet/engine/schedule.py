@@ -11,9 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+from alexnet.choices import SCHEDULES
 from alexnet.errors import one_of
-
-SCHEDULES = ("constant", "step", "multistep", "cosine", "plateau")
 
 
 def step_factor(epoch: int, step_size: int, gamma: float = 0.1) -> float:

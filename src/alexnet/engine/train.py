@@ -1,7 +1,7 @@
 """Training: `train(config, out_dir)` and the plain functions it is made of.
 
 One epoch is `train_one_epoch`; validation is `evaluate` on the centre view; the run ends
-with the paper's 10-view evaluation on the held-out split. A run folder holds:
+with the paper's 10-view evaluation on the held-out split (`final.py`). A run folder holds:
 
     config.json  run.json  metrics.csv  [tensorboard/]  final.json
     last.safetensors  last.state.pt      (every epoch, and every `checkpoint_minutes`)
@@ -9,14 +9,16 @@ with the paper's 10-view evaluation on the held-out split. A run folder holds:
     best.safetensors                      (best validation top-1 so far)
 
 `last.state.pt` is all a resume needs; re-running with the same folder continues from it
-exactly. What a run is made of, and how it is saved and restored, is in `run.py`.
+exactly (`resume.py`: which settings may change). What a run is made of, and how it is saved
+and restored, is in `run.py`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -26,25 +28,37 @@ from torch import nn
 
 from alexnet import console
 from alexnet.config import Config
-from alexnet.engine import checkpoint as ckpt
 from alexnet.engine import distributed as dist
-from alexnet.engine.evaluate import evaluate, views_name
+from alexnet.engine.evaluate import evaluate
 from alexnet.engine.fast_path import keep_freed_memory
 from alexnet.engine.optim import set_lr
-from alexnet.engine.run import (
-    STATE_FILE,
-    Run,
-    StopFlag,
-    build_run,
-    configure_backends,
-    step_seed,
-)
+from alexnet.engine.run import Run, StopFlag, build_run
 from alexnet.errors import UserError
-from alexnet.kernels.pointwise import compile_seconds
 
-# Settings that may change when a run is resumed (they do not change what is computed).
-RESUMABLE_CHANGES = {"epochs", "checkpoint_minutes", "eval_batch_size", "data", "compile",
-                     "device", "deterministic", "model_parallel", "threads"}
+# Called with the run after every training step: a seam for tests, which slow a run down to
+# interrupt it mid-epoch.
+STEP_HOOKS: list[Callable[[Run], None]] = []
+
+
+def step_seed(seed: int, rank: int, global_step: int) -> int:
+    """The seed of one step's randomness on one rank: the same whether or not the run was
+    interrupted before the step."""
+    return ((seed * 1_000_003 + rank) * 1_000_000_007 + global_step) % (2 ** 63)
+
+
+def configure_backends(config: Config, device: torch.device) -> None:
+    """Seed the global generators and set the backends' speed/determinism switches."""
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed % 2 ** 32)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = not config.deterministic
+    if config.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        # warn_only: a few CUDA backward kernels (adaptive pooling) have no deterministic
+        # version; they warn instead of stopping the run.
+        torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
@@ -61,27 +75,38 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tens
     return loss.detach(), wrong
 
 
+class EpochSums:
+    """The epoch's loss, wrong answers and images so far, as tensors on the device (a resumed
+    epoch adds up bit for bit like an uninterrupted one); `saved` goes into the state."""
+
+    def __init__(self, saved: dict, device: torch.device):
+        self.loss = torch.as_tensor(saved.get("loss", 0.0), dtype=torch.float64).to(device)
+        self.wrong = torch.as_tensor(saved.get("wrong", 0), dtype=torch.int64).to(device)
+        self.images = torch.as_tensor(saved.get("images", 0), dtype=torch.int64).to(device)
+        self.bad = torch.zeros((), dtype=torch.bool, device=device)   # a non-finite loss
+
+    def add(self, loss: torch.Tensor, wrong: torch.Tensor, images: int) -> None:
+        self.bad |= ~torch.isfinite(loss)
+        self.loss += loss.double() * images
+        self.wrong += wrong
+        self.images += images
+
+    def saved(self) -> dict:
+        return {"loss": self.loss.cpu(), "wrong": self.wrong.cpu(), "images": self.images.cpu()}
+
+
 def train_one_epoch(run: Run) -> dict | None:
     """Train `run.progress.epoch` from batch `run.progress.step` on; None when stopped by a
     signal (state saved). Returns the epoch's train loss/error, img/s, seconds and lr."""
     cfg, p, device = run.config, run.progress, run.ddp.device
     loader = run.loader(p.epoch)
     steps = len(loader)
-    if steps == 0:   # train_batch_size fits the batch to the split: not reached
-        raise UserError(f"the training split ({len(run.train_idx)} images) is smaller than "
-                        f"one batch (batch_size={cfg.batch_size})")
     world = run.ddp.data_world   # networks training side by side
-    # Sums kept as tensors so a resumed epoch adds up bit for bit like an uninterrupted one.
-    sums = p.sums if (p.sums and run.ddp.is_main) else {}
-    loss_sum = torch.as_tensor(sums.get("loss", 0.0), dtype=torch.float64).to(device)
-    wrong_sum = torch.as_tensor(sums.get("wrong", 0), dtype=torch.int64).to(device)
-    seen = torch.as_tensor(sums.get("images", 0), dtype=torch.int64).to(device)
-    bad = torch.zeros((), dtype=torch.bool, device=device)
+    sums = EpochSums(p.sums if (p.sums and run.ddp.is_main) else {}, device)
     check_every = 1 if device.type == "cpu" else 25  # a .item() per step stalls a GPU
     run.train_model.train()
-    batch_images = loader.batch_size * world
     start, done, lr = time.perf_counter(), 0, cfg.lr
-    total = (steps - p.step) * batch_images if run.ddp.is_main else None
+    total = (steps - p.step) * loader.batch_size * world if run.ddp.is_main else None
     with console.progress(total, f"epoch {p.epoch + 1}/{cfg.epochs}", unit="img",
                           enabled=run.ddp.is_main) as bar:
         for images, labels in loader.iterate(p.epoch, start_batch=p.step):
@@ -91,43 +116,43 @@ def train_one_epoch(run: Run) -> dict | None:
             torch.manual_seed(step_seed(cfg.seed, run.ddp.rank, p.global_step))  # dropout
             x = run.augment(images, run.generator)
             loss, wrong = train_step(run.train_model, run.optimizer, x, labels, run.dtype)
-            bad |= ~torch.isfinite(loss)
-            loss_sum += loss.double() * labels.numel()
-            wrong_sum += wrong
-            seen += labels.numel()
+            sums.add(loss, wrong, labels.numel())
             p.step += 1
             p.global_step += 1
             done += labels.numel() * world
             if p.step % check_every == 0:
-                run.check_finite(bad)
+                run.check_finite(sums.bad)
                 bar.advance(done - bar.done, loss=f"{loss.item():.3f}", lr=f"{lr:.3g}")
-            if _debug_sleep:
-                time.sleep(_debug_sleep)
-            stop = run.stop.signum is not None
-            if run.ddp.enabled:   # every rank must stop at the same step; ask all of them
-                stop = p.step % check_every == 0 and dist.any_rank(stop, device)
-            due = time.monotonic() - run.last_save >= cfg.checkpoint_minutes * 60
-            if stop or (due and p.step < steps):
-                run.check_finite(bad)  # never save weights that went non-finite
-                p.sums = {"loss": loss_sum.cpu(), "wrong": wrong_sum.cpu(),
-                          "images": seen.cpu()}
-                run.save()
-                if stop:
-                    return None
+            for hook in STEP_HOOKS:
+                hook(run)
+            if _save_if_due(run, sums, steps, check_every):
+                return None
         if bar.done < done:      # the steps since the last display update
             bar.advance(done - bar.done)
-    run.check_finite(bad)
+    run.check_finite(sums.bad)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     elapsed = time.perf_counter() - start
-    totals = run.ddp.sum_over_data(torch.stack([loss_sum, wrong_sum.double(), seen.double()]))
+    totals = run.ddp.sum_over_data(torch.stack([sums.loss, sums.wrong.double(),
+                                                sums.images.double()]))
     n = max(totals[2].item(), 1.0)
     return {"lr": lr, "train_loss": totals[0].item() / n, "train_top1_error": totals[1].item() / n,
             "images_per_s": done / max(elapsed, 1e-9), "epoch_seconds": elapsed}
 
 
-# Seconds to sleep after every step: lets tests kill a run reliably mid-epoch.
-_debug_sleep = float(os.environ.get("ALEXNET_DEBUG_STEP_SLEEP", "0") or 0)
+def _save_if_due(run: Run, sums: EpochSums, steps: int, check_every: int) -> bool:
+    """Save the state mid-epoch when a signal asked to stop (then True) or the last save is
+    `checkpoint_minutes` old."""
+    p = run.progress
+    stop = run.stop.signum is not None
+    if run.ddp.enabled:   # every rank must stop at the same step; ask all of them
+        stop = p.step % check_every == 0 and dist.any_rank(stop, run.ddp.device)
+    due = time.monotonic() - run.last_save >= run.config.checkpoint_minutes * 60
+    if stop or (due and p.step < steps):
+        run.check_finite(sums.bad)  # never save weights that went non-finite
+        p.sums = sums.saved()
+        run.save()
+    return stop
 
 
 def validate(run: Run, views: str = "center") -> dict:
@@ -139,28 +164,6 @@ def validate(run: Run, views: str = "center") -> dict:
                     indices=shard, batch_size=run.config.eval_batch_size, amp_dtype=run.dtype,
                     reduce=run.ddp.sum_over_data,
                     show_progress=run.ddp.is_main and views != "center")
-
-
-def saved_config(out: Path) -> Config | None:
-    """The config of the run in `out` if it can be resumed (its training state exists)."""
-    found = ckpt.load_latest_state(Path(out) / STATE_FILE, warn=False)  # train() warns
-    if found is None:
-        return None
-    state, path = found
-    try:
-        return Config.from_dict(state["config"])
-    except (TypeError, ValueError) as err:
-        raise UserError(f"{str(path)!r} holds settings that are not a valid config "
-                        f"({err})") from None
-
-
-def check_resumable(saved: Config, config: Config, out: Path) -> None:
-    changed = [k for k, v in config.to_dict().items() if saved.to_dict().get(k) != v]
-    fixed = [k for k in changed if k not in RESUMABLE_CHANGES]
-    if fixed:
-        raise UserError(f"the run in {str(out)!r} was started with other settings "
-                        f"({', '.join(f'{k}={saved.to_dict()[k]!r}' for k in fixed)}); resume "
-                        f"it without changing them, or pass a new --out")
 
 
 def plateau_target(val: dict, stats: dict) -> float:
@@ -177,16 +180,14 @@ def train(config: Config, out_dir: str | os.PathLike, resume: bool | None = None
     resume: True requires a saved state, False refuses to continue one, None continues
     when `out_dir` holds one. The summary has "status": "finished" or "stopped".
     """
-    import contextlib
-
+    from alexnet.data.threads import use_threads
+    from alexnet.engine.final import finish
     from alexnet.files import output_lock
 
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise UserError(f"the run folder {str(out)!r} is a file; give a folder (new, or "
                         f"holding a run to continue)")
-    from alexnet.data.threads import use_threads
-
     use_threads(config.threads)
     keep_freed_memory()
     ddp = dist.setup(config.device, config.model_parallel)
@@ -194,7 +195,8 @@ def train(config: Config, out_dir: str | os.PathLike, resume: bool | None = None
         # The run folder belongs to this run (its rank 0) until it ends.
         with output_lock(out, "run folder") if ddp.is_main else contextlib.nullcontext():
             with StopFlag() as stop:
-                run, halted = _train(config, out, ddp, resume, stop)
+                run = _start(config, out, ddp, resume, stop)
+                halted = None if run.progress.epoch >= config.epochs else _train_epochs(run)
             # Past training the state is saved: a signal now may end the process at once.
             summary = halted or finish(run)
         dist.barrier()  # tearing gloo down while a peer still works aborts that peer
@@ -203,52 +205,57 @@ def train(config: Config, out_dir: str | os.PathLike, resume: bool | None = None
         dist.cleanup()
 
 
-def _train(config: Config, out: Path, ddp: dist.DistInfo, resume: bool | None,
-           stop: StopFlag) -> tuple[Run, dict | None]:
-    """Train until the last epoch (returns (run, None)) or a signal (run, stopped summary)."""
+def _start(config: Config, out: Path, ddp: dist.DistInfo, resume: bool | None,
+           stop: StopFlag) -> Run:
+    """The run, built and restored from its saved state when it continues one; its start
+    recorded in the run folder and announced."""
     from alexnet.engine import run_files
     from alexnet.engine.inputs import check_classes
+    from alexnet.engine.messages import start_line
+    from alexnet.engine.resume import load_saved_state
 
-    state = None
-    saved = (out / STATE_FILE).is_file() or ckpt.previous_state_path(out / STATE_FILE).is_file()
-    if saved and resume is not False:
-        state, state_path = ckpt.load_latest_state(out / STATE_FILE, warn=ddp.is_main)
-        check_resumable(Config.from_dict(state["config"]), config, out)
-    elif resume:
-        raise UserError(f"nothing to resume: {str(out)!r} holds no {STATE_FILE}")
-    elif saved:
-        raise UserError(f"{str(out)!r} already holds a run; resume it or pass a new --out")
+    saved = load_saved_state(config, out, resume, warn=ddp.is_main)
     configure_backends(config, ddp.device)
     run = build_run(config, out, ddp, stop)
-    if state is not None:
+    if saved is not None:
+        state, state_path = saved
         check_classes(run.store, state["classes"], f"the run in {str(out)!r}")
-        run.load(state, state_path)
+        run.restore(state, state_path)
     if ddp.is_main:
         run.check_space()
     run.last_save = time.monotonic()
     p = run.progress
-    if ddp.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        run_files.write_json(out / "config.json", config.to_dict())
-        run_files.record_start(out, config.to_dict(),
-                               run_files.environment(ddp.world_size, ddp.device), state is not None)
-        if p.epoch >= config.epochs:
-            console.info(f"the run in {out} has finished its {console.plural(p.epoch, 'epoch')} "
-                         f"(pass a larger epochs=N to train on, or a new --out)")
-            return run, None
-        if (out / "final.json").is_file():   # trains on past a finished run: stale results
-            (out / "final.json").unlink()
-        if state is not None:
-            console.info(f"resuming the run in {out} at epoch {p.epoch + 1}, step {p.step}")
-        else:
-            console.info(f"run folder: {out}")
-        console.info(start_line(run))
-    board = run_files.TensorBoard(out, ddp.is_main)
+    if not ddp.is_main:
+        return run
+    out.mkdir(parents=True, exist_ok=True)
+    run_files.record_start(out, config.to_dict(),
+                           run_files.environment(ddp.world_size, ddp.device), saved is not None)
+    if p.epoch >= config.epochs:
+        console.info(f"the run in {out} has finished its {console.plural(p.epoch, 'epoch')} "
+                     f"(pass a larger epochs=N to train on, or a new --out)")
+        return run
+    if (out / "final.json").is_file():   # trains on past a finished run: stale results
+        (out / "final.json").unlink()
+    if saved is not None:
+        console.info(f"resuming the run in {out} at epoch {p.epoch + 1}, step {p.step}")
+    else:
+        console.info(f"run folder: {out}")
+    console.info(start_line(run))
+    return run
+
+
+def _train_epochs(run: Run) -> dict | None:
+    """Train until the last epoch (None) or a signal (the "stopped" summary)."""
+    from alexnet.engine import run_files
+    from alexnet.engine.messages import epoch_line, stopped
+
+    config, p, ddp = run.config, run.progress, run.ddp
+    board = run_files.TensorBoard(run.out, ddp.is_main)
     try:
         while p.epoch < config.epochs:
             stats = train_one_epoch(run)
             if stats is None:
-                return run, stopped(run)
+                return stopped(run)
             val = validate(run)
             dropped = run.schedule.end_epoch(plateau_target(val, stats))
             row = {"epoch": p.epoch + 1, **stats, "val_top1_error": val.get("top1_error"),
@@ -262,138 +269,11 @@ def _train(config: Config, out: Path, ddp: dist.DistInfo, resume: bool | None,
                 p.best_top1 = val["top1_error"]
             run.save(best=best or not held_out)
             if ddp.is_main:
-                run_files.write_metrics(out, p.history)
+                run_files.write_metrics(run.out, p.history)
                 board.log(row)
                 console.info(epoch_line(row, config.epochs))
-            if dist.any_rank(stop.signum is not None, ddp.device) and p.epoch < config.epochs:
-                return run, stopped(run)   # signalled during validation: saved just above
+            if dist.any_rank(run.stop.signum is not None, ddp.device) and p.epoch < config.epochs:
+                return stopped(run)   # signalled during validation: saved just above
     finally:
         board.close()
-    return run, None
-
-
-def towers_note(run: Run) -> str:
-    """Where the towers of a split network run, for the start message."""
-    if run.config.model_parallel == 1:
-        return ""
-    if run.ddp.towers > 1:
-        return f"; one tower per process: {run.ddp.data_world} pair(s) of processes"
-    return "; towers on " + " and ".join(map(str, run.model.devices))
-
-
-NONE_HELD_OUT = "no class has the 10 images it takes: at most a tenth of each class is held out"
-
-
-def start_line(run: Run) -> str:
-    """What is trained on what: images, the held-out split, batch, device and threads."""
-    from alexnet.engine.inputs import held_out_count
-
-    cfg, ddp = run.config, run.ddp
-    labels = np.asarray(run.store.labels)
-    class_sizes = [int(n) for n in np.bincount(labels) if n]
-    held_per_class = sorted({int(n) for n in np.bincount(labels[run.val_idx]) if n})
-    capped = any(held_out_count(n, cfg.val_per_class) < held_out_count(n, cfg.val_per_class, None)
-                 for n in class_sizes)
-    rule = f"val_per_class={cfg.val_per_class}" + (
-        ", at most a tenth of each class" if capped else "")
-    if held_per_class:
-        each = "-".join(str(n) for n in sorted({held_per_class[0], held_per_class[-1]}))
-        held = f"holding out {run.val_idx.size:,} for validation ({each} per class: {rule})"
-    elif cfg.val_per_class == 0:
-        held = "holding out none (val_per_class=0)"
-    else:
-        held = f"holding out none ({NONE_HELD_OUT})"
-    where = str(ddp.device) if ddp.world_size == 1 else \
-        f"{console.plural(ddp.world_size, 'process')} on {ddp.device.type}"
-    batch = run.train_loader.batch_size * ddp.data_world
-    small = (f"; the training split is smaller than batch_size={cfg.batch_size}, so every "
-             f"step trains on all {batch} images") if batch < cfg.batch_size else ""
-    return (f"training {cfg.model} for {console.plural(cfg.epochs, 'epoch')} on "
-            f"{console.plural(len(run.train_idx), 'image')} of "
-            f"{console.plural(len(run.store.classes), 'class')}, {held}; {where}, "
-            f"{console.plural(torch.get_num_threads(), 'CPU thread')}{small}{towers_note(run)}")
-
-
-def stopped(run: Run) -> dict:
-    name = signal.Signals(run.stop.signum or signal.SIGTERM).name
-    if run.ddp.is_main:
-        console.info(f"stopped by {name}; state saved; resume with: alexnet train --out "
-                     f"{run.out}")
-    return {"status": "stopped", "signal": name, "epoch": run.progress.epoch,
-            "step": run.progress.step}
-
-
-def epoch_line(row: dict, epochs: int) -> str:
-    val = "" if row["val_top1_error"] is None else (
-        f", val top-1 {100 * row['val_top1_error']:.2f}% top-5 "
-        f"{100 * row['val_top5_error']:.2f}% (centre)")
-    drop = ", lr / 10" if row["lr_dropped"] else ""
-    return (f"epoch {row['epoch']}/{epochs}: train loss {row['train_loss']:.4f}, train error "
-            f"{100 * row['train_top1_error']:.2f}%{val}, {row['images_per_s']:,.0f} img/s, "
-            f"lr {row['lr']:.3g}{drop}")
-
-
-def finish(run: Run) -> dict:
-    """The final evaluation on the held-out split (the recipe's views and the centre view),
-    written to final.json; a finished run re-run only reports it."""
-    from alexnet.engine import run_files
-
-    path = run.out / "final.json"
-    if path.is_file():
-        import json
-
-        summary = json.loads(path.read_text())
-    else:
-        summary = {"status": "finished", "epochs": run.config.epochs,
-                   "train_images": len(run.train_idx), "held_out_images": len(run.val_idx),
-                   "weights": str(run.out / "last.safetensors"),
-                   "best_val_top1_error": run.progress.best_top1,
-                   "wall_seconds": sum(r["epoch_seconds"] for r in run.progress.history),
-                   # paid in this process's first steps, inside the first epoch's time
-                   "fused_kernels_compile_seconds": round(compile_seconds(), 1)}
-        views = ["center"] + ([run.config.eval_views] if run.config.eval_views != "center"
-                              else [])
-        if len(run.val_idx):
-            summary["held_out"] = {v: validate(run, v) for v in views}
-        if run.folded(run.config.epochs - 1):
-            summary["held_out_trained_from_epoch"] = run.config.fold_in_epoch + 1
-        test = official_test_errors(run, views)
-        if test:
-            summary["test"] = test
-        if run.ddp.is_main:
-            run_files.write_json(path, summary)
-    if run.ddp.is_main:
-        if "held_out" not in summary:
-            why = "val_per_class=0" if run.config.val_per_class == 0 else NONE_HELD_OUT
-            console.info(f"no images were held out ({why}), so there is no held-out "
-                         f"error; evaluate with: alexnet eval {run.out} --data OTHER_IMAGES")
-        if "held_out_trained_from_epoch" in summary:
-            console.info(f"the held-out images trained from epoch "
-                         f"{summary['held_out_trained_from_epoch']} on (fold_in_epoch): their "
-                         "errors below are not held-out errors")
-        for split, name in (("held_out", "held-out"), ("test", "test")):
-            for views, res in summary.get(split, {}).items():
-                console.info(f"{name} error ({console.plural(res['images'], 'image')}, "
-                             f"{views_name(views)}): top-1 "
-                             f"{100 * res['top1_error']:.2f}%, top-5 {100 * res['top5_error']:.2f}%")
-        console.info(f"weights: {summary['weights']}")
-    return summary
-
-
-def official_test_errors(run: Run, views: list[str]) -> dict:
-    """Errors on CIFAR-10's official test split when the run trained from CIFAR-10's
-    python folder (reported once, at the end; never used to choose anything)."""
-    from alexnet.engine.inputs import check_classes, open_test_store
-
-    store = open_test_store(run.config) if run.ddp.is_main else None
-    if run.ddp.enabled:   # rank 0 prepares it once, then every rank opens it
-        dist.barrier()
-        store = open_test_store(run.config) if not run.ddp.is_main else store
-    if store is None:
-        return {}
-    check_classes(store, run.store.classes, "the training store")
-    shard = np.arange(len(store))[run.ddp.data_rank::run.ddp.data_world]
-    return {v: evaluate(run.model, store.images, store.labels, run.preprocessing, v,
-                        indices=shard, batch_size=run.config.eval_batch_size,
-                        amp_dtype=run.dtype, reduce=run.ddp.sum_over_data,
-                        show_progress=run.ddp.is_main and v != "center") for v in views}
+    return None

@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from alexnet import console
-from alexnet.config import Config, apply_overrides, resolve_config
-from alexnet.files import atomic_write_text, json_text
+from alexnet.config import Config, apply_overrides
+from alexnet.files import atomic_write_json
+from alexnet.recipes import resolve_config
 
 
 def experiment_store(data: str, out: Path, size: int, per_class: int | None) -> str:
@@ -62,21 +63,10 @@ def train_until(config: Config, out: Path, done=lambda history: False) -> list[d
 
 
 def read_history(out: Path) -> list[dict]:
-    """The per-epoch rows of metrics.csv (numbers as floats), [] for a new run."""
-    import csv
+    """The per-epoch rows of the run's metrics.csv (numbers as floats), [] for a new run."""
+    from alexnet.engine.run_files import read_metrics_rows
 
-    path = out / "metrics.csv"
-    if not path.is_file():
-        return []
-    with open(path, newline="") as f:
-        return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(f)]
-
-
-def _number(text: str):
-    try:
-        return float(text)
-    except (TypeError, ValueError):
-        return text
+    return read_metrics_rows(out / "metrics.csv")
 
 
 def final_results(out: Path) -> dict:
@@ -95,7 +85,7 @@ def mean_and_spread(values: list[float]) -> dict:
 
 def save_results(out: Path, results: dict) -> Path:
     path = out / "results.json"
-    atomic_write_text(path, json_text(results, indent=2, default=str) + "\n")
+    atomic_write_json(path, results, indent=2, default=str)
     console.info(f"results: {path}")
     return path
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from alexnet.data.preprocess import Preprocessing
+from alexnet.data.normalization import Preprocessing
 from alexnet.errors import UserError, one_of
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt", "exported-program": ".pt2",

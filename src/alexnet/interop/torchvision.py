@@ -10,7 +10,6 @@ Files are read with `torch.load(weights_only=True)` only: no pickled code is eve
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 import re
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from alexnet.data.preprocess import IMAGENET_CHANNEL_MEAN, IMAGENET_CHANNEL_STD, Preprocessing
+from alexnet.data.normalization import imagenet_preprocessing
 from alexnet.errors import UserError
 
 MODEL_NAME = "alexnet-torchvision"
@@ -70,20 +69,6 @@ def download_torchvision_weights() -> Path:
                         f"({plain_reason(str(err))}); delete the file and try again, or "
                         f"{instead}") from None
     return cached
-
-
-def torchvision_preprocessing() -> Preprocessing:
-    """torchvision's ImageNet eval transform: resize shorter side to 256, centre 224, normalise."""
-    return Preprocessing(size=256, crop=224, channel_mean=IMAGENET_CHANNEL_MEAN,
-                         channel_std=IMAGENET_CHANNEL_STD)
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def plain_reason(message: str, limit: int = 200) -> str:
@@ -152,34 +137,6 @@ def model_from_state_dict(state: dict[str, torch.Tensor], source: str = "state d
     return model.eval()
 
 
-def read_class_file(path: str | os.PathLike) -> tuple[list[str], list[str]]:
-    """(classes, names) from a text file, one class per line (blank lines ignored).
-
-    A line "<wnid> <words>" (ImageNet's LOC_synset_mapping.txt) gives the wnid as the class
-    and the words as its name; any other line is both.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"class-name file {str(path)!r} does not exist")
-    classes, names = [], []
-    for line in path.read_text().splitlines():
-        if not line.strip():
-            continue
-        first, _, rest = line.strip().partition(" ")
-        is_wnid = len(first) == 9 and first[0] == "n" and first[1:].isdigit() and rest
-        classes.append(first if is_wnid else line.strip())
-        names.append(rest.strip() if is_wnid else line.strip())
-    return classes, names
-
-
-def store_classes(path: str | os.PathLike) -> tuple[list[str], list[str]]:
-    """(classes, names) of a prepared store, e.g. an ImageNet one (sorted wnids, names)."""
-    from alexnet.data import open_store
-
-    store = open_store(path)
-    return list(store.classes), list(store.class_names)
-
-
 def import_torchvision(weights: str | os.PathLike, out: str | os.PathLike,
                        classes: list[str] | None = None,
                        class_names: list[str] | None = None) -> dict:
@@ -191,6 +148,7 @@ def import_torchvision(weights: str | os.PathLike, out: str | os.PathLike,
     ImageNet store, whose classes are wnids, take the classes from that store.
     """
     from alexnet.engine.checkpoint import save_weights
+    from alexnet.files import file_sha256
 
     weights = Path(weights)
     model = model_from_state_dict(read_state_dict(weights), repr(str(weights)))
@@ -207,7 +165,7 @@ def import_torchvision(weights: str | os.PathLike, out: str | os.PathLike,
     if len(names) != len(classes):
         raise UserError(f"{len(names)} class names for {len(classes)} classes")
     sha = file_sha256(weights)
-    save_weights(out, model, classes=classes, preprocessing=torchvision_preprocessing(),
+    save_weights(out, model, classes=classes, preprocessing=imagenet_preprocessing(),
                  extra={"source": "torchvision", "imported_from": weights.name,
                         "imported_sha256": sha, "class_names": names})
     return {"weights": str(weights), "out": str(out), "model": MODEL_NAME,

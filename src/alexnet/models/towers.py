@@ -18,7 +18,8 @@ values for 1,000 classes (1,000 forward, none backward: both towers compute the 
 the same sum, so each already holds the gradient of its partial), and fc8's weights stay
 split. Its bias (num_classes values) is held by both towers and added once, after the sum.
 
-One definition of the split (`split_dim`, `Tower`, `split_forward`) serves two forms:
+One definition of the split (`split_dim`, `Tower`, `split_forward`) serves two forms, which
+exchange activations as `tower_exchange.py` says:
 
 - `TowersOnDevices`: one process, the towers on two devices (cuda:0 and cuda:1);
 - `TowerOnRank`: one process per tower (torchrun), activations exchanged with collectives
@@ -42,8 +43,8 @@ from torch import nn
 from alexnet.errors import UserError
 from alexnet.models.layers import LocalResponseNorm
 from alexnet.models.paper import AlexNetPaper
+from alexnet.models.tower_exchange import TOWERS, DeviceExchange, RankExchange
 
-TOWERS = 2
 # The layers of each segment between two exchanges.
 OWN_MAPS = ("conv1", "relu1", "norm1", "pool1", "conv2", "relu2", "norm2", "pool2")
 SHARED_CONV = ("conv3", "relu3", "conv4", "relu4", "conv5", "relu5", "pool5")
@@ -140,124 +141,6 @@ def split_forward(towers: list[Tower], images: list[torch.Tensor], exchange) -> 
     logits = exchange.sum([F.linear(x, t.classifier.fc8.weight)
                            for t, x in zip(towers, xs, strict=True)])
     return logits + towers[0].classifier.fc8.bias
-
-
-def exchanged_values(tower: Tower, input_size: int) -> dict[str, int]:
-    """Values per image one tower sends the other in a forward pass, per exchange, worked out
-    from the layer shapes (the backward pass sends the gathers' volume again, not the sum's)."""
-    side, values = input_size, {}
-    for name, layer in tower.features.named_children():
-        if isinstance(layer, (nn.Conv2d, nn.MaxPool2d)):
-            k, s, p = (v if isinstance(v, int) else v[0]
-                       for v in (layer.kernel_size, layer.stride, layer.padding))
-            side = (side + 2 * p - k) // s + 1
-        if name in ("pool2", "pool5"):
-            conv = tower.features.conv2 if name == "pool2" else tower.features.conv5
-            values[name] = conv.out_channels * side * side
-    return {"conv3 gathers pool2": values["pool2"], "fc6 gathers pool5": values["pool5"],
-            "fc7 gathers fc6": tower.classifier.fc6.out_features,
-            "fc8 sums partial logits": tower.classifier.fc8.out_features}
-
-
-def bytes_per_step(tower: Tower, input_size: int, batch: int, itemsize: int = 4) -> int:
-    """Bytes one tower sends per training step (forward and backward), from the layer shapes."""
-    values = exchanged_values(tower, input_size)
-    gathers = sum(v for k, v in values.items() if "gathers" in k)
-    return batch * itemsize * (2 * gathers + values["fc8 sums partial logits"])
-
-
-# -- exchanges: between devices of one process, or between ranks ------------------------------
-
-class DeviceExchange:
-    """Both towers in this process, on `devices`: tensors are copied between them."""
-
-    def __init__(self, devices: list[torch.device]):
-        self.devices = devices
-        self.sent_bytes = 0   # by both towers, forward and backward
-
-    def _count_backward(self, out: torch.Tensor, share: float) -> None:
-        if out.requires_grad:   # the gradient of the other towers' part goes back to them
-            out.register_hook(lambda g: self._add(g.numel() * g.element_size() * share))
-
-    def _add(self, n: float) -> None:
-        self.sent_bytes += int(n)
-
-    def gather(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
-        self.sent_bytes += sum(x.numel() * x.element_size() for x in xs) * (len(xs) - 1)
-        outs = [torch.cat([x.to(d) for x in xs], dim=1) for d in self.devices]
-        for out in outs:
-            self._count_backward(out, (len(xs) - 1) / len(xs))
-        return outs
-
-    def sum(self, xs: list[torch.Tensor]) -> torch.Tensor:
-        self.sent_bytes += sum(x.numel() * x.element_size() for x in xs[1:])
-        out = xs[0] + sum(x.to(self.devices[0]) for x in xs[1:])
-        self._count_backward(out, len(xs) - 1)
-        return out
-
-
-class _GatherOverRanks(torch.autograd.Function):
-    """The ranks' tensors joined along dim 1 (the towers' channels or neurons, in rank order).
-    Backward: each rank receives the other ranks' gradients of its part and sums them with
-    its own (an all-to-all: gloo has no reduce-scatter). torch.distributed.nn.functional's
-    all_gather is deprecated and its gloo backward fails in a group that excludes rank 0."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, group) -> torch.Tensor:
-        ctx.group = group
-        parts = [torch.empty_like(x, memory_format=torch.contiguous_format)
-                 for _ in range(dist.get_world_size(group))]
-        dist.all_gather(parts, x.contiguous(), group=group)
-        return torch.cat(parts, dim=1)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        n = dist.get_world_size(ctx.group)
-        # [n, *part]: part j goes to rank j (gloo sends contiguous buffers only)
-        send = torch.stack(grad.chunk(n, dim=1)).contiguous()
-        received = torch.empty_like(send, memory_format=torch.contiguous_format)
-        dist.all_to_all_single(received, send, group=ctx.group)
-        return received.sum(dim=0), None
-
-
-class _SumOverRanks(torch.autograd.Function):
-    """All-reduce forward; the gradient passes unchanged: every rank computes the same loss
-    from the same sum, so each already holds the whole gradient of its own partial (the
-    backward all-reduce of `torch.distributed.nn.functional.all_reduce` would count it twice)."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, group) -> torch.Tensor:
-        x = x.clone(memory_format=torch.contiguous_format)
-        dist.all_reduce(x, op=dist.ReduceOp.SUM, group=group)
-        return x
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        return grad, None
-
-
-class RankExchange:
-    """One tower per rank; `group` holds the ranks of one network (a tower pair)."""
-
-    def __init__(self, group):
-        self.group = group
-        self.sent_bytes = 0   # by this rank's tower, forward and backward
-
-    def gather(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
-        (x,) = xs
-        self.sent_bytes += x.numel() * x.element_size()
-        out = _GatherOverRanks.apply(x, self.group)
-        if out.requires_grad:   # its backward sends the other tower the gradient of its part
-            out.register_hook(self._count_gradient)
-        return [out]
-
-    def _count_gradient(self, grad: torch.Tensor) -> None:
-        self.sent_bytes += grad.numel() * grad.element_size() // TOWERS
-
-    def sum(self, xs: list[torch.Tensor]) -> torch.Tensor:
-        (x,) = xs
-        self.sent_bytes += x.numel() * x.element_size()
-        return _SumOverRanks.apply(x, self.group)
 
 
 # -- the two forms ----------------------------------------------------------------------------

@@ -6,27 +6,18 @@ from __future__ import annotations
 import builtins
 import errno
 import os
-import sys
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-TESTS = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(TESTS / "data"), str(TESTS / "engine")]
-from _imagegen import gradient, save  # noqa: E402
-from _runs import alexnet_env, build_tiny_store, run_alexnet  # noqa: E402, F401
-
-CLASSES = ("ant", "bee", "cow")
+from helpers.images import class_folders
 
 
 def image_folder(root: Path, per_class: int = 3, side: int = 20) -> Path:
     """root/ant, bee, cow, each with `per_class` small PNGs."""
-    for c, name in enumerate(CLASSES):
-        for i in range(per_class):
-            save(root / name / f"{i}.png", gradient(side + i, side + c, seed=10 * c + i))
-    return root
+    return class_folders(root, per_class, side=(side, side), step=(1, 1))
 
 
 def one_error_line(capsys, after_progress: bool = False) -> str:
@@ -42,7 +33,7 @@ def one_error_line(capsys, after_progress: bool = False) -> str:
 def checkpoint(path: Path, tensors: dict | None = None, **metadata: str) -> Path:
     """A valid cifar-4layer checkpoint (3 classes, 32x32), then its metadata entries replaced
     by `metadata` (raw strings, as stored) and tensors by `tensors`."""
-    from alexnet.data.preprocess import Preprocessing
+    from alexnet.data.normalization import Preprocessing
     from alexnet.engine.checkpoint import save_weights
     from alexnet.models import build_model
 

@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from alexnet.data.folders import IMAGE_SUFFIXES
+
 MAX_PIXELS = 89_478_485          # Pillow's own bomb threshold (a 1 GiB RGBA image)
 ALPHA_BACKGROUND = (255, 255, 255)
 ALPHA_BACKGROUND_NAME = "white"
 RESAMPLE = Image.Resampling.BILINEAR  # antialiased, like torchvision's Resize
-_FORMAT_FOR_SUFFIX = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP",
-                      ".bmp": "BMP", ".gif": "GIF", ".tif": "TIFF", ".tiff": "TIFF"}
 
 
 class BadImage(Exception):
@@ -51,7 +51,7 @@ def decode_image(path: str | os.PathLike, size: int) -> tuple[np.ndarray, list[s
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im:
-                expected = _FORMAT_FOR_SUFFIX.get(path.suffix.lower())
+                expected = IMAGE_SUFFIXES.get(path.suffix.lower())
                 if expected and im.format and im.format != expected:
                     notes.append(f"{im.format} data behind a {path.suffix} name")
                 w, h = im.size
@@ -70,7 +70,7 @@ def decode_image(path: str | os.PathLike, size: int) -> tuple[np.ndarray, list[s
                     notes.append(f"tiny ({w}x{h}), upscaled")
                 if max(w, h) >= 4 * min(w, h):
                     notes.append(f"panoramic ({w}x{h}), centre kept")
-                return _resize_center_crop(rgb, size), notes
+                return resize_center_crop(rgb, size), notes
     except BadImage:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
@@ -123,7 +123,7 @@ def _to_rgb(im: Image.Image, notes: list[str]) -> Image.Image:
     return im.convert("RGB")
 
 
-def _resize_center_crop(im: Image.Image, size: int) -> np.ndarray:
+def resize_center_crop(im: Image.Image, size: int) -> np.ndarray:
     """Exactly resize-shorter-side-then-centre-crop, computed on the crop's box only.
 
     The full resize of a panorama could be huge; resizing just the source box that maps onto
@@ -141,17 +141,3 @@ def _resize_center_crop(im: Image.Image, size: int) -> np.ndarray:
     out = im.resize((size, size), RESAMPLE, box=box)
     return np.asarray(out, dtype=np.uint8).copy()
 
-
-def reference_resize_center_crop(path: str | os.PathLike, size: int) -> np.ndarray:
-    """The plain PIL way (full decode, full resize, then crop): what tests compare against."""
-    with Image.open(path) as im:
-        im = im.convert("RGB")
-        w, h = im.size
-        if w <= h:
-            new_w, new_h = size, max(size, int(round(h * size / w)))
-        else:
-            new_w, new_h = max(size, int(round(w * size / h))), size
-        im = im.resize((new_w, new_h), RESAMPLE)
-        left = int(round((new_w - size) / 2.0))
-        top = int(round((new_h - size) / 2.0))
-        return np.asarray(im.crop((left, top, left + size, top + size)), dtype=np.uint8).copy()

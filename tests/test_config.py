@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from alexnet.config import Config, recipe_names, resolve_config
+from alexnet.config import Config
 from alexnet.errors import UserError
+from alexnet.recipes import recipe_names, resolve_config
 
 
 def test_every_recipe_resolves_and_round_trips_through_a_dict():

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from alexnet.data import prepare as prep
+from alexnet.data.prepare import pool, prepare_store, worker
 
 
 def interrupt_prepare(monkeypatch, *args, chunks: int = 3, **kwargs) -> None:
     """Run prepare_store(*args, **kwargs) with a checkpoint after every chunk and a
-    KeyboardInterrupt when chunk `chunks` + 1 starts; leaves `_work` as it was."""
+    KeyboardInterrupt when chunk `chunks` + 1 starts; leaves `decode_chunk` as it was."""
     calls = {"n": 0}
-    real_work = prep._work
+    real_work = worker.decode_chunk
 
     def dying_work(task):
         calls["n"] += 1
@@ -19,10 +19,10 @@ def interrupt_prepare(monkeypatch, *args, chunks: int = 3, **kwargs) -> None:
             raise KeyboardInterrupt
         return real_work(task)
 
-    monkeypatch.setattr(prep, "_work", dying_work)
-    monkeypatch.setattr(prep, "CHECKPOINT_EVERY_S", 0.0)
+    monkeypatch.setattr(worker, "decode_chunk", dying_work)
+    monkeypatch.setattr(pool, "CHECKPOINT_EVERY_S", 0.0)
     try:
         with pytest.raises(KeyboardInterrupt):
-            prep.prepare_store(*args, **kwargs)
+            prepare_store(*args, **kwargs)
     finally:
-        monkeypatch.setattr(prep, "_work", real_work)
+        monkeypatch.setattr(worker, "decode_chunk", real_work)

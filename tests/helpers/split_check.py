@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from alexnet.engine import distributed as dist
 from alexnet.engine import model_parallel as mp
 from alexnet.engine.optim import build_optimizer, parameter_groups
-from alexnet.models import build_model, towers
+from alexnet.models import build_model, tower_exchange, towers
 
 CLASSES, BATCH = 10, 2
 
@@ -96,7 +96,7 @@ def main(out: Path) -> None:
             "param_groups_equal": state["param_groups"] == ref_state["param_groups"],
             "state_round_trip": round_trip,
             "sent_bytes": sent,
-            "bytes_from_shapes": towers.bytes_per_step(split, 224, BATCH),
+            "bytes_from_shapes": tower_exchange.bytes_per_step(split, 224, BATCH),
         }
         (out / "result.json").write_text(json.dumps(result))
     dist.barrier()

@@ -10,8 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[2]
-CIFAR10_TRAIN = REPO.parent / "shared" / "data" / "cifar10" / "train"
+from helpers.paths import CIFAR10_TRAIN
 
 
 def make_image_folder(root: Path, classes: int, per_class: int, seed: int = 0) -> Path:
@@ -44,11 +43,30 @@ def build_tiny_store(root: Path) -> Path:
 
 def alexnet_env(tmp: Path, **extra: str) -> dict:
     """The environment for a subprocess run: one thread, a private cache."""
-    env = {k: v for k, v in os.environ.items() if k != "ALEXNET_DEBUG_STEP_SLEEP"}
-    return {**env, "OMP_NUM_THREADS": "1", "ALEXNET_CACHE": str(tmp / "cache"),
+    return {**os.environ, "OMP_NUM_THREADS": "1", "ALEXNET_CACHE": str(tmp / "cache"),
             "PYTHONUNBUFFERED": "1", **extra}
 
 
 def run_alexnet(args: list[str], env: dict, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "alexnet", *args], env=env, timeout=timeout,
                           capture_output=True, text=True)
+
+
+# `python -c` this, then the `alexnet` arguments: the command line with every training step
+# followed by a sleep of STEP_SLEEP seconds (the engine's STEP_HOOKS seam), so a test can
+# interrupt a run mid-epoch.
+SLOWED = """
+import os, sys, time
+from alexnet.engine import train
+seconds = float(os.environ["STEP_SLEEP"])
+train.STEP_HOOKS.append(lambda run: time.sleep(seconds))
+from alexnet.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def slowed_alexnet(args: list[str], env: dict, step_sleep: float, **popen) -> subprocess.Popen:
+    """`python -m alexnet ARGS` started in the background, each training step slowed by
+    `step_sleep` seconds."""
+    return subprocess.Popen([sys.executable, "-c", SLOWED, *args],
+                            env={**env, "STEP_SLEEP": str(step_sleep)}, **popen)

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from alexnet.cli import main
-from alexnet.config import resolve_config
 from alexnet.data import threads
+from alexnet.recipes import resolve_config
 
 
 @pytest.fixture

@@ -61,3 +61,24 @@ def reference(path: Path, size: int) -> np.ndarray:
         im = im.resize(new, Image.Resampling.BILINEAR)
         left, top = round((new[0] - size) / 2), round((new[1] - size) / 2)
         return np.asarray(im.crop((left, top, left + size, top + size)))
+
+
+CLASSES = ("ant", "bee", "cow")
+
+
+def class_folders(root: Path, per_class: int = 5, suffix: str = ".png", bad: bool = False,
+                  grey: bool = False, side: tuple[int, int] = (40, 30),
+                  step: tuple[int, int] = (7, 5)) -> Path:
+    """An ImageFolder tree root/ant, bee, cow of `per_class` gradients each, image i of class
+    c (side + step * (i, c)) pixels; `bad` adds an empty file and a decompression bomb's
+    header, `grey` a greyscale image."""
+    for c, cls in enumerate(CLASSES):
+        for i in range(per_class):
+            save(root / cls / f"{i}{suffix}",
+                 gradient(side[0] + step[0] * i, side[1] + step[1] * c, seed=10 * c + i))
+    if bad:
+        (root / "bee" / "empty.jpg").write_bytes(b"")
+        png_header_only(root / "cow" / "bomb.png", 30000, 30000)
+    if grey:
+        save(root / "ant" / "grey.png", gradient(20, 20), mode="L")
+    return root

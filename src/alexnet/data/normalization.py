@@ -1,9 +1,12 @@
-"""What turns a stored uint8 image into a model input, carried inside every checkpoint.
+"""How a stored uint8 image becomes a network input (`Preprocessing`), carried inside every
+checkpoint.
 
 The paper (§2): shorter side to `size` (256), central size x size crop, subtract the mean
 image; the network then sees `crop` x `crop` (224) patches. torchvision's recipe instead
 divides by 255 and normalises each channel. Both are a per-pixel (or per-channel) mean and a
-per-channel scale on the 0-255 scale, which is all this records.
+per-channel scale on the 0-255 scale, which is all this records. The builders: a store's
+own statistics (`Store.preprocessing`) or torchvision's ImageNet ones
+(`imagenet_preprocessing`).
 """
 
 from __future__ import annotations
@@ -54,3 +57,9 @@ class Preprocessing:
         return cls(size=int(info["size"]), crop=int(info["crop"]),
                    mean_image=tensors.get("preprocessing.mean_image"),
                    channel_mean=tuple(info["channel_mean"]), channel_std=tuple(info["channel_std"]))
+
+
+def imagenet_preprocessing(size: int = 256, crop: int = 224) -> Preprocessing:
+    """torchvision's ImageNet normalisation: its per-channel mean and std, no mean image."""
+    return Preprocessing(size=size, crop=crop, channel_mean=IMAGENET_CHANNEL_MEAN,
+                         channel_std=IMAGENET_CHANNEL_STD)

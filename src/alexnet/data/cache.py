@@ -1,0 +1,98 @@
+"""The user cache: downloads and the stores prepared from folders, under one root.
+
+`cache_root()` is `$ALEXNET_CACHE`, else `$XDG_CACHE_HOME/alexnet`, else `~/.cache/alexnet`.
+Below it: `downloads/` (CIFAR-10), `stores/` (folders prepared once by `ensure_store`, one
+store per folder and image size) and `features/` (`alexnet figures neighbours`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from alexnet.errors import UserError
+
+OFFLINE_HINT = ("pass a copy you have instead: --data path/to/cifar-10-batches-py (the "
+                "python version of CIFAR-10, unpacked) or --data path/to/images (an image folder "
+                "with one sub-folder per class, or a prepared store)")
+
+
+def cache_root() -> Path:
+    """The user cache for downloads, prepared stores and features."""
+    if os.environ.get("ALEXNET_CACHE"):
+        return Path(os.environ["ALEXNET_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or "~/.cache"
+    return Path(base).expanduser() / "alexnet"
+
+
+def cached_store_path(source: Path, size: int, name: str | None = None) -> Path:
+    """Where the store prepared from the folder `source` at `size` is cached:
+    `stores/<name>-<size>-<hash of the folder's path and size>` (name: the folder's)."""
+    from alexnet.files import sha256_hex
+
+    resolved = Path(source).expanduser().resolve()
+    key = sha256_hex(f"{resolved}|{size}")[:16]
+    return cache_root() / "stores" / f"{name or resolved.name}-{size}-{key}"
+
+
+def ensure_store(data_path, size: int, cache_dir=None, refresh: bool = True, *,
+                 split: str | None = None, name: str | None = None, progress: bool = True):
+    """A Store for `data_path`: opened as is when it is a store, else prepared once into the
+    cache (`cached_store_path`, or below `cache_dir`) and opened; prepared again when the
+    folder changed since, unless `refresh` is False (a distributed rank after rank 0 has just
+    done so). split: the CIFAR-10 python split; name: the cached store's name."""
+    from alexnet.data.prepare import SourceOptions, prepare_store
+    from alexnet.data.store import is_store, open_store
+
+    if not str(data_path).strip():
+        raise UserError("--data is empty; give a prepared store or an image folder")
+    path = Path(data_path).expanduser()
+    if is_store(path):
+        store = open_store(path)
+        if store.size != size:
+            raise UserError(f"{path} holds {store.size}x{store.size} images but {size}x{size} "
+                            f"are needed; prepare it with --size {size}")
+        return store
+    if not path.exists():
+        raise UserError(f"data path {str(path)!r} does not exist")
+    if path.is_dir() and not any(path.iterdir()):
+        raise UserError(f"data path {str(path)!r} is an empty folder")
+    out = cached_store_path(path, size, name)
+    if cache_dir:
+        out = Path(cache_dir).expanduser() / out.name
+    if is_store(out) and not refresh:
+        return open_store(out)
+    if not is_store(out) and progress:
+        from alexnet.console import info
+
+        info(f"preparing {path} once into {out}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    prepare_store(path, out, size=size, progress=progress, source=SourceOptions(split=split))
+    return open_store(out)
+
+
+def cifar10_download_folder() -> Path:
+    """Where `download_cifar10` puts CIFAR-10's python batches."""
+    return cache_root() / "downloads" / "cifar-10-batches-py"
+
+
+def download_cifar10(root: Path | None = None) -> Path:
+    """CIFAR-10's python batches through torchvision (it verifies the archive's MD5)."""
+    import urllib.error
+
+    from torchvision.datasets import CIFAR10
+
+    root = root or cifar10_download_folder().parent
+    try:
+        CIFAR10(str(root), train=True, download=True)
+    except (urllib.error.URLError, ConnectionError, TimeoutError):   # before OSError: subclasses
+        raise UserError(f"could not download CIFAR-10 (no network connection?); "
+                        f"{OFFLINE_HINT}") from None
+    except OSError as err:
+        where = err.filename or str(root)
+        raise UserError(f"could not write the CIFAR-10 download into {str(where)!r} "
+                        f"({err.strerror or type(err).__name__}); {OFFLINE_HINT}") from None
+    except RuntimeError:   # torchvision: the archive failed its MD5 check
+        raise UserError(f"the CIFAR-10 download in {str(root)!r} is damaged; delete it and try "
+                        f"again, or {OFFLINE_HINT}") from None
+    return root / "cifar-10-batches-py"

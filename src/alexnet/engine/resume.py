@@ -1,0 +1,97 @@
+"""Continuing a run: which run folder, which settings, and the state it continues from.
+
+Re-running `alexnet train` with a run folder that holds a training state continues it: with
+the settings it was started with (read from its config.json, not from the half-gigabyte
+state), where only the settings that do not change what is computed may be overridden.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from alexnet.config import Config, apply_overrides
+from alexnet.engine import checkpoint as ckpt
+from alexnet.engine.run import STATE_FILE
+from alexnet.errors import UserError
+
+# Settings that may change when a run is resumed (they do not change what is computed).
+RESUMABLE_CHANGES = {"epochs", "checkpoint_minutes", "eval_batch_size", "data", "compile",
+                     "device", "deterministic", "model_parallel", "threads"}
+
+
+def run_folder(out: str | os.PathLike | None, recipe: str | None, resume: bool) -> Path:
+    """The run folder: `out`, or for a new single-process run `runs/<recipe>-<time>`."""
+    if out:
+        return Path(out)
+    if resume:
+        raise UserError("--resume needs --out RUN_DIR, the run folder to continue")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise UserError("distributed runs need --out RUN_DIR (every process writes there)")
+    return Path("runs") / f"{recipe or 'cifar10'}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def run_config(out: Path, recipe: str | None, overrides: list[str]) -> Config:
+    """The settings of the run in `out`: those it was started with when it holds one to
+    continue, else the `recipe`'s; `overrides` applied on top, validated."""
+    from alexnet.recipes import resolve_config
+
+    saved = saved_config(out)
+    if saved is None:
+        return resolve_config(recipe, overrides)
+    if recipe and recipe != saved.recipe:
+        raise UserError(f"the run in {str(out)!r} uses recipe {saved.recipe!r}, not "
+                        f"{recipe!r}; pass a new --out for a new run")
+    return apply_overrides(saved, overrides).validate()
+
+
+def _has_state(out: Path) -> bool:
+    state = Path(out) / STATE_FILE
+    return state.is_file() or ckpt.previous_state_path(state).is_file()
+
+
+def saved_config(out: Path) -> Config | None:
+    """The config of the run in `out` if it can be resumed (its training state exists):
+    its config.json, or where that is missing or unreadable, the state's own."""
+    if not _has_state(out):
+        return None
+    try:
+        values, path = json.loads((Path(out) / "config.json").read_text()), out / "config.json"
+    except (OSError, ValueError):
+        found = ckpt.load_latest_state(Path(out) / STATE_FILE, warn=False)   # train() warns
+        if found is None:
+            return None
+        values, path = found[0]["config"], found[1]
+    try:
+        return Config.from_dict(values)
+    except (TypeError, ValueError, AttributeError) as err:
+        raise UserError(f"{str(path)!r} holds settings that are not a valid config "
+                        f"({err})") from None
+
+
+def check_resumable(saved: Config, config: Config, out: Path) -> None:
+    changed = [k for k, v in config.to_dict().items() if saved.to_dict().get(k) != v]
+    fixed = [k for k in changed if k not in RESUMABLE_CHANGES]
+    if fixed:
+        raise UserError(f"the run in {str(out)!r} was started with other settings "
+                        f"({', '.join(f'{k}={saved.to_dict()[k]!r}' for k in fixed)}); resume "
+                        f"it without changing them, or pass a new --out")
+
+
+def load_saved_state(config: Config, out: Path, resume: bool | None,
+                     warn: bool) -> tuple[dict, Path] | None:
+    """(state, file) that the run in `out` continues from, checked against `config`; None
+    for a new run. resume: True requires a saved state, False refuses one, None takes it
+    when there is one."""
+    saved = _has_state(out)
+    if saved and resume is not False:
+        state, path = ckpt.load_latest_state(out / STATE_FILE, warn=warn)
+        check_resumable(Config.from_dict(state["config"]), config, out)
+        return state, path
+    if resume:
+        raise UserError(f"nothing to resume: {str(out)!r} holds no {STATE_FILE}")
+    if saved:
+        raise UserError(f"{str(out)!r} already holds a run; resume it or pass a new --out")
+    return None

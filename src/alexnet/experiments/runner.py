@@ -1,0 +1,68 @@
+"""Running an experiment by name, with the settings of a full run or of a `--quick` one."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from alexnet.errors import UserError
+
+EXPERIMENTS = ("relu-vs-tanh", "lrn", "pooling", "precision", "init")
+DEFAULT_LRS = "0.0001,0.0003,0.001,0.003,0.01,0.03,0.1"
+# A smoke run (minutes on a CPU; its numbers mean nothing): a subset of each class, one
+# epoch, one seed, the first two swept lrs, small batches and held-out split.
+QUICK_PER_CLASS = 100
+QUICK_OVERRIDES = ("epochs=1", "val_per_class=10", "batch_size=50")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One experiment to run: its name, data, results folder and settings (see
+    `alexnet experiment --help` for each)."""
+
+    name: str
+    data: str
+    out: Path
+    seeds: int = 3
+    recipe: str = "cifar10"
+    lrs: str = DEFAULT_LRS
+    sweep_epochs: int = 2
+    max_epochs: int = 60
+    per_class: int | None = None
+    quick: bool = False
+    overrides: tuple[str, ...] = ()
+
+
+def parse_lrs(text: str) -> list[float]:
+    """The learning rates of a comma-separated list; UserError naming it otherwise."""
+    try:
+        lrs = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"--lrs {text!r} is not a comma-separated list of numbers") from None
+    if not lrs or not all(math.isfinite(lr) and lr > 0 for lr in lrs):
+        raise UserError(f"--lrs must list one or more finite learning rates greater than 0, "
+                        f"got {text!r}")
+    return lrs
+
+
+def run_experiment(exp: Experiment) -> dict:
+    """Train every run of `exp` (continuing those already there) and return its results."""
+    from alexnet.experiments import ablations, relu_vs_tanh
+
+    if exp.name not in EXPERIMENTS:
+        from alexnet.errors import one_of
+
+        raise one_of("experiment", exp.name, EXPERIMENTS)
+    lrs = parse_lrs(exp.lrs)
+    per_class = QUICK_PER_CLASS if exp.quick else exp.per_class
+    overrides = [*QUICK_OVERRIDES, *exp.overrides] if exp.quick else list(exp.overrides)
+    if exp.name == "relu-vs-tanh":
+        # Its sweep sets epochs itself and it holds nothing out (it watches training error).
+        kept = [o for o in overrides if not o.startswith(("epochs=", "val_per_class="))]
+        return relu_vs_tanh.run_relu_vs_tanh(
+            exp.data, exp.out, lrs[:2] if exp.quick else lrs,
+            1 if exp.quick else exp.sweep_epochs, 2 if exp.quick else exp.max_epochs,
+            per_class, kept)
+    return ablations.run_ablation(exp.name, exp.data, exp.out, 1 if exp.quick else exp.seeds,
+                                  per_class, overrides, recipe=exp.recipe)

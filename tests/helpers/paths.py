@@ -1,0 +1,10 @@
+"""Where the real data for tests lives: ../shared/data beside the repository."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED_DATA = REPO.parent / "shared" / "data"
+CIFAR10_TRAIN = SHARED_DATA / "cifar10" / "train"
+IMAGENET_SAMPLES = SHARED_DATA / "imagenet-samples"
