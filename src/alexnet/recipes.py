@@ -40,7 +40,7 @@ def _cifar10() -> Config:
     on local3/local4, 0.01 on fc10), biases 2x lr and no decay, the paper's SGD at lr 0.003
     (3x the file's), batch 128, a cosine schedule over `epochs` after a half-epoch warm-up;
     24x24 random crops and flips; the 10-view test. The default is a short run (minutes on
-    a laptop CPU); `epochs=100` is what the README's results use."""
+    a laptop CPU); `epochs=30` is the README's LRN comparison."""
     return Config(recipe="cifar10", model="cifar-conv-local",
                   model_options={"init": "cuda-convnet"}, data_size=32, val_per_class=500,
                   epochs=2, batch_size=128, optimizer="paper", lr=3e-3, momentum=0.9,
