@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from alexnet.data import open_store
+from alexnet.data.views import center_view
 from alexnet.engine.optim import build_optimizer, parameter_groups
 from alexnet.models import build_model
 
@@ -31,20 +32,17 @@ def first_steps(store_path: str, init: str, lr: float, steps: int, batch: int,
     torch.manual_seed(seed)
     store = open_store(store_path)
     images, labels = store.images, store.labels
-    mean = store.mean.astype(np.float32)
+    preprocessing = store.preprocessing(224)          # the mean image, as imagenet-paper
     model = build_model("alexnet-paper", num_classes=len(store.classes), init=init)
     groups = parameter_groups(model, lr, 5e-4, bias_lr_mult=2.0, bias_weight_decay=0.0)
     optimizer = build_optimizer("paper", groups, lr=lr, momentum=0.9, weight_decay=5e-4)
     fc7 = {}
     model.classifier.relu7.register_forward_hook(lambda m, i, out: fc7.update(out=out.detach()))
     rng = np.random.default_rng(seed)
-    offset = (store.size - 224) // 2
     rows = []
     for step in range(steps):
         index = np.sort(rng.choice(len(store), batch, replace=False))
-        pixels = images[index].astype(np.float32) - mean
-        x = torch.from_numpy(pixels[:, offset:offset + 224, offset:offset + 224])
-        x = x.permute(0, 3, 1, 2).contiguous()
+        x = center_view(torch.from_numpy(images[index]), preprocessing)
         y = torch.from_numpy(labels[index])
         logits = model(x)
         loss = F.cross_entropy(logits, y)
