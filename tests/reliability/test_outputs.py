@@ -4,7 +4,6 @@ OS error one sentence (issue 14, items 1, 5 and 9)."""
 from __future__ import annotations
 
 import errno
-import importlib
 import json
 import subprocess
 import sys
@@ -17,7 +16,7 @@ import torch
 
 from alexnet.cli import main
 from alexnet.data import open_store
-from alexnet.data.prepare import prepare_store
+from alexnet.data.prepare import prepare_store, publish
 from helpers.attack import checkpoint, image_folder, one_error_line
 from helpers.images import gradient, save
 from helpers.runs import alexnet_env, run_alexnet, slowed_alexnet
@@ -172,8 +171,6 @@ def test_a_full_disk_in_prepares_last_phase_loses_nothing(tmp_path, monkeypatch,
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    # the module, not the package's `publish` function of the same name
-    publish = importlib.import_module("alexnet.data.prepare.publish")
     monkeypatch.setattr(publish.np, "save", full)
     args = ["prepare", str(src), str(tmp_path / "store"), "--size", "16", "--workers", "1"]
     assert main(args) == 2

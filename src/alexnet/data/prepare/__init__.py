@@ -33,7 +33,7 @@ from alexnet.console import info, plural
 from alexnet.data import store as fmt
 from alexnet.data.prepare.options import SourceOptions, StoreFormat
 from alexnet.data.prepare.pool import decode_all
-from alexnet.data.prepare.publish import publish, write_store
+from alexnet.data.prepare.publish import publish_store, write_store
 from alexnet.data.prepare.state import signature, start_or_resume
 from alexnet.data.prepare.worker import DEFAULT_QUALITY, PENDING
 from alexnet.data.sources import Source
@@ -80,7 +80,7 @@ def prepare_store(src, out, size: int = 256, workers: int | None = None, strict:
         with output_lock(out, "store folder"):
             partial = fmt.partial_path(out)
             if fmt.is_store(partial):   # finished, then killed before its rename
-                publish(partial, out)
+                publish_store(partial, out)
             if fmt.is_store(out):       # finished by the process that held the lock before
                 found, summary = _check_finished(out, src, given, store, source_options, found)
             if summary is None:

@@ -57,7 +57,7 @@ def write_store(state: PrepareState, source: Source, out: Path, workers: int, so
     for name in written:
         fsync_path(partial / name)  # on disk before the manifest says the store is whole
     atomic_write_json(partial / fmt.MANIFEST, manifest, indent=1)
-    publish(partial, out)
+    publish_store(partial, out)
     return manifest
 
 
@@ -71,7 +71,7 @@ def _events(state: PrepareState, source: Source) -> dict:
     return {"skipped": skipped, "converted": converted}
 
 
-def publish(partial: Path, out: Path) -> None:
+def publish_store(partial: Path, out: Path) -> None:
     """Rename the finished `partial` to `out`, replacing an older store there."""
     for name in (PLAN, STATE, EVENTS, COMPACT, JOURNAL):
         (partial / name).unlink(missing_ok=True)
