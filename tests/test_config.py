@@ -48,7 +48,7 @@ def test_changing_the_model_keeps_the_options_the_overrides_name():
 
 
 @pytest.mark.parametrize("overrides, words", [
-    (["nosuchkey=1"], "valid settings: model, data"),
+    (["nosuchkey=1"], "valid settings: model, init_weights, data"),
     (["epochs=two"], "epochs='two' is not a valid int"),
     (["epochs"], "key=value"),
     (["schedule=fancy"], "valid schedules"),

@@ -25,6 +25,7 @@ class Config:
     # network
     model: str = "cifar-conv-local"
     model_options: dict = field(default_factory=dict)
+    init_weights: str | None = None  # weights file, run folder or shipped model to start from
     # data
     data: str | None = None          # prepared store or image folder; None: recipe's default
     data_size: int = 32              # side of the stored images

@@ -9,14 +9,17 @@ from pathlib import Path
 from alexnet.cli._args import add_threads_option, output_folder
 
 EPILOG = """\
-recipes: cifar10 (default; cuda-convnet's 11% net, a 2-epoch run; epochs=150 is the full recipe),
+recipes: cifar10 (default; cuda-convnet's 11% net, a 2-epoch run; epochs=30 is the README's),
 imagenet-paper (the paper's), imagenet-torchvision (torchvision's reference); see --recipes.
 
 examples:
   alexnet train --data ../shared/data/cifar10/train
-  alexnet train --recipe cifar10 epochs=150 --out runs/cifar10-full
+  alexnet train --recipe cifar10 epochs=30 --out runs/cifar10-30
   alexnet train --recipe imagenet-paper --data /data/ilsvrc2012 --out runs/paper
   torchrun --nproc_per_node=8 -m alexnet train --recipe imagenet-paper --data ... --out ...
+  alexnet train --recipe imagenet-torchvision --data my_photos init_weights=tv.safetensors
+      (fine-tunes weights from `alexnet import-torchvision`; a classifier for another
+      number of classes starts from its own initialisation)
 Re-running with the same --out continues an interrupted run exactly where it stopped."""
 
 

@@ -151,6 +151,24 @@ def load_model(spec: str | os.PathLike, device: str | torch.device = "cpu") -> L
                        checked["meta"])
 
 
+def start_from_weights(model: nn.Module, spec: str | os.PathLike) -> list[str]:
+    """Copy into `model` (a new run's network) the weights stored at `spec` (see
+    `resolve_checkpoint`): fine-tuning, or continuing a schedule in a new run. Tensors whose
+    shape differs (a classifier for another number of classes) keep `model`'s own
+    initialisation; their names are returned. UserError when the stored network is another
+    one than `model`."""
+    loaded = load_model(spec)
+    if loaded.name != model.model_name:
+        raise UserError(f"init_weights {str(spec)!r} holds a {loaded.name} network, not the "
+                        f"run's {model.model_name}")
+    own = model.state_dict()
+    stored = loaded.model.state_dict()
+    kept = [k for k, v in own.items() if k not in stored or stored[k].shape != v.shape]
+    model.load_state_dict({k: v for k, v in stored.items()
+                           if k in own and k not in kept}, strict=False)
+    return kept
+
+
 # ---------------------------------------------------------------------------------------------
 # Training state: what a run needs to continue exactly where it stopped.
 #

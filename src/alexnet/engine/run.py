@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from alexnet.config import Config
-from alexnet.console import plural
+from alexnet.console import info, plural
 from alexnet.engine import checkpoint as ckpt
 from alexnet.engine import distributed as dist
 from alexnet.engine import model_parallel as mp
@@ -214,8 +214,10 @@ def train_batch_size(config: Config, train_images: int, ddp: dist.DistInfo) -> i
     return batch
 
 
-def build_run(config: Config, out: Path, ddp: dist.DistInfo, stop: StopFlag) -> Run:
-    """Open the data, build the model, optimiser, schedule, loader and augmentation."""
+def build_run(config: Config, out: Path, ddp: dist.DistInfo, stop: StopFlag,
+              fresh: bool = True) -> Run:
+    """Open the data, build the model, optimiser, schedule, loader and augmentation. A
+    `fresh` run (not one continued from its saved state) starts from `init_weights`."""
     from alexnet.data.augment import TrainAugment
     from alexnet.data.loader import StoreLoader
     from alexnet.engine.inputs import open_data, split_validation
@@ -228,7 +230,7 @@ def build_run(config: Config, out: Path, ddp: dist.DistInfo, stop: StopFlag) -> 
     if config.batch_size % ddp.data_world:
         raise UserError(f"batch_size={config.batch_size} does not split evenly over "
                         f"{ddp.data_world} {'pairs of ' if ddp.towers > 1 else ''}processes")
-    model, channels_last = _build_model(config, ddp, len(store.classes))
+    model, channels_last = _build_model(config, ddp, len(store.classes), fresh)
     optimizer, schedule = _build_optimizer(config, model)
     images, labels = store.images, store.labels
     if device.type == "cuda" and store.images.nbytes <= 4 * 2 ** 30:
@@ -256,11 +258,18 @@ def build_run(config: Config, out: Path, ddp: dist.DistInfo, stop: StopFlag) -> 
                amp_dtype(config.amp, device), TrainingProgress(), stop)
 
 
-def _build_model(config: Config, ddp: dist.DistInfo, classes: int) -> tuple[nn.Module, bool]:
+def _build_model(config: Config, ddp: dist.DistInfo, classes: int,
+                 fresh: bool) -> tuple[nn.Module, bool]:
     """The network on this process's device(s), and whether it is channels_last."""
     from alexnet.models import build_model
 
     model = build_model(config.model, **{**config.model_options, "num_classes": classes})
+    if fresh and config.init_weights:
+        kept = ckpt.start_from_weights(model, config.init_weights)
+        if ddp.is_main:
+            info(f"weights from {config.init_weights}"
+                 + (f"; {', '.join(kept)} keep their own initialisation (other shape)"
+                    if kept else ""))
     # Split after building, so the towers start from the single-device network's weights.
     model = mp.build_split(model, config.device, ddp) if config.model_parallel > 1 \
         else model.to(ddp.device)

@@ -216,7 +216,7 @@ def _start(config: Config, out: Path, ddp: dist.DistInfo, resume: bool | None,
 
     saved = load_saved_state(config, out, resume, warn=ddp.is_main)
     configure_backends(config, ddp.device)
-    run = build_run(config, out, ddp, stop)
+    run = build_run(config, out, ddp, stop, fresh=saved is None)
     if saved is not None:
         state, state_path = saved
         check_classes(run.store, state["classes"], f"the run in {str(out)!r}")
