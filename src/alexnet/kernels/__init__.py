@@ -1,4 +1,5 @@
-"""Fused GPU kernels for the layers where PyTorch's own ops are slow (see benchmarks/)."""
+"""Fused kernels for the layers where PyTorch's own ops are slow (see benchmarks/): Triton on
+CUDA, compiled C and TorchInductor loops on CPUs."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Cross-channel LRN for CPUs (any device works): band products plus fused pointwise loops.
+"""Cross-channel LRN on any device: band products plus fused pointwise loops.
+
+On a CPU the compiled kernel of `lrn_native.py` replaces this for channels-last float32 and
+bf16 tensors; this form runs for the others (NCHW, float64) and where no C compiler is found.
 
 Autograd through the plain formula (square, window sum, scale, pow, multiply) keeps every
 intermediate, runs `pow` forward and backward and, in bf16, adds a cast copy to most steps:

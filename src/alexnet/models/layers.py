@@ -47,14 +47,16 @@ class LocalResponseNorm(nn.Module):
     paper text's literal alpha. `groups` > 1 keeps each window inside its group (tower),
     as the 2012 code normalised each GPU's maps separately.
 
-    `backend`: "band" (any device) computes the window sums as one [C, C] band-matrix
-    product and has a hand-written backward (`alexnet.kernels.lrn_band`); "triton" uses the
-    fused kernels of `alexnet.kernels.lrn_triton` (CUDA, odd sizes); "auto" picks triton
-    where it can run, else band. "reference" is the plain formula under autograd, which the
-    other two are tested against.
+    `backend`: "native" is one compiled C loop each way for channels-last float32/bf16 CPU
+    tensors (`alexnet.kernels.lrn_native`, built on first use); "band" (any device)
+    computes the window sums as one [C, C] band-matrix product and has a hand-written
+    backward (`alexnet.kernels.lrn_band`); "triton" uses the fused kernels of
+    `alexnet.kernels.lrn_triton` (CUDA, odd sizes); "auto" picks triton where it can run,
+    else native where it takes x, else band. "reference" is the plain formula under
+    autograd, which the others are tested against.
     """
 
-    backends = ("auto", "band", "triton", "reference")
+    backends = ("auto", "native", "band", "triton", "reference")
 
     def __init__(self, channels: int, size: int = 5, alpha: float = 1e-4, beta: float = 0.75,
                  k: float = 2.0, groups: int = 1, alpha_per_term: bool = True,
@@ -77,7 +79,7 @@ class LocalResponseNorm(nn.Module):
         return self.alpha / self.size if self.alpha_per_term else self.alpha
 
     def use_triton(self, x: torch.Tensor) -> bool:
-        if self.backend in ("band", "reference") or self.size % 2 == 0:
+        if self.backend in ("native", "band", "reference") or self.size % 2 == 0:
             return False                    # the kernel needs symmetric windows
         from alexnet.kernels import triton_available
 
@@ -86,7 +88,13 @@ class LocalResponseNorm(nn.Module):
     def forward(self, x: torch.Tensor, relu_first: bool = False) -> torch.Tensor:
         """The norm of x, or with `relu_first` of relu(x): `run_layers` fuses the ReLU that
         precedes a norm into the band kernel's loops."""
-        if self.backend in ("auto", "band") and not tracing() and not self.use_triton(x):
+        if self.backend in ("auto", "native", "band") and not tracing() and \
+                not self.use_triton(x):
+            from alexnet.kernels import lrn_native
+
+            if self.backend != "band" and lrn_native.supports(x):
+                return lrn_native.lrn_native(x, self.size, self.groups, self.k,
+                                             self.term_weight, self.beta, relu_first)
             from alexnet.kernels.lrn_band import lrn_band
 
             return lrn_band(x, self.band, self.k, self.term_weight, self.beta, relu_first)
