@@ -20,11 +20,24 @@ bench cpu-model-alexnet-paper model --model alexnet-paper --device cpu --steps 5
 bench cpu-eval-cifar-conv-local eval --model cifar-conv-local --device cpu
 bench cpu-train-cifar-conv-local train --model cifar-conv-local --data "$DATA" --device cpu \
   --steps 100
-# alexnet train itself, end to end: epoch 2's img/s (epoch 1 includes compiling the fused
-# kernels), against the model step above.
+# alexnet train itself, end to end, against the model step measured just before and just
+# after it (this VM's speed drifts by a quarter within minutes, so a step measured minutes
+# earlier is no fair yardstick): epochs 2 and 3 (epoch 1 includes building the kernels).
+bench cpu-model-cifar-conv-local-before-train model --model cifar-conv-local --device cpu --steps 30 > /dev/null
 run=$(mktemp -d)
-python3 -m alexnet train --data "$DATA" --out "$run/run" epochs=2 > /dev/null
+python3 -m alexnet train --data "$DATA" --out "$run/run" epochs=3 > /dev/null
 cp "$run/run/metrics.csv" "$OUT/cpu-train-run-metrics.csv"
 rm -rf "$run"
-python3 -c "import csv; rows=list(csv.DictReader(open('$OUT/cpu-train-run-metrics.csv'))); print(f\"alexnet train, epoch 2: {float(rows[-1]['images_per_s']):,.0f} img/s\")"
+bench cpu-model-cifar-conv-local-after-train model --model cifar-conv-local --device cpu --steps 30 > /dev/null
+python3 - "$OUT" <<'PY'
+import csv, json, sys
+out = sys.argv[1]
+epochs = [float(r["images_per_s"]) for r in csv.DictReader(open(f"{out}/cpu-train-run-metrics.csv"))][1:]
+steps = [next(r for r in json.load(open(f"{out}/cpu-model-cifar-conv-local-{when}-train.json"))["rows"]
+              if r["variant"] == "ours")["images_per_s"] for when in ("before", "after")]
+train, step = sum(epochs) / len(epochs), sum(steps) / len(steps)
+print(f"alexnet train, epochs 2-3: {', '.join(f'{e:,.0f}' for e in epochs)} img/s; the model step "
+      f"just before and after: {', '.join(f'{s:,.0f}' for s in steps)} img/s; "
+      f"ratio of the means {train / step:.2f}x")
+PY
 uptime

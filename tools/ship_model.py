@@ -47,6 +47,9 @@ def model_card(run: Path, name: str, digest: str) -> dict:
         "train_images": final.get("train_images"),
         "held_out_images": final.get("held_out_images"),
         "held_out": final.get("held_out"),
+        # From this epoch on the held-out images were trained on too: the errors above are
+        # then no held-out errors (the note gives the figures measured before).
+        "held_out_trained_from_epoch": final.get("held_out_trained_from_epoch"),
         "wall_seconds": final.get("wall_seconds"),
         "sha256": digest,
     }

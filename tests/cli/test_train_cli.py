@@ -65,7 +65,7 @@ def test_eval_runs_the_fast_path_or_fp32_as_asked(tiny_store, tmp_path, capsys):
 @pytest.mark.parametrize("args, words", [
     (["train", "--data", "{tmp}/nowhere"], "does not exist"),
     (["train", "--data", "{tmp}/empty"], "is an empty folder"),
-    (["train", "nosuchkey=1"], "unknown setting 'nosuchkey'; valid settings: model, data"),
+    (["train", "nosuchkey=1"], "unknown setting 'nosuchkey'; valid settings: model, init_weights, data"),
     (["train", "--recipe", "imagenet-2013"], "unknown recipe"),
     (["train", "--recipe", "imagenet-paper"], "needs training images"),
     (["train", "--resume", "--out", "{tmp}/empty"], "nothing to resume"),

@@ -14,8 +14,9 @@ import pytest
 
 from alexnet.cli import main
 from alexnet.data import open_store, prepare_store
+from alexnet.data.cache import ensure_store
 from alexnet.engine.checkpoint import load_model
-from alexnet.engine.inputs import held_out_count, split_validation
+from alexnet.engine.inputs import held_out_count, held_out_indices, split_validation
 from helpers.runs import make_image_folder
 
 
@@ -150,3 +151,18 @@ def test_older_checkpoints_are_checked_by_their_mean_image(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["images"] == 2 * 3   # the old rule: 3 of 20
     assert main(["eval", str(ckpt), "--data", str(store_b), "--split", "held-out"]) == 2
     assert "mean image of the store" in one_error_line(capsys)
+
+
+def test_eval_held_out_says_when_the_run_trained_on_those_images_too(small_run, capsys,
+                                                                      monkeypatch):
+    """After `fold_in_epoch` the held-out images train too (cuda-convnet's methodology, the
+    shipped model's): their error is then no held-out error, and eval says so."""
+    monkeypatch.setenv("ALEXNET_CACHE", str(small_run["root"] / "cache"))
+    loaded = load_model(small_run["run"])
+    store = ensure_store(small_run["folder"], loaded.preprocessing.size)
+    held_out_indices(store, loaded.meta, loaded.preprocessing)
+    assert "no held-out error" not in capsys.readouterr().err
+    folded = {**loaded.meta, "epoch": 3, "config": {**loaded.meta["config"], "fold_in_epoch": 2}}
+    assert len(held_out_indices(store, folded, loaded.preprocessing)) == 12
+    assert "from epoch 3 on (fold_in_epoch=2); their error is no held-out error" in \
+        capsys.readouterr().err

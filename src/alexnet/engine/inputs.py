@@ -142,6 +142,12 @@ def held_out_indices(store, meta: dict, preprocessing: Preprocessing | None = No
         raise UserError(f"--split held-out refused: the held-out split drawn from "
                         f"{str(store.path)!r} differs from the one the checkpoint's run "
                         f"recorded; use --split all")
+    fold_in = int(config.get("fold_in_epoch") or 0)
+    if fold_in and int(meta.get("epoch") or 0) > fold_in:
+        from alexnet.console import info
+
+        info(f"note: the network trained on these images too, from epoch {fold_in + 1} on "
+             f"(fold_in_epoch={fold_in}); their error is no held-out error")
     return val_idx
 
 
