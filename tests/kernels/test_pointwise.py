@@ -42,3 +42,20 @@ def test_compiled_and_eager_agree_and_compile_time_is_counted(monkeypatch):
     monkeypatch.setitem(pointwise._state, "eager", True)
     torch.testing.assert_close(compiled, f(x, y, 0.5))
     assert pointwise.compile_seconds() > before
+
+
+def test_each_kind_of_call_compiles_a_copy_of_its_own(monkeypatch):
+    # One compiled function serving many layouts and dtypes recompiles for each; past
+    # dynamo's recompile limit a full test run got wrong gradients that way.
+    monkeypatch.setitem(pointwise._state, "eager", False)
+    f = make()
+    x = torch.randn(2, 8, 3, 3)
+    kinds = [x, x.contiguous(memory_format=torch.channels_last), x.double(), x.bfloat16()]
+    for t in kinds:
+        before = pointwise.compile_seconds()
+        torch.testing.assert_close(f(t, t, 3.0), (t.float() * 4).to(t.dtype))
+        assert pointwise.compile_seconds() > before                  # a compile of its own
+        before = pointwise.compile_seconds()
+        wider = torch.cat([t, t])                                      # the same kind
+        torch.testing.assert_close(f(wider, wider, 3.0), (wider.float() * 4).to(t.dtype))
+        assert pointwise.compile_seconds() == before                  # no new compile

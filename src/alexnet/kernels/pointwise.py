@@ -6,7 +6,10 @@ copy per operation: the LRN's arithmetic cost several times its band product. In
 such a chain into one C++ loop over the elements, computing in fp32 and storing bf16.
 
 `fused(fn)` compiles `fn` on first use (a few seconds; `compile_seconds()` tells how long all
-of them took) with dynamic shapes, so new batch sizes do not recompile. Where inductor cannot
+of them took) with dynamic shapes, so new batch sizes do not recompile. Each kind of call (the
+tensors' dtypes, devices and layouts, the other arguments' values) gets a compiled copy of
+its own: one compiled function serving many kinds recompiles for each, and once past
+dynamo's recompile limit a test suite saw wrong gradients from it. Where inductor cannot
 compile (no C++ compiler, an unsupported platform) it warns once and runs `fn` eagerly: the
 same arithmetic, slower. `ALEXNET_EAGER_KERNELS=1` forces the eager form. Inside a
 `torch.compile` of the whole model the plain `fn` is inlined into that graph.
@@ -18,6 +21,7 @@ import functools
 import logging
 import os
 import time
+import types
 import warnings
 from collections.abc import Callable
 
@@ -31,25 +35,38 @@ def compile_seconds() -> float:
     return _state["seconds"]
 
 
+def _kind(args) -> tuple:
+    """What a compiled copy is specialised for: each tensor's dtype, device and layout, and
+    the value of every other argument."""
+    return tuple((a.dtype, a.device.type, a.dim(), a.is_contiguous(),
+                  a.is_contiguous(memory_format=torch.channels_last) if a.dim() == 4 else None)
+                 if isinstance(a, torch.Tensor) else a for a in args)
+
+
+def _own_copy(fn: Callable, index: int) -> Callable:
+    """fn with a code object of its own, so that dynamo keeps a separate cache for it."""
+    code = fn.__code__.replace(co_name=f"{fn.__code__.co_name}_{index}")
+    copy = types.FunctionType(code, fn.__globals__, code.co_name, fn.__defaults__,
+                              fn.__closure__)
+    return torch.compile(copy, dynamic=True)
+
+
 def fused(fn: Callable) -> Callable:
-    compiled = None
-    kinds_seen: set = set()
+    compiled: dict = {}
 
     @functools.wraps(fn)
     def run(*args):
-        nonlocal compiled
         if _state["eager"] or torch.compiler.is_compiling():
             return fn(*args)
-        if compiled is None:
-            # inductor's C++ toolchain lookup warns about CUDA on CPU-only machines
-            logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
-            compiled = torch.compile(fn, dynamic=True)
-        kind = (args[0].dtype, args[0].device.type)
-        if kind in kinds_seen:
-            return compiled(*args)
+        kind = _kind(args)
+        if kind in compiled:
+            return compiled[kind](*args)
+        # inductor's C++ toolchain lookup warns about CUDA on CPU-only machines
+        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
         start = time.perf_counter()   # the first call of a kind compiles
         try:
-            out = compiled(*args)
+            function = _own_copy(fn, len(compiled))
+            out = function(*args)
         except Exception as err:  # noqa: BLE001 - any compiler failure: fall back, once
             _state["eager"] = True
             first_line = (str(err).splitlines() or [""])[0]
@@ -57,7 +74,7 @@ def fused(fn: Callable) -> Callable:
                           "running them eagerly, which is slower", RuntimeWarning,
                           stacklevel=2)
             return fn(*args)
-        kinds_seen.add(kind)
+        compiled[kind] = function
         _state["seconds"] += time.perf_counter() - start
         return out
 
