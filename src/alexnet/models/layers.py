@@ -87,7 +87,7 @@ class LocalResponseNorm(nn.Module):
 
     def forward(self, x: torch.Tensor, relu_first: bool = False) -> torch.Tensor:
         """The norm of x, or with `relu_first` of relu(x): `run_layers` fuses the ReLU that
-        precedes a norm into the band kernel's loops."""
+        precedes a norm into the CPU kernels' loops."""
         if self.backend in ("auto", "native", "band") and not tracing() and \
                 not self.use_triton(x):
             from alexnet.kernels import lrn_native
