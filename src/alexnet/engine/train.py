@@ -16,6 +16,7 @@ and restored, is in `run.py`.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import time
 from collections.abc import Callable
@@ -199,6 +200,10 @@ def train(config: Config, out_dir: str | os.PathLike, resume: bool | None = None
                 halted = None if run.progress.epoch >= config.epochs else _train_epochs(run)
             # Past training the state is saved: a signal now may end the process at once.
             summary = halted or finish(run)
+        # The network, its DDP reducer and their pending gloo work go while the process
+        # group still exists: freed after it, at exit, they aborted a rank now and then.
+        del run
+        gc.collect()
         dist.barrier()  # tearing gloo down while a peer still works aborts that peer
         return summary
     finally:
