@@ -6,7 +6,7 @@ the band product's multiplications by zero. For channels-last tensors every posi
 channels are one contiguous row, so the window sums fit in registers: the forward reads x
 and writes y and the window sums s, the backward reads g, x, s and writes dx, and that is
 all. In the 11% net this took the norms' share of a bf16 training step on 2 cores from 13%
-to 2-8% (`alexnet bench model`, ours against its `no LRN` row, over four runs).
+to under 10% (`alexnet bench model`: 0.92x to 1.00x of its `no LRN` row over five runs).
 
 The C source is compiled once per machine with the C compiler inductor also uses (`$CC`,
 else `cc`), `-O3 -march=native -fopenmp`, into the alexnet cache (`kernels/`), keyed by
