@@ -155,8 +155,8 @@ def test_older_checkpoints_are_checked_by_their_mean_image(tmp_path, capsys):
 
 def test_eval_held_out_says_when_the_run_trained_on_those_images_too(small_run, capsys,
                                                                       monkeypatch):
-    """After `fold_in_epoch` the held-out images train too (cuda-convnet's methodology, the
-    shipped model's): their error is then no held-out error, and eval says so."""
+    """After `fold_in_epoch` the held-out images train too (cuda-convnet's methodology, recipe
+    cifar10-11pct): their error is then no held-out error, and eval says so."""
     monkeypatch.setenv("ALEXNET_CACHE", str(small_run["root"] / "cache"))
     loaded = load_model(small_run["run"])
     store = ensure_store(small_run["folder"], loaded.preprocessing.size)

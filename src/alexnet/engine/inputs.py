@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from alexnet.config import Config
+from alexnet.console import info
 from alexnet.data.normalization import Preprocessing
 from alexnet.errors import UserError
 
@@ -144,8 +145,6 @@ def held_out_indices(store, meta: dict, preprocessing: Preprocessing | None = No
                         f"recorded; use --split all")
     fold_in = int(config.get("fold_in_epoch") or 0)
     if fold_in and int(meta.get("epoch") or 0) > fold_in:
-        from alexnet.console import info
-
         info(f"note: the network trained on these images too, from epoch {fold_in + 1} on "
              f"(fold_in_epoch={fold_in}); their error is no held-out error")
     return val_idx
@@ -173,7 +172,5 @@ def _check_training_store(store, recorded, preprocessing: Preprocessing | None) 
                 f"so it is another store and which of its images were held out is unknown; "
                 f"use --split all, or the store it trained on")
     else:
-        from alexnet.console import info
-
         info("warning: this checkpoint does not record its training store, so --split "
              "held-out cannot check that this is the store it held images out of")
