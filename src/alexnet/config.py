@@ -52,6 +52,8 @@ class Config:
     crop: int = 24
     flip: bool = True
     lighting_std: float = 0.0        # the paper's PCA colour noise: 0.1
+    cutout: int = 0                  # side of a square zeroed in each crop (0: none; not in the paper)
+    label_smoothing: float = 0.0     # mass spread evenly over all classes (not in the paper)
     normalize: str = "mean-image-std"
     eval_views: str = "ten"          # the final evaluation; per-epoch validation is centre-only
     eval_batch_size: int = 500
@@ -85,6 +87,8 @@ class Config:
             from alexnet.models.towers import check_splittable
 
             check_splittable(self.model, self.model_options)
+        if self.cutout > self.crop:
+            raise UserError(f"cutout={self.cutout} is larger than the crop ({self.crop})")
         if self.crop > self.data_size:
             raise UserError(f"crop={self.crop} is larger than the stored images "
                             f"(data_size={self.data_size})")
@@ -149,6 +153,7 @@ def _check_whole_numbers(config: Config) -> None:
 
     for name, low, high in [("epochs", 1, 100_000), ("batch_size", 1, 2 ** 31 - 1),
                             ("eval_batch_size", 1, 2 ** 31 - 1), ("crop", 1, MAX_SIZE),
+                            ("cutout", 0, MAX_SIZE),
                             ("data_size", 1, MAX_SIZE), ("val_per_class", 0, 2 ** 31 - 1),
                             ("fold_in_epoch", 0, 100_000), ("step_size", 1, 100_000),
                             ("plateau_patience", 0, 100_000),
@@ -172,6 +177,7 @@ def _check_real_numbers(config: Config) -> None:
             ("weight_decay", 0.0, math.inf, False), ("bias_lr_mult", 0.0, math.inf, False),
             ("bias_weight_decay", 0.0, math.inf, False), ("gamma", 0.0, 1.0, True),
             ("warmup_epochs", 0.0, math.inf, False), ("lighting_std", 0.0, math.inf, False),
+            ("label_smoothing", 0.0, 0.999999, False),
             ("checkpoint_minutes", 0.0, math.inf, False)]:
         value = getattr(config, name)
         if value is None:

@@ -67,6 +67,18 @@ def lighting_shifts(batch: int, eigvals: torch.Tensor, eigvecs: torch.Tensor, st
     return (scaled[:, None, :] * eigvecs).sum(-1)
 
 
+def cut_out(x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, size: int) -> None:
+    """Zero in place a size x size square of each image of x [B,C,h,w], centred at (rows[b],
+    cols[b]) and clipped at the borders: Cutout (DeVries & Taylor, 2017), not in the paper.
+    After normalisation zero is the mean, so the square shows the mean image there."""
+    h, w = x.shape[-2:]
+    def inside(centres: torch.Tensor, side: int) -> torch.Tensor:    # bool [B, side]
+        first = (centres - size // 2)[:, None]
+        at = torch.arange(side, device=x.device)
+        return (at >= first) & (at < first + size)
+    x.masked_fill_(inside(rows, h)[:, None, :, None] & inside(cols, w)[:, None, None, :], 0)
+
+
 def _per_sample(value, default: int, batch: int, device) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
         return value.to(device)
@@ -104,7 +116,8 @@ class _Constants(NamedTuple):
 
 class TrainAugment:
     """Random crop to `preprocessing.crop`, flip, PCA lighting, mean subtraction at the crop's
-    own location of the mean image, division by std: uint8 [B,S,S,3] -> float [B,3,c,c].
+    own location of the mean image, division by std: uint8 [B,S,S,3] -> float [B,3,c,c];
+    then, if `cutout`, a square of that side zeroed at a random place in each crop.
 
     A flipped patch is the mirror of the normalised patch: the mean is taken at the patch's
     own location and mirrored with it. (The 2012 code crops and flips, then subtracts one
@@ -125,12 +138,12 @@ class TrainAugment:
 
     def __init__(self, preprocessing: Preprocessing, eigvals, eigvecs, flip: bool = True,
                  lighting_std: float = 0.1, channels_last: bool = False,
-                 dtype: torch.dtype = torch.float32):
+                 dtype: torch.dtype = torch.float32, cutout: int = 0):
         self.preprocessing = preprocessing
         self.eigvals = torch.as_tensor(eigvals, dtype=torch.float32)
         self.eigvecs = torch.as_tensor(eigvecs, dtype=torch.float32)
         self.flip, self.lighting_std = flip, float(lighting_std)
-        self.channels_last, self.dtype = channels_last, dtype
+        self.channels_last, self.dtype, self.cutout = channels_last, dtype, int(cutout)
         self._cache: dict = {}
 
     def _constants(self, device):
@@ -164,7 +177,12 @@ class TrainAugment:
             const = self._constants(device)
             shift = lighting_shifts(batch, const.eigvals, const.eigvecs, self.lighting_std,
                                     generator)
-        return self.apply(images, top, left, flip, shift)
+        if not self.cutout:
+            return self.apply(images, top, left, flip, shift)
+        centres = torch.randint(0, crop, (2, batch), generator=generator, device=device)
+        out = self.apply(images, top, left, flip, shift)
+        cut_out(out, centres[0], centres[1], self.cutout)
+        return out
 
     def apply(self, images: torch.Tensor, top: torch.Tensor, left: torch.Tensor,
               flip: torch.Tensor, shift: torch.Tensor | None) -> torch.Tensor:

@@ -248,7 +248,8 @@ def build_run(config: Config, out: Path, ddp: dist.DistInfo, stop: StopFlag,
     folded = config.fold_in_epoch > 0 and len(val_idx) > 0
     all_idx = np.sort(np.concatenate([train_idx, val_idx]))
     augment = TrainAugment(preprocessing, store.eigvals, store.eigvecs, flip=config.flip,
-                           lighting_std=config.lighting_std, channels_last=channels_last)
+                           lighting_std=config.lighting_std, channels_last=channels_last,
+                           cutout=config.cutout)
     train_model = dist.wrap_model(model, ddp)
     if config.compile:
         train_model = torch.compile(train_model)

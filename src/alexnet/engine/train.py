@@ -63,12 +63,12 @@ def configure_backends(config: Config, device: torch.device) -> None:
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
-               labels: torch.Tensor, dtype: torch.dtype | None
+               labels: torch.Tensor, dtype: torch.dtype | None, label_smoothing: float = 0.0
                ) -> tuple[torch.Tensor, torch.Tensor]:
     """One SGD step on a normalised batch x [B,3,c,c]; returns (loss, wrong count) tensors."""
     with torch.autocast(x.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
         logits = model(x)
-    loss = F.cross_entropy(logits.float(), labels)
+    loss = F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -116,7 +116,8 @@ def train_one_epoch(run: Run) -> dict | None:
             run.generator.manual_seed(step_seed(cfg.seed, run.ddp.data_rank, p.global_step))
             torch.manual_seed(step_seed(cfg.seed, run.ddp.rank, p.global_step))  # dropout
             x = run.augment(images, run.generator)
-            loss, wrong = train_step(run.train_model, run.optimizer, x, labels, run.dtype)
+            loss, wrong = train_step(run.train_model, run.optimizer, x, labels, run.dtype,
+                                     cfg.label_smoothing)
             sums.add(loss, wrong, labels.numel())
             p.step += 1
             p.global_step += 1
