@@ -57,6 +57,8 @@ def test_changing_the_model_keeps_the_options_the_overrides_name():
     (["layer_decay=classifier"], "prefix=decay"),
     (["layer_decay=classifier=-1"], "prefix=decay"),
     (["layer_decay=classifier=nan"], "prefix=decay"),
+    (["cutout=25"], "cutout=25 is larger than the crop"),
+    (["label_smoothing=1"], "label_smoothing must be a finite number at least 0"),
 ])
 def test_bad_overrides_are_one_sentence(overrides, words):
     with pytest.raises(UserError, match=words.replace("(", r"\(")):

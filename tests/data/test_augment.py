@@ -10,6 +10,7 @@ from alexnet.data.augment import (
     TrainAugment,
     crop_at,
     crop_flip,
+    cut_out,
     lighting_shifts,
     normalize,
     random_offsets,
@@ -127,6 +128,38 @@ def test_train_augment_layout_dtype_and_per_channel(min_crop, monkeypatch):
     assert out.dtype == torch.bfloat16
     assert out.is_contiguous(memory_format=torch.channels_last)
     assert torch.equal(out[:, :, 0, 0].float(), torch.tensor([[30.0, 20.0, 10.0]] * 3))
+
+
+def test_cut_out_zeroes_one_square_per_image_clipped_at_the_borders():
+    x = torch.ones(4, 3, 10, 10)
+    rows, cols = torch.tensor([5, 0, 9, 4]), torch.tensor([5, 0, 2, 9])
+    cut_out(x, rows, cols, 4)
+    for i, (r, c) in enumerate(zip(rows.tolist(), cols.tolist(), strict=True)):
+        expected = torch.ones(3, 10, 10)
+        expected[:, max(r - 2, 0):r + 2, max(c - 2, 0):c + 2] = 0
+        assert torch.equal(x[i], expected)
+    assert [int((x[i, 0] == 0).sum()) for i in range(4)] == [16, 4, 12, 12]
+
+
+@BOTH_CPU_FORMS
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_train_augment_cutout_only_adds_squares_to_the_same_crops(min_crop, channels_last,
+                                                                  monkeypatch):
+    # Its draws come after all the others, so with cutout the crops, flips and colour shifts
+    # are those of the same seed without it; every crop loses one square of at most 8 x 8.
+    monkeypatch.setattr(TrainAugment, "PER_IMAGE_MIN_CROP", min_crop)
+    pre = _preprocessing()
+    images = torch.randint(1, 256, (64, 32, 32, 3), dtype=torch.uint8)
+    args = (pre, torch.tensor([900.0, 100.0, 10.0]), torch.eye(3))
+    plain = TrainAugment(*args, channels_last=channels_last)(images, torch.Generator().manual_seed(3))
+    cut = TrainAugment(*args, channels_last=channels_last, cutout=8)(
+        images, torch.Generator().manual_seed(3))
+    zeroed = (cut == 0).all(1) & (plain != 0).all(1)                 # [B, 24, 24]
+    assert torch.equal(cut[~zeroed[:, None].expand_as(cut)], plain[~zeroed[:, None].expand_as(plain)])
+    counts = zeroed.sum((1, 2))
+    assert counts.max() == 64 and counts.min() >= 16    # the centre is inside: >= 4 x 4 kept
+    assert cut.is_contiguous(memory_format=torch.channels_last if channels_last
+                             else torch.contiguous_format)
 
 
 def test_normalize_takes_mean_at_the_given_location():

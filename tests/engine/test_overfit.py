@@ -41,3 +41,14 @@ def _overfit(tiny_store):
         accuracy = (model(x).argmax(1) == labels).float().mean().item()
     assert first > 1.2                 # ln(4) = 1.39 at the start
     assert final < 0.05 and accuracy == 1.0
+
+
+def test_train_step_smooths_the_labels_it_is_given():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(5, 3)
+    x, labels = torch.randn(8, 5), torch.randint(0, 3, (8,))
+    expected = torch.nn.functional.cross_entropy(model(x), labels, label_smoothing=0.1).item()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    loss, _ = train_step(model, optimizer, x, labels, None, label_smoothing=0.1)
+    assert abs(loss.item() - expected) < 1e-6
+    assert abs(loss.item() - train_step(model, optimizer, x, labels, None)[0].item()) > 1e-3
