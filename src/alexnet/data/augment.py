@@ -177,11 +177,11 @@ class TrainAugment:
             const = self._constants(device)
             shift = lighting_shifts(batch, const.eigvals, const.eigvecs, self.lighting_std,
                                     generator)
-        if not self.cutout:
-            return self.apply(images, top, left, flip, shift)
-        centres = torch.randint(0, crop, (2, batch), generator=generator, device=device)
+        centres = torch.randint(0, crop, (2, batch), generator=generator, device=device) \
+            if self.cutout else None
         out = self.apply(images, top, left, flip, shift)
-        cut_out(out, centres[0], centres[1], self.cutout)
+        if centres is not None:
+            cut_out(out, centres[0], centres[1], self.cutout)
         return out
 
     def apply(self, images: torch.Tensor, top: torch.Tensor, left: torch.Tensor,
