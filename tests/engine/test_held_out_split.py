@@ -17,6 +17,7 @@ from alexnet.data import open_store, prepare_store
 from alexnet.data.cache import ensure_store
 from alexnet.engine.checkpoint import load_model
 from alexnet.engine.inputs import held_out_count, held_out_indices, split_validation
+from alexnet.errors import UserError
 from helpers.runs import make_image_folder
 
 
@@ -166,3 +167,17 @@ def test_eval_held_out_says_when_the_run_trained_on_those_images_too(small_run, 
     assert len(held_out_indices(store, folded, loaded.preprocessing)) == 12
     assert "from epoch 3 on (fold_in_epoch=2); their error is no held-out error" in \
         capsys.readouterr().err
+
+
+def test_eval_held_out_of_a_run_that_held_out_nothing_is_refused(small_run, capsys,
+                                                                 monkeypatch):
+    """A run with val_per_class=0 (the shipped model trained on all 50,000) has no held-out
+    images: one sentence, not an error over zero images."""
+    monkeypatch.setenv("ALEXNET_CACHE", str(small_run["root"] / "cache"))
+    loaded = load_model(small_run["run"])
+    store = ensure_store(small_run["folder"], loaded.preprocessing.size)
+    everything = {**loaded.meta, "split": None,
+                  "config": {**loaded.meta["config"], "val_per_class": 0}}
+    with pytest.raises(UserError, match=r"held out no images of .*\(val_per_class=0\), it "
+                       r"trained on all of them; use --split all"):
+        held_out_indices(store, everything, loaded.preprocessing)

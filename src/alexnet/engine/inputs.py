@@ -139,6 +139,10 @@ def held_out_indices(store, meta: dict, preprocessing: Preprocessing | None = No
     divisor = split.get("held_out_divisor") if split else None
     val_idx = split_validation(store.labels, int(config["val_per_class"]),
                                int(config.get("seed", 0)), divisor)[1]
+    if len(val_idx) == 0:
+        raise UserError(f"--split held-out: the checkpoint's run held out no images of "
+                        f"{str(store.path)!r} (val_per_class={config['val_per_class']}), "
+                        f"it trained on all of them; use --split all")
     if split.get("held_out_digest") not in (None, indices_digest(val_idx)):
         raise UserError(f"--split held-out refused: the held-out split drawn from "
                         f"{str(store.path)!r} differs from the one the checkpoint's run "
