@@ -11,7 +11,7 @@ import numpy as np
 from alexnet import console
 from alexnet.engine import distributed as dist
 from alexnet.engine.evaluate import evaluate, views_name
-from alexnet.engine.messages import NONE_HELD_OUT
+from alexnet.engine.inputs import why_none_held_out
 from alexnet.engine.run import Run
 from alexnet.kernels.pointwise import compile_seconds
 
@@ -52,7 +52,7 @@ def finish(run: Run) -> dict:
 def report_final(run: Run, summary: dict) -> None:
     """The final errors, one line per split and views, and where the weights are."""
     if "held_out" not in summary:
-        why = "val_per_class=0" if run.config.val_per_class == 0 else NONE_HELD_OUT
+        why = why_none_held_out(run.config.val_per_class)
         console.info(f"no images were held out ({why}), so there is no held-out "
                      f"error; evaluate with: alexnet eval {run.out} --data OTHER_IMAGES")
     if "held_out_trained_from_epoch" in summary:

@@ -120,6 +120,13 @@ def check_classes(store, classes: list[str], what: str) -> None:
                     f"{what} ({detail})")
 
 
+def why_none_held_out(val_per_class: int) -> str:
+    """Why a split holds out no image: the setting, or classes too small for the cap."""
+    if val_per_class == 0:
+        return "val_per_class=0"
+    return "no class has the 10 images it takes: at most a tenth of each class is held out"
+
+
 def held_out_indices(store, meta: dict, preprocessing: Preprocessing | None = None
                      ) -> np.ndarray:
     """The validation split a checkpoint's run held out of this store, refused (UserError)
@@ -141,7 +148,7 @@ def held_out_indices(store, meta: dict, preprocessing: Preprocessing | None = No
                                int(config.get("seed", 0)), divisor)[1]
     if len(val_idx) == 0:
         raise UserError(f"--split held-out: the checkpoint's run held out no images of "
-                        f"{str(store.path)!r} (val_per_class={config['val_per_class']}), "
+                        f"{str(store.path)!r} ({why_none_held_out(int(config['val_per_class']))}), "
                         f"it trained on all of them; use --split all")
     if split.get("held_out_digest") not in (None, indices_digest(val_idx)):
         raise UserError(f"--split held-out refused: the held-out split drawn from "

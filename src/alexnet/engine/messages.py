@@ -20,12 +20,9 @@ def towers_note(run: Run) -> str:
     return "; towers on " + " and ".join(map(str, run.model.devices))
 
 
-NONE_HELD_OUT = "no class has the 10 images it takes: at most a tenth of each class is held out"
-
-
 def start_line(run: Run) -> str:
     """What is trained on what: images, the held-out split, batch, device and threads."""
-    from alexnet.engine.inputs import held_out_count
+    from alexnet.engine.inputs import held_out_count, why_none_held_out
 
     cfg, ddp = run.config, run.ddp
     labels = np.asarray(run.store.labels)
@@ -38,10 +35,8 @@ def start_line(run: Run) -> str:
     if held_per_class:
         each = "-".join(str(n) for n in sorted({held_per_class[0], held_per_class[-1]}))
         held = f"holding out {run.val_idx.size:,} for validation ({each} per class: {rule})"
-    elif cfg.val_per_class == 0:
-        held = "holding out none (val_per_class=0)"
     else:
-        held = f"holding out none ({NONE_HELD_OUT})"
+        held = f"holding out none ({why_none_held_out(cfg.val_per_class)})"
     where = str(ddp.device) if ddp.world_size == 1 else \
         f"{console.plural(ddp.world_size, 'process')} on {ddp.device.type}"
     batch = run.train_loader.batch_size * ddp.data_world
