@@ -1,4 +1,5 @@
-"""tools/ship_model.py: a run shipped inside the package, written like every other file."""
+"""The maintainer's tools: ship_model.py (a run shipped inside the package, written like every
+other file) and degrade_images.py (controlled copies of an image tree)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from alexnet.data.normalization import Preprocessing
 from alexnet.engine.checkpoint import save_weights
@@ -17,11 +20,16 @@ from alexnet.models import build_model
 from helpers.paths import REPO
 
 
-@pytest.fixture
-def ship_model(tmp_path, monkeypatch):
-    spec = importlib.util.spec_from_file_location("ship_model", REPO / "tools" / "ship_model.py")
+def load_tool(name):
+    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def ship_model(tmp_path, monkeypatch):
+    module = load_tool("ship_model")
     monkeypatch.setattr(module, "PRETRAINED", tmp_path / "pretrained")
     return module
 
@@ -62,3 +70,27 @@ def test_a_failed_copy_leaves_the_shipped_model_as_it_was(ship_model, tmp_path, 
         ship_model.main(str(tmp_path / "run"), "tiny")
     assert weights.read_bytes() == before
     assert sorted(p.name for p in weights.parent.iterdir()) == ["tiny.json", "tiny.safetensors"]
+
+
+def a_tree(root):
+    rng = np.random.default_rng(0)
+    for name in ("cat/0001.jpg", "cat/0002.jpg", "dog/0001.png"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(root / name)
+    return root
+
+
+def test_degraded_copies_keep_every_name_and_change_only_what_they_say(tmp_path):
+    degrade = load_tool("degrade_images")
+    src = a_tree(tmp_path / "src")
+    assert degrade.degrade_tree(src, tmp_path / "q25", 25, chroma=False) == 3
+    assert sorted(str(p.relative_to(tmp_path / "q25")) for p in (tmp_path / "q25").rglob("*.*")) \
+        == ["cat/0001.jpg", "cat/0002.jpg", "dog/0001.jpg"]
+    assert degrade.degrade_tree(src, tmp_path / "chroma", None, chroma=True) == 3
+    before = np.asarray(Image.open(src / "cat/0001.jpg").convert("YCbCr"), dtype=float)
+    after = np.asarray(Image.open(tmp_path / "chroma/cat/0001.png").convert("YCbCr"), dtype=float)
+    luma_change, colour_change = np.abs(after[..., 0] - before[..., 0]).mean(), \
+        np.abs(after[..., 1:] - before[..., 1:]).mean()
+    assert luma_change < 3 < colour_change  # brightness kept (up to rounding), colour blurred
+    colour = after[..., 1]
+    assert np.abs(np.diff(colour, axis=1)).mean() < np.abs(np.diff(before[..., 1], axis=1)).mean()
