@@ -17,6 +17,7 @@ from alexnet.data.normalization import Preprocessing
 from alexnet.engine.checkpoint import save_weights
 from alexnet.files import file_sha256
 from alexnet.models import build_model
+from helpers.images import class_folders, save
 from helpers.paths import REPO
 
 
@@ -72,23 +73,21 @@ def test_a_failed_copy_leaves_the_shipped_model_as_it_was(ship_model, tmp_path, 
     assert sorted(p.name for p in weights.parent.iterdir()) == ["tiny.json", "tiny.safetensors"]
 
 
-def a_tree(root):
-    rng = np.random.default_rng(0)
-    for name in ("cat/0001.jpg", "cat/0002.jpg", "dog/0001.png"):
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(root / name)
-    return root
-
-
 def test_degraded_copies_keep_every_name_and_change_only_what_they_say(tmp_path):
     degrade = load_tool("degrade_images")
-    src = a_tree(tmp_path / "src")
-    assert degrade.degrade_tree(src, tmp_path / "q25", 25, chroma=False) == 3
-    assert sorted(str(p.relative_to(tmp_path / "q25")) for p in (tmp_path / "q25").rglob("*.*")) \
-        == ["cat/0001.jpg", "cat/0002.jpg", "dog/0001.jpg"]
-    assert degrade.degrade_tree(src, tmp_path / "chroma", None, chroma=True) == 3
-    before = np.asarray(Image.open(src / "cat/0001.jpg").convert("YCbCr"), dtype=float)
-    after = np.asarray(Image.open(tmp_path / "chroma/cat/0001.png").convert("YCbCr"), dtype=float)
+    src = class_folders(tmp_path / "src", per_class=2)
+    # colour that changes from pixel to pixel, which halving its resolution must blur
+    save(src / "ant" / "noise.jpg",
+         np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    (src / "notes.txt").write_text("not an image")
+    names = sorted(str(p.relative_to(src).with_suffix(".jpg")) for p in src.rglob("*.*")
+                   if p.suffix != ".txt")
+    assert degrade.degrade_tree(src, tmp_path / "q25", 25, chroma=False) == len(names) == 7
+    assert sorted(str(p.relative_to(tmp_path / "q25"))
+                  for p in (tmp_path / "q25").rglob("*.*")) == names
+    assert degrade.degrade_tree(src, tmp_path / "chroma", None, chroma=True) == 7
+    before = np.asarray(Image.open(src / "ant/noise.jpg").convert("YCbCr"), dtype=float)
+    after = np.asarray(Image.open(tmp_path / "chroma/ant/noise.png").convert("YCbCr"), dtype=float)
     luma_change, colour_change = np.abs(after[..., 0] - before[..., 0]).mean(), \
         np.abs(after[..., 1:] - before[..., 1:]).mean()
     assert luma_change < 3 < colour_change  # brightness kept (up to rounding), colour blurred

@@ -17,6 +17,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from alexnet.data.folders import image_files
+
 CHROMA_420 = 2  # PIL's code for 4:2:0 subsampling
 
 
@@ -31,10 +33,8 @@ def halve_chroma(image: Image.Image) -> Image.Image:
 
 def degrade_tree(src: Path, dst: Path, jpeg_quality: int | None, chroma: bool) -> int:
     count = 0
-    for path in sorted(src.rglob("*")):
-        if not path.is_file():
-            continue
-        suffix = ".png" if chroma else ".jpg"
+    suffix = ".png" if chroma else ".jpg"
+    for path in image_files(src):  # the images a training run would read, nothing else
         target = (dst / path.relative_to(src)).with_suffix(suffix)
         target.parent.mkdir(parents=True, exist_ok=True)
         with Image.open(path) as image:
@@ -61,9 +61,9 @@ def main() -> None:
     if args.jpeg_quality is not None and not 1 <= args.jpeg_quality <= 95:
         parser.error(f"--jpeg-quality {args.jpeg_quality} is outside 1-95")
     count = degrade_tree(args.src, args.dst, args.jpeg_quality, args.halve_chroma)
-    how = "with colour at half resolution" if args.halve_chroma else \
+    what = "with colour at half resolution" if args.halve_chroma else \
         f"as JPEG quality {args.jpeg_quality}"
-    print(f"{count} images written {how} into {args.dst}")
+    print(f"{count} images written {what} into {args.dst}")
 
 
 if __name__ == "__main__":
