@@ -20,10 +20,15 @@ from helpers.runs import alexnet_env, make_image_folder, run_alexnet
 SETTINGS = ["--recipe", "imagenet-paper", "data_size=224", "flip=false", "lighting_std=0",
             "model.dropout=0", "epochs=1", "batch_size=4", "val_per_class=1",
             "eval_views=center", "eval_batch_size=8", "lr=0.001", "amp=none"]
-# Summation order differs (the split sums fc8 in halves; conv kernels block differently):
-# float32 rounding over 9 steps, a few dozen units in the last place of weights near 1 (the
-# same bound as data parallelism's test).
-TOLERANCE = 1e-5
+# Training runs in float32 (there is no float64 training), where summation order differs (the
+# split sums fc8 in halves; conv kernels block differently) and the randomly initialised
+# network amplifies rounding: a gradient can differ by a few percent between two kernels'
+# orders (see tests/models/test_towers.py). Each weight's difference from one device is
+# therefore bounded relative to how far that weight moved in training: a wiring mistake moves
+# it by about its whole movement; rounding moved conv1/conv2's biases by 2.8% of theirs on an
+# AMX Xeon (the largest share), and other CPUs order their sums differently again.
+MOVEMENT_SHARE = 0.25
+EXACT = 1e-10         # the float64 comparison of split_check.py (why: test_towers.py)
 
 
 def torchrun(ranks: int, args: list[str], env: dict) -> subprocess.CompletedProcess:
@@ -41,10 +46,11 @@ def test_split_over_two_gloo_ranks_equals_one_device(tmp_path):
     assert done.returncode == 0, done.stderr
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["same_weights"] and result["saved_names"], result
-    assert result["logits"] < 1e-5 and result["loss"] < 1e-5, result
-    assert result["gradients"] < 1e-5, result
-    assert result["weights_after_step"] < 1e-5 and result["velocity"] < 1e-5, result
-    assert result["saved_weights"] < 1e-5 and result["saved_velocity"] < 1e-5, result
+    # float64, so the bound is test_towers.py's EXACT (why: see there)
+    assert result["logits"] < EXACT and result["loss"] < EXACT, result
+    assert result["gradients"] < EXACT, result
+    assert result["weights_after_step"] < EXACT and result["velocity"] < EXACT, result
+    assert result["saved_weights"] < EXACT and result["saved_velocity"] < EXACT, result
     assert result["param_groups_equal"] and result["state_round_trip"], result
     assert result["sent_bytes"] == result["bytes_from_shapes"], result
 
@@ -76,9 +82,10 @@ def compare_runs(one: Path, split: Path) -> None:
     from alexnet.models import build_model
 
     initial = build_model("alexnet-paper", num_classes=4, dropout=0.0).state_dict()
-    moved = max((a[k] - initial[k]).abs().max().item() for k in initial)
-    diff = max((a[k] - b[k]).abs().max().item() for k in a)
-    assert moved > 1e-3 and diff < TOLERANCE, (moved, diff)
+    moved = {k: (a[k] - initial[k]).abs().max().item() for k in initial}
+    share = {k: (a[k] - b[k]).abs().max().item() / max(moved[k], 1e-12) for k in moved}
+    assert max(moved.values()) > 1e-3, moved            # the run trained
+    assert max(share.values()) < MOVEMENT_SHARE, sorted(share.items(), key=lambda kv: -kv[1])
     final = [json.loads((run / "final.json").read_text())["held_out"]["center"]
              for run in (one, split)]
     assert final[0] == final[1] and final[0]["images"] == 4    # each image counted once
@@ -96,9 +103,9 @@ def test_training_with_towers_on_two_ranks_matches_one_device(store224, one_devi
 
     ref, state = (load_training_state(run / "last.state.pt") for run in (one_device, out))
     assert ref["optimizer"]["param_groups"] == state["optimizer"]["param_groups"]
-    velocity = max((ref["optimizer"]["state"][i]["velocity"] - v["velocity"]).abs().max().item()
-                   for i, v in state["optimizer"]["state"].items())
-    assert velocity < TOLERANCE and ref["model"].keys() == state["model"].keys()
+    share = max(((ref_v := ref["optimizer"]["state"][i]["velocity"]) - v["velocity"]).abs().max()
+                / ref_v.abs().max().clamp_min(1e-12) for i, v in state["optimizer"]["state"].items())
+    assert share < MOVEMENT_SHARE and ref["model"].keys() == state["model"].keys()
     # So one process without towers continues it.
     more = run_alexnet(["train", "--out", str(out), "epochs=2", "model_parallel=1"],
                        alexnet_env(tmp_path))

@@ -1,5 +1,6 @@
 """Run under torchrun with 2 ranks (gloo): `alexnet-paper` split into its towers, one per
-rank, against the single-device network with the same weights, fp32 on the CPU.
+rank, against the single-device network with the same weights, in float64 on the CPU (where the
+comparison is well-conditioned: see tests/models/test_towers.py).
 
 Each rank builds the single-device network from the same seed, computes its logits, loss,
 gradients and one optimiser step, takes its tower of the initial weights, and does the same
@@ -40,11 +41,11 @@ def main(out: Path) -> None:
     torch.set_num_threads(1)
     info = dist.setup("cpu", model_parallel=2)
     torch.manual_seed(0)
-    full = build_model("alexnet-paper", num_classes=CLASSES, dropout=0.0)
+    full = build_model("alexnet-paper", num_classes=CLASSES, dropout=0.0).double()
     split = mp.build_split(full, "cpu", info)
     initial = {k: v.clone() for k, v in full.state_dict().items()}
     gen = torch.Generator().manual_seed(1)
-    x = torch.randn(BATCH, 3, 224, 224, generator=gen)
+    x = torch.randn(BATCH, 3, 224, 224, generator=gen, dtype=torch.float64)
     y = torch.randint(0, CLASSES, (BATCH,), generator=gen)
 
     ref_opt = optimizer(full)
@@ -69,7 +70,8 @@ def main(out: Path) -> None:
     velocity = max(relative(opt.state[p]["velocity"],
                             towers.tower_piece(n, ref_opt.state[ref_params[n]]["velocity"], t))
                    for n, t, p in mine)
-    worst = torch.tensor([gradients, weights, velocity, float(same_weights is False)])
+    worst = torch.tensor([gradients, weights, velocity, float(same_weights is False)],
+                         dtype=torch.float64)
     torch.distributed.all_reduce(worst, op=torch.distributed.ReduceOp.MAX)
 
     # The single-device format, gathered on rank 0 (a collective of the pair).
@@ -96,7 +98,7 @@ def main(out: Path) -> None:
             "param_groups_equal": state["param_groups"] == ref_state["param_groups"],
             "state_round_trip": round_trip,
             "sent_bytes": sent,
-            "bytes_from_shapes": tower_exchange.bytes_per_step(split, 224, BATCH),
+            "bytes_from_shapes": tower_exchange.bytes_per_step(split, 224, BATCH, itemsize=8),
         }
         (out / "result.json").write_text(json.dumps(result))
     dist.barrier()

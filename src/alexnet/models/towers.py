@@ -92,11 +92,14 @@ def _half(name: str, layer: nn.Module) -> nn.Module:
     if isinstance(layer, nn.Conv2d):
         # Grouped "own tower" convolutions read their group's channels, conv1 and conv3 all.
         return nn.Conv2d(layer.in_channels // layer.groups, layer.out_channels // TOWERS,
-                         layer.kernel_size, layer.stride, layer.padding)
+                         layer.kernel_size, layer.stride, layer.padding,
+                         dtype=layer.weight.dtype)
     if isinstance(layer, nn.Linear):
         if split_dim(f"classifier.{name}.weight") == 1:
-            return nn.Linear(layer.in_features // TOWERS, layer.out_features)
-        return nn.Linear(layer.in_features, layer.out_features // TOWERS)
+            return nn.Linear(layer.in_features // TOWERS, layer.out_features,
+                             dtype=layer.weight.dtype)
+        return nn.Linear(layer.in_features, layer.out_features // TOWERS,
+                         dtype=layer.weight.dtype)
     if isinstance(layer, LocalResponseNorm):   # per-tower windows: one group of half the maps
         return LocalResponseNorm(layer.channels // TOWERS, layer.size, layer.alpha, layer.beta,
                                  layer.k, groups=layer.groups // TOWERS,
