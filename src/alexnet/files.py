@@ -5,7 +5,8 @@ target, and the folder is fsynced so the rename itself survives a power loss. Th
 with the permissions a plain `open(path, "w")` would have given it (the temporary file is
 created private, 0600): an existing file's mode, else 0666 less the umask. Also here: the
 lock that gives an output folder to one process at a time, the free-space check made before
-large writes, the check of an output path given by the user, and SHA-256 digests.
+large writes, the check of an output path given by the user, SHA-256 digests, and the root
+of the user cache (`cache_root`), which data and kernels both keep files under.
 
 `json_text` is the JSON every output file and `--json` uses: strict (NaN and infinities,
 which strict parsers reject, become null); `atomic_write_json` writes it.
@@ -23,6 +24,15 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+
+def cache_root() -> Path:
+    """The user cache for downloads, prepared stores, features and compiled kernels:
+    `$ALEXNET_CACHE`, else `$XDG_CACHE_HOME/alexnet`, else `~/.cache/alexnet`."""
+    if os.environ.get("ALEXNET_CACHE"):
+        return Path(os.environ["ALEXNET_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or "~/.cache"
+    return Path(base).expanduser() / "alexnet"
 
 
 def fsync_path(path: str | os.PathLike) -> None:

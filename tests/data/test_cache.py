@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alexnet.data.cache import cache_root, cached_store_path, ensure_store
+from alexnet.data.cache import cached_store_path, ensure_store
+from alexnet.files import cache_root
 from helpers.images import gradient, save
 
 

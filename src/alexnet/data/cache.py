@@ -7,22 +7,14 @@ store per folder and image size) and `features/` (`alexnet figures neighbours`).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from alexnet.errors import UserError
+from alexnet.files import cache_root
 
 OFFLINE_HINT = ("pass a copy you have instead: --data path/to/cifar-10-batches-py (the "
                 "python version of CIFAR-10, unpacked) or --data path/to/images (an image folder "
                 "with one sub-folder per class, or a prepared store)")
-
-
-def cache_root() -> Path:
-    """The user cache for downloads, prepared stores and features."""
-    if os.environ.get("ALEXNET_CACHE"):
-        return Path(os.environ["ALEXNET_CACHE"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or "~/.cache"
-    return Path(base).expanduser() / "alexnet"
 
 
 def cached_store_path(source: Path, size: int, name: str | None = None) -> Path:

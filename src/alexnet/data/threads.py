@@ -9,13 +9,23 @@ thread per free core loses only the cores the other job takes.
 The pools: each thread runs torch single-threaded: the work handed to a pool is already split
 into one piece per thread, so intra-op threads would only add parallel regions and barriers.
 A forked child starts without its parent's threads, so it builds its own pools.
+
+What a library call may change is its own threads only: `torch.set_num_threads` changes the
+whole process (a new thread's first torch op takes its count, and oneDNN's cache is
+cleared), so the pools' threads and `single_threaded()` set OpenMP's per-thread count
+instead; `threads_for(n)` restores the caller's count when it ends.
 """
 
 from __future__ import annotations
 
+import ctypes
+import functools
+import glob
 import os
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import torch
 
@@ -73,7 +83,8 @@ def default_threads() -> int:
 
 def use_threads(threads: int | None = None) -> int:
     """Set torch's intra-op threads to `threads` (None: `default_threads()`, chosen once per
-    process); returns the number set."""
+    process); returns the number set. For the CLI's entry point; library code uses
+    `threads_for`, which gives the caller's count back."""
     global _AUTO
     if threads is None:
         if _AUTO is None:
@@ -88,9 +99,62 @@ def use_threads(threads: int | None = None) -> int:
     return threads
 
 
+@contextmanager
+def threads_for(threads: int | None) -> Iterator[int]:
+    """`use_threads(threads)` for the duration; the caller's thread count after."""
+    before = torch.get_num_threads()
+    try:
+        yield use_threads(threads)
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
+@functools.cache
+def _openmp() -> tuple | None:
+    """OpenMP's omp_get_max_threads / omp_set_num_threads of the runtime torch loaded, or
+    None (another threading backend, or not found)."""
+    if "OpenMP" not in torch.__config__.parallel_info():
+        return None
+    libraries = glob.glob(os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.*"))
+    for name in [*libraries, None]:
+        try:
+            lib = ctypes.CDLL(name)
+            return lib.omp_get_max_threads, lib.omp_set_num_threads
+        except (OSError, AttributeError):
+            continue
+    return None
+
+
+def _set_this_threads_count(n: int) -> int | None:
+    """OpenMP's thread count for torch ops on the calling thread only; returns the one it
+    replaced (None where OpenMP's functions are not at hand: nothing changed)."""
+    functions = _openmp()
+    if functions is None:
+        return None
+    get, put = functions
+    torch.get_num_threads()  # torch's lazy per-thread set-up first, so it cannot undo this
+    before = get()
+    put(n)
+    return before
+
+
+@contextmanager
+def single_threaded() -> Iterator[None]:
+    """Torch ops on the calling thread run on one thread for the duration (other threads,
+    and the process's setting, are left as they are)."""
+    before = _set_this_threads_count(1)
+    try:
+        yield
+    finally:
+        if before is not None:
+            _set_this_threads_count(before)
+
+
 def thread_pool(threads: int) -> ThreadPoolExecutor:
     """The process's pool of `threads` threads, each with torch limited to one thread."""
     if threads not in _POOLS:
         _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="alexnet-cpu",
-                                             initializer=torch.set_num_threads, initargs=(1,))
+                                             initializer=_set_this_threads_count,
+                                             initargs=(1,))
     return _POOLS[threads]

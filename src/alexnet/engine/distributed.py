@@ -29,6 +29,7 @@ class DistInfo:
     towers: int = 1          # ranks per network: 2 when each rank runs one tower
     tower_group: object = None   # the ranks of this rank's network (towers > 1)
     data_group: object = None    # the ranks running the same tower of other pairs (None: all)
+    owns_group: bool = False     # setup() created the default process group (cleanup ends it)
 
     @property
     def is_main(self) -> bool:
@@ -99,14 +100,15 @@ def setup(device: str = "auto", model_parallel: int = 1) -> DistInfo:
     dev = pick_device(device, local_rank)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
-    if world_size > 1 and not dist.is_initialized():
+    owns = world_size > 1 and not dist.is_initialized()
+    if owns:
         backend = "nccl" if dev.type == "cuda" else "gloo"
         dist.init_process_group(backend, rank=rank, world_size=world_size,
                                 **({"device_id": dev} if dev.type == "cuda" else {}))
     if towers == 1:
-        return DistInfo(rank, world_size, local_rank, dev)
+        return DistInfo(rank, world_size, local_rank, dev, owns_group=owns)
     tower_group, data_group = pair_groups(rank, world_size, towers)
-    return DistInfo(rank, world_size, local_rank, dev, towers, tower_group, data_group)
+    return DistInfo(rank, world_size, local_rank, dev, towers, tower_group, data_group, owns)
 
 
 def pair_groups(rank: int, world_size: int, towers: int) -> tuple[object, object]:
@@ -124,9 +126,16 @@ def pair_groups(rank: int, world_size: int, towers: int) -> tuple[object, object
     return mine["tower"], mine["data"]
 
 
-def cleanup() -> None:
-    if dist.is_initialized():
+def cleanup(info: DistInfo) -> None:
+    """End what `setup` created: the default process group when it made it, else only the
+    tower pairs' groups (a caller's own process group stays as it was)."""
+    if not dist.is_initialized():
+        return
+    if info.owns_group:
         dist.destroy_process_group()
+        return
+    for group in {info.tower_group, info.data_group} - {None}:
+        dist.destroy_process_group(group)
 
 
 def all_reduce_sum(tensor: torch.Tensor, group=None) -> torch.Tensor:

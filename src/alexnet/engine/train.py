@@ -31,7 +31,6 @@ from alexnet import console
 from alexnet.config import Config
 from alexnet.engine import distributed as dist
 from alexnet.engine.evaluate import evaluate
-from alexnet.engine.fast_path import keep_freed_memory
 from alexnet.engine.optim import set_lr
 from alexnet.engine.run import Run, StopFlag, build_run
 from alexnet.errors import UserError
@@ -182,16 +181,20 @@ def train(config: Config, out_dir: str | os.PathLike, resume: bool | None = None
     resume: True requires a saved state, False refuses to continue one, None continues
     when `out_dir` holds one. The summary has "status": "finished" or "stopped".
     """
-    from alexnet.data.threads import use_threads
-    from alexnet.engine.final import finish
-    from alexnet.files import output_lock
+    from alexnet.data.threads import threads_for
 
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise UserError(f"the run folder {str(out)!r} is a file; give a folder (new, or "
                         f"holding a run to continue)")
-    use_threads(config.threads)
-    keep_freed_memory()
+    with threads_for(config.threads):
+        return _train(config, out, resume)
+
+
+def _train(config: Config, out: Path, resume: bool | None) -> dict:
+    from alexnet.engine.final import finish
+    from alexnet.files import output_lock
+
     ddp = dist.setup(config.device, config.model_parallel)
     try:
         # The run folder belongs to this run (its rank 0) until it ends.
@@ -208,7 +211,7 @@ def train(config: Config, out_dir: str | os.PathLike, resume: bool | None = None
         dist.barrier()  # tearing gloo down while a peer still works aborts that peer
         return summary
     finally:
-        dist.cleanup()
+        dist.cleanup(ddp)
 
 
 def _start(config: Config, out: Path, ddp: dist.DistInfo, resume: bool | None,

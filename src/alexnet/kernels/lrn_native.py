@@ -8,94 +8,88 @@ and writes y and the window sums s, the backward reads g, x, s and writes dx, an
 all. In the 11% net this took the norms' share of a bf16 training step on 2 cores from 13%
 to under 10% (`alexnet bench model`: 0.92x to 1.00x of its `no LRN` row over five runs).
 
-The C source is compiled once per machine with the C compiler inductor also uses (`$CC`,
-else `cc`), `-O3 -march=native -fopenmp`, into the alexnet cache (`kernels/`), keyed by
-source, compiler and processor; OpenMP threads come from the runtime torch already loaded.
-Without a working compiler it warns once and the band form runs instead;
-`ALEXNET_EAGER_KERNELS=1` (no compiled kernels at all) chooses the band form too.
+The C source is built once per machine into the alexnet cache by `native_build` (which also
+says what a broken cache, a hanging compiler or a toolchain without OpenMP leads to); each
+build is checked against the float64 formula on a tiny tensor before it is used. Without a
+working compiler it warns once and the band form runs instead; `ALEXNET_EAGER_KERNELS=1`
+(no compiled kernels at all) chooses the band form too.
 """
 
 from __future__ import annotations
 
 import ctypes
-import functools
-import hashlib
-import os
-import platform
-import shutil
-import subprocess
-import tempfile
-import warnings
 from pathlib import Path
 
 import torch
 
+from alexnet.kernels.native_build import NativeLibrary
+
 SOURCE = Path(__file__).with_name("lrn_cpu.c")
 DTYPES = (torch.float32, torch.bfloat16)
 MAX_CHANNELS = 1024   # a block of rows lives on an OpenMP thread's stack (~0.3 MB at this)
+_COMMON = [ctypes.c_int64, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+           ctypes.c_float, ctypes.c_float, ctypes.c_float, ctypes.c_int, ctypes.c_int,
+           ctypes.c_int]
 
 
-def _processor() -> str:
-    """What -march=native depends on: the processor's model and feature flags."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or platform.machine()
-    return "\n".join(line for line in info.splitlines()[:40]
-                     if line.startswith(("model name", "flags", "Features", "CPU part")))
+def _reference(x: torch.Tensor, size: int, groups: int, k: float, w: float, beta: float,
+               relu: bool) -> torch.Tensor:
+    """The formula in float64, window by window (the self-test's yardstick)."""
+    x = x.double().clamp_min(0) if relu else x.double()
+    c = x.shape[1]
+    per = c // groups
+    out = torch.empty_like(x)
+    for i in range(c):
+        first = max(i - size // 2, (i // per) * per)
+        last = min(i + (size - 1) // 2, (i // per + 1) * per - 1)
+        s = x[:, first:last + 1].square().sum(1)
+        out[:, i] = x[:, i] * (k + w * s).pow(-beta)
+    return out
 
 
-def _flags() -> list[str]:
-    flags = ["-O3", "-march=native", "-ffast-math", "-fno-finite-math-only", "-fopenmp",
-             "-fPIC", "-shared"]
-    if platform.machine() in ("x86_64", "AMD64"):
-        flags.append("-mprefer-vector-width=512")   # gcc otherwise keeps to 256-bit vectors
-    return flags
+def _self_test(lib: ctypes.CDLL) -> None:
+    """Configure the library's functions and compare one forward and backward, with and
+    without the fused ReLU, against the float64 formula; AssertionError when they differ
+    beyond float32 rounding."""
+    lib.lrn_forward.argtypes = [ctypes.c_void_p] * 3 + _COMMON
+    lib.lrn_backward.argtypes = [ctypes.c_void_p] * 4 + _COMMON
+    lib.lrn_forward.restype = lib.lrn_backward.restype = None
+    gen = torch.Generator().manual_seed(0)
+    x = (torch.randn(2, 12, 3, 2, generator=gen) * 30).contiguous(
+        memory_format=torch.channels_last)
+    grad = torch.randn(x.shape, generator=gen).contiguous(memory_format=torch.channels_last)
+    for relu in (False, True):
+        args = (5, 2, 2.0, 1e-3, 0.75, relu)
+        xd = x.double().requires_grad_()
+        want = _reference(xd, *args)
+        want.backward(grad.double())
+        y, s = torch.empty_like(x), torch.empty_like(x)
+        shape = _shape_args(x, *args, threads=1)
+        lib.lrn_forward(x.data_ptr(), y.data_ptr(), s.data_ptr(), *shape)
+        dx = torch.empty_like(x)
+        lib.lrn_backward(grad.data_ptr(), x.data_ptr(), s.data_ptr(), dx.data_ptr(), *shape)
+        for got, expected in ((y, want.detach()), (dx, xd.grad)):
+            bound = 1e-5 * expected.abs().max().item() + 1e-6
+            assert (got.double() - expected).abs().max().item() <= bound
 
 
-def _build(compiler: str) -> Path:
-    """The compiled library in the cache, building it unless a build for this source,
-    compiler and processor is there already."""
-    from alexnet.data.cache import cache_root
-
-    version = subprocess.run([compiler, "--version"], capture_output=True, text=True,
-                             timeout=60).stdout
-    key = hashlib.sha256("\0".join([SOURCE.read_text(), " ".join(_flags()), version,
-                                    _processor()]).encode()).hexdigest()[:16]
-    target = cache_root() / "kernels" / f"lrn_cpu-{key}.so"
-    if not target.is_file():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-            built = Path(tmp) / target.name
-            subprocess.run([compiler, *_flags(), str(SOURCE), "-o", str(built), "-lm"],
-                           check=True, capture_output=True, text=True, timeout=300)
-            os.replace(built, target)     # atomic: concurrent builders race harmlessly
-    return target
+_LIBRARY = NativeLibrary(SOURCE, _self_test)
 
 
-@functools.cache
 def library() -> ctypes.CDLL | None:
     """The compiled kernels, or None (warned once) where they cannot be built."""
-    if os.environ.get("ALEXNET_EAGER_KERNELS") == "1":
-        return None
-    compiler = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
-    try:
-        if compiler is None:
-            raise FileNotFoundError("no C compiler ($CC, cc or gcc) on the PATH")
-        lib = ctypes.CDLL(str(_build(compiler)))
-    except (OSError, subprocess.SubprocessError) as err:
-        detail = getattr(err, "stderr", None) or str(err)
-        warnings.warn(f"the CPU LRN kernel could not be built ({detail.strip()[:300]}); "
-                      f"the band form runs instead, which is slower", RuntimeWarning,
-                      stacklevel=3)
-        return None
-    common = [ctypes.c_int64, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int,
-              ctypes.c_float, ctypes.c_float, ctypes.c_float, ctypes.c_int, ctypes.c_int,
-              ctypes.c_int]
-    lib.lrn_forward.argtypes = [ctypes.c_void_p] * 3 + common
-    lib.lrn_backward.argtypes = [ctypes.c_void_p] * 4 + common
-    lib.lrn_forward.restype = lib.lrn_backward.restype = None
-    return lib
+    return _LIBRARY.library()
+
+
+def build_status() -> dict:
+    """How the kernel was obtained: {"built": True, "path", "flags", "openmp"} or
+    {"built": False, "reason"} (empty of detail before the first use)."""
+    return dict(_LIBRARY.status)
+
+
+def forget_library() -> None:
+    """Look for (and build) the kernel again at the next use; for tests."""
+    _LIBRARY.forget()
 
 
 def supports(x: torch.Tensor) -> bool:
@@ -107,9 +101,10 @@ def supports(x: torch.Tensor) -> bool:
 
 
 def _shape_args(x: torch.Tensor, size: int, groups: int, k: float, w: float, beta: float,
-                relu: bool) -> list:
+                relu: bool, threads: int | None = None) -> list:
     return [x.numel() // x.shape[1], x.shape[1], groups, size // 2, (size - 1) // 2, k, w,
-            beta, int(relu), int(x.dtype == torch.bfloat16), torch.get_num_threads()]
+            beta, int(relu), int(x.dtype == torch.bfloat16),
+            threads or torch.get_num_threads()]
 
 
 class _NativeLRN(torch.autograd.Function):

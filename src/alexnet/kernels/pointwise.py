@@ -10,9 +10,11 @@ of them took) with dynamic shapes, so new batch sizes do not recompile. Each kin
 tensors' dtypes, devices and layouts, the other arguments' values) gets a compiled copy of
 its own: one compiled function serving many kinds recompiles for each, and once past
 dynamo's recompile limit a test suite saw wrong gradients from it. Where inductor cannot
-compile (no C++ compiler, an unsupported platform) it warns once and runs `fn` eagerly: the
-same arithmetic, slower. `ALEXNET_EAGER_KERNELS=1` forces the eager form. Inside a
-`torch.compile` of the whole model the plain `fn` is inlined into that graph.
+compile a kind (no C++ compiler, an unsupported platform) that kind runs `fn` eagerly: the
+same arithmetic, slower; the first such failure warns, once per process. Nothing else
+changes: other kinds, and other callers of torch.compile, are left as they were.
+`ALEXNET_EAGER_KERNELS=1` forces the eager form. Inside a `torch.compile` of the whole model
+the plain `fn` is inlined into that graph.
 """
 
 from __future__ import annotations
@@ -27,7 +29,14 @@ from collections.abc import Callable
 
 import torch
 
-_state = {"eager": os.environ.get("ALEXNET_EAGER_KERNELS") == "1", "seconds": 0.0}
+_state = {"seconds": 0.0, "warned": False}
+_COMPILED, _EAGER = "compiled", "eager"
+_ran: set[str] = set()      # which forms ran in this process: "compiled", "eager"
+
+
+def forms_ran() -> list[str]:
+    """Which forms the fused loops ran in, in this process ("compiled", "eager")."""
+    return sorted(_ran)
 
 
 def compile_seconds() -> float:
@@ -51,30 +60,54 @@ def _own_copy(fn: Callable, index: int) -> Callable:
     return torch.compile(copy, dynamic=True)
 
 
+class _QuietToolchainLookup(logging.Filter):
+    """Drops the warning inductor's C++ toolchain lookup logs about CUDA on CPU-only
+    machines, while a fused loop compiles (a filter, removed after: the logger's level and
+    everything else it logs stay the caller's)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR
+
+
+def _compile_and_run(fn: Callable, index: int, args) -> tuple[Callable, object]:
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    quiet = _QuietToolchainLookup()
+    logger.addFilter(quiet)
+    try:
+        function = _own_copy(fn, index)
+        return function, function(*args)
+    finally:
+        logger.removeFilter(quiet)
+
+
 def fused(fn: Callable) -> Callable:
-    compiled: dict = {}
+    compiled: dict = {}      # kind -> its compiled copy, or fn itself where compiling failed
 
     @functools.wraps(fn)
     def run(*args):
-        if _state["eager"] or torch.compiler.is_compiling():
+        if os.environ.get("ALEXNET_EAGER_KERNELS") == "1" or torch.compiler.is_compiling():
+            _ran.add(_EAGER)
             return fn(*args)
         kind = _kind(args)
         if kind in compiled:
-            return compiled[kind](*args)
-        # inductor's C++ toolchain lookup warns about CUDA on CPU-only machines
-        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+            function = compiled[kind]
+            _ran.add(_EAGER if function is fn else _COMPILED)
+            return function(*args)
         start = time.perf_counter()   # the first call of a kind compiles
         try:
-            function = _own_copy(fn, len(compiled))
-            out = function(*args)
-        except Exception as err:  # noqa: BLE001 - any compiler failure: fall back, once
-            _state["eager"] = True
-            first_line = (str(err).splitlines() or [""])[0]
-            warnings.warn(f"fused kernels unavailable ({type(err).__name__}: {first_line}); "
-                          "running them eagerly, which is slower", RuntimeWarning,
-                          stacklevel=2)
+            function, out = _compile_and_run(fn, len(compiled), args)
+        except Exception as err:  # noqa: BLE001 - any compiler failure: this kind runs eagerly
+            compiled[kind] = fn
+            _ran.add(_EAGER)
+            if not _state["warned"]:
+                _state["warned"] = True
+                first_line = (str(err).splitlines() or [""])[0]
+                warnings.warn(f"a fused kernel could not be compiled ({type(err).__name__}: "
+                              f"{first_line}); it runs eagerly, which is slower",
+                              RuntimeWarning, stacklevel=2)
             return fn(*args)
         compiled[kind] = function
+        _ran.add(_COMPILED)
         _state["seconds"] += time.perf_counter() - start
         return out
 
