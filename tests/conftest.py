@@ -1,8 +1,10 @@
 """Shared test fixtures: the real data in ../shared/data (skipped when absent), a tiny
-prepared store, and the paper's network built once for tests that only read it."""
+prepared store, and the paper's network built once for tests that only read it; and a guard
+that fails any test leaving the process changed for the tests after it."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -52,3 +54,47 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+# Set by pytest itself, and once per process by torch's compiler: not a test's doing.
+IGNORED_VARIABLES = ("PYTEST_", "_TORCHINDUCTOR", "TORCHINDUCTOR_")
+
+
+def _process_state() -> dict:
+    """What one test could change for every later one in this process."""
+    import torch
+
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(IGNORED_VARIABLES)}
+    return {"environment": environment, "working folder": os.getcwd(),
+            "torch threads": torch.get_num_threads(),
+            "default dtype": torch.get_default_dtype(),
+            "grad mode": torch.is_grad_enabled(),
+            "deterministic algorithms": torch.are_deterministic_algorithms_enabled()}
+
+
+@pytest.fixture(autouse=True)
+def leaves_the_process_as_it_found_it():
+    """Tests must not depend on their order: each one leaves environment variables, the
+    working folder and torch's global settings as it found them (monkeypatch restores before
+    this runs). A leak is undone, then reported as the test's failure."""
+    import torch
+
+    before = _process_state()
+    yield
+    after = _process_state()
+    changed = [name for name in before if before[name] != after[name]]
+    if not changed:
+        return
+    for key in [k for k in os.environ if not k.startswith(IGNORED_VARIABLES)]:
+        del os.environ[key]
+    os.environ.update(before["environment"])
+    os.chdir(before["working folder"])
+    torch.set_num_threads(before["torch threads"])
+    torch.set_default_dtype(before["default dtype"])
+    torch.set_grad_enabled(before["grad mode"])
+    torch.use_deterministic_algorithms(before["deterministic algorithms"])
+    if "environment" in changed:
+        keys = {k for k in {*before["environment"], *after["environment"]}
+                if before["environment"].get(k) != after["environment"].get(k)}
+        changed[changed.index("environment")] = f"environment ({', '.join(sorted(keys))})"
+    pytest.fail(f"the test changed the process for the tests after it: {', '.join(changed)}")

@@ -32,8 +32,8 @@ def lrn_activity(checkpoint: str, data: str, every: int = 100) -> dict:
 
     def record(name):
         def hook(module, inputs, output):
-            # the norm's input: a ReLU's output (run_layers may hand the norm the ReLU's
-            # input instead, with the ReLU fused into the norm's loops)
+            # what the norm normalises: its input, after the ReLU that a relu_first norm
+            # applies itself (and a no-op where a ReLU module came before)
             x = inputs[0].float().clamp_min(0)
             effects[name] = {"relative_change": ((x - output.float()).norm() / x.norm()).item(),
                              "mean_abs_input": x.abs().mean().item()}

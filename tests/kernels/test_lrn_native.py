@@ -18,8 +18,9 @@ def built():
         pytest.skip("no C compiler here: the kernel cannot be built (the band form runs)")
 
 
-def norms(channels, size, groups, alpha=1e-3, beta=0.75, k=1.0):
-    return (LocalResponseNorm(channels, size, alpha, beta, k, groups, backend="native"),
+def norms(channels, size, groups, alpha=1e-3, beta=0.75, k=1.0, relu=False):
+    return (LocalResponseNorm(channels, size, alpha, beta, k, groups, relu_first=relu,
+                              backend="native"),
             LocalResponseNorm(channels, size, alpha, beta, k, groups, backend="reference"))
 
 
@@ -31,11 +32,11 @@ def norms(channels, size, groups, alpha=1e-3, beta=0.75, k=1.0):
 def test_float32_forward_and_gradient_match_the_reference(channels, size, groups, beta, relu):
     torch.manual_seed(channels + size)
     x = (torch.randn(3, channels, 5, 7) * 30).contiguous(memory_format=CHANNELS_LAST)
-    native, reference = norms(channels, size, groups, beta=beta)
+    native, reference = norms(channels, size, groups, beta=beta, relu=relu)
     assert lrn_native.supports(x)
     grad = torch.randn_like(x)
     xa, xb = x.clone().requires_grad_(), x.double().requires_grad_()
-    got = native(xa, relu_first=relu)
+    got = native(xa)
     expected = reference.double()(torch.relu(xb) if relu else xb)
     assert (expected - xb).abs().max() > 1                     # the norm bites
     assert got.is_contiguous(memory_format=CHANNELS_LAST)

@@ -6,9 +6,12 @@ already on the device, so this measures the network alone (the data path is `ben
 train`'s job). Rows:
 
 - ours: what `alexnet train` runs (`engine.fast_path`: bf16 autocast where the hardware has
-  bf16, channels_last; the project's LRN and locally connected kernels; ReLU after pool);
-- plain PyTorch: fp32, NCHW, `nn.LocalResponseNorm` per tower, `F.unfold` + `einsum` locally
-  connected layers, the layers in their Sequential order;
+  bf16, channels_last; the project's LRN and locally connected kernels; ReLU after pool and
+  inside the norm, as the models are built);
+- plain PyTorch: fp32, NCHW, `nn.LocalResponseNorm` per tower after its own ReLU, `F.unfold`
+  + `einsum` locally connected layers, each ReLU before its pool (`plain_pytorch`);
+- plain PyTorch in ours' dtype and layout: the same, in bf16 autocast and channels_last where
+  ours uses them, so what the kernels gain is told apart from what the precision gains;
 - no LRN: ours with the LRN layers removed (what LRN costs);
 - the ceiling: oneDNN's (or cuDNN's) convolution at the net's conv2 shape, forward and both
   backward products, in ours' dtype and layout, as GFLOP/s; our step's GFLOP/s (3x the
@@ -17,6 +20,8 @@ train`'s job). Rows:
 """
 
 from __future__ import annotations
+
+from collections import OrderedDict
 
 import torch
 from torch import nn
@@ -44,21 +49,6 @@ class TorchLRNPerTower(nn.Module):
         return torch.cat([self.norm(part) for part in x.chunk(self.groups, dim=1)], dim=1)
 
 
-class SequentialOrder(nn.Module):
-    """A model run as plain PyTorch runs it: `features` in their Sequential order (no ReLU
-    moved after its pool), then the head."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        features = self.model.features(x)
-        if hasattr(self.model, "avgpool"):
-            features = self.model.avgpool(features)
-        return self.model.forward_head(features)
-
-
 def swap_lrn(model: nn.Module, make) -> nn.Module:
     for name, child in model.named_children():
         if isinstance(child, LocalResponseNorm):
@@ -68,21 +58,42 @@ def swap_lrn(model: nn.Module, make) -> nn.Module:
     return model
 
 
+def plain_order(layers: nn.Sequential) -> nn.Sequential:
+    """`layers` as plain PyTorch code would write them: a ReLU module before each norm that
+    does its ReLU itself (`relu_first`), and each ReLU before the max-pool it follows."""
+    items: list[tuple[str, nn.Module]] = []
+    for name, layer in layers.named_children():
+        if isinstance(layer, LocalResponseNorm) and layer.relu_first:
+            items.append((f"relu_{name}", nn.ReLU(inplace=True)))
+        if isinstance(layer, nn.ReLU) and items and isinstance(items[-1][1], nn.MaxPool2d):
+            items.insert(len(items) - 1, (name, layer))
+            continue
+        items.append((name, layer))
+    return nn.Sequential(OrderedDict(items))
+
+
 def plain_pytorch(model: nn.Module) -> nn.Module:
-    """`model` with PyTorch's own layers: nn.LocalResponseNorm, unfold locally connected."""
+    """`model` with PyTorch's own layers and order: nn.LocalResponseNorm per tower after its
+    own ReLU, each ReLU before its pool, unfold locally connected layers (the parameters,
+    and what is computed, unchanged)."""
     for layer in model.modules():
         if isinstance(layer, LocallyConnected2d):
             layer.backend = "unfold"
-    return SequentialOrder(swap_lrn(model, TorchLRNPerTower))
+    model.features = plain_order(model.features)
+    return swap_lrn(model, TorchLRNPerTower)
+
+
+PLAIN_LIKE_OURS = "plain PyTorch (ours' dtype and layout)"
 
 
 def variants(model_name: str) -> dict[str, tuple[nn.Module, bool]]:
     """name -> (model, whether it runs the fast path) for the rows that apply to the model."""
     ours = build_model(model_name)
     rows = {"ours": (ours, True),
-            "plain PyTorch (fp32, NCHW)": (plain_pytorch(build_model(model_name)), False)}
+            "plain PyTorch (fp32, NCHW)": (plain_pytorch(build_model(model_name)), False),
+            PLAIN_LIKE_OURS: (plain_pytorch(build_model(model_name)), True)}
     if any(isinstance(m, LocalResponseNorm) for m in ours.modules()):
-        rows["no LRN"] = (swap_lrn(build_model(model_name), lambda _: nn.Identity()), True)
+        rows["no LRN"] = (build_model(model_name, lrn=False), True)
     return rows
 
 
@@ -164,6 +175,7 @@ def default_batch(model_name: str, device: torch.device) -> int:
 def bench_model(model_name: str = "alexnet-paper", batch: int | None = None, steps: int = 20,
                 warmup: int = 3, compile_model: bool = False, device: str | None = None) -> dict:
     """`steps` timed steps of each row, in interleaved rounds (`bench.time_interleaved`)."""
+    from alexnet.kernels.choice import forget_kernels_ran, kernels_ran
     from alexnet.kernels.pointwise import compile_seconds
 
     device = pick_device(device)
@@ -174,6 +186,9 @@ def bench_model(model_name: str = "alexnet-paper", batch: int | None = None, ste
     shape = conv2_shape(build_model(model_name), size, batch)
     calls["conv2 ceiling"], conv_flops = conv_ceiling(shape, device)
     seconds = time_interleaved(calls, steps, warmup, device)
+    forget_kernels_ran()        # what one step of ours runs, not the other rows
+    calls["ours"]()
+    ours_ran = kernels_ran()
     dtype = amp_dtype("auto", device)
     ceiling = {**shape, "dtype": str(dtype or torch.float32).removeprefix("torch."),
                "channels_last": use_channels_last(None, device),
@@ -184,6 +199,7 @@ def bench_model(model_name: str = "alexnet-paper", batch: int | None = None, ste
     step_gflops = rate["ours"] * step_flops / 1e9
     ratios = {"ours / plain PyTorch": rate["ours"] / rate["plain PyTorch (fp32, NCHW)"],
               "ours / conv2 ceiling (GFLOP/s)": step_gflops / ceiling["gflops"]}
+    ratios[f"ours / {PLAIN_LIKE_OURS}"] = rate["ours"] / rate[PLAIN_LIKE_OURS]
     if "no LRN" in rate:
         ratios["ours / no LRN"] = rate["ours"] / rate["no LRN"]
     return {"benchmark": "model step (forward+backward+SGD)",
@@ -193,7 +209,8 @@ def bench_model(model_name: str = "alexnet-paper", batch: int | None = None, ste
                                  f"{use_channels_last(None, device)}",
                          "threads": torch.get_num_threads(),
                          "fused_kernels_compile_s": round(compile_seconds(), 1)},
-            "environment": machine(), "rows": rows, "ratios": ratios,
+            "environment": machine(), "kernels": ours_ran, "rows": rows,
+            "ratios": ratios,
             "step_mflop_per_image": step_flops / 1e6, "step_gflops": step_gflops,
             "ceiling": ceiling,
             "notes": [f"our step: {step_gflops:.0f} GFLOP/s ({step_flops / 1e6:.0f} MFLOP per "

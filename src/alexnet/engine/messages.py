@@ -65,3 +65,13 @@ def epoch_line(row: dict, epochs: int) -> str:
     return (f"epoch {row['epoch']}/{epochs}: train loss {row['train_loss']:.4f}, train error "
             f"{100 * row['train_top1_error']:.2f}%{val}, {row['images_per_s']:,.0f} img/s, "
             f"lr {row['lr']:.3g}{drop}")
+
+
+def kernels_changed(before: dict, now: dict) -> str:
+    """A resumed run runs other kernel forms than the start before it."""
+    changes = [f"{kind} {'+'.join(before.get(kind) or ['none'])} -> "
+               f"{'+'.join(now.get(kind) or ['none'])}"
+               for kind in sorted({*before, *now}) if before.get(kind) != now.get(kind)]
+    return (f"note: this start runs other kernels than the start before it ({'; '.join(changes)}): "
+            "the same arithmetic in another order, so the run continues but its numbers will "
+            "differ slightly from an uninterrupted run's (run.json records each start's)")

@@ -98,6 +98,7 @@ class Run:
     progress: TrainingProgress
     stop: StopFlag
     last_save: float = 0.0
+    kernels_noted: bool = False   # run.json says which kernels this process ran
 
     def folded(self, epoch: int) -> bool:
         """Whether the held-out images train too in `epoch` (cuda-convnet's methodology)."""

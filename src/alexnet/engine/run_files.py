@@ -39,11 +39,40 @@ def git_revision() -> dict:
         return {"commit": None}
 
 
+# The instruction sets that decide which kernels a CPU runs and how fast (x86 and Arm flags).
+CPU_FEATURES = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16",
+                "avx512_fp16", "amx_tile", "amx_bf16", "asimd", "sve", "bf16")
+
+
+def cpu_description() -> dict:
+    """The CPU's model name, the instruction sets of CPU_FEATURES it has, the kernels torch
+    picked for it, and any cap on them set in the environment."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and model in (platform.machine(), ""):
+                model = value.strip()
+            elif key.strip() in ("flags", "Features"):
+                flags |= set(value.split())
+    except OSError:
+        pass
+    info = {"model": model, "instruction_sets": [f for f in CPU_FEATURES if f in flags],
+            "torch_capability": torch.backends.cpu.get_cpu_capability()}
+    caps = {k: os.environ[k] for k in ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")
+            if os.environ.get(k)}
+    if caps:
+        info["capped_by"] = caps
+    return info
+
+
 def machine(device: torch.device | None = None) -> dict:
-    """The computer a result comes from: python, torch, the CPU and its cores, and the GPU
-    (`device`'s, or with no device the current one when CUDA is available)."""
+    """The computer a result comes from: python, torch, the CPU (model, instruction sets)
+    and its cores, and the GPU (`device`'s, or with no device the current one when CUDA is
+    available)."""
     info = {"torch": torch.__version__, "python": platform.python_version(),
-            "cpu": platform.processor() or platform.machine(), "cpu_cores": os.cpu_count()}
+            "cpu": platform.processor() or platform.machine(), "cpu_cores": os.cpu_count(),
+            "cpu_details": cpu_description()}
     cuda = torch.cuda.is_available() if device is None else device.type == "cuda"
     if cuda:
         info["gpu"] = torch.cuda.get_device_name(device)
@@ -74,10 +103,37 @@ def environment(world_size: int, device: torch.device) -> dict:
         "device": str(device),
         "world_size": world_size,
     }
+    env["cpu_details"] = here["cpu_details"]
     if "gpu" in here:
         env["gpu"] = here["gpu"]
         env["cuda"] = torch.version.cuda
     return env
+
+
+def kernels_in_use() -> dict:
+    """Which kernel forms this process's layers ran (`kernels.choice`), the settings that
+    chose them, and how the CPU LRN kernel was built (or why it was not)."""
+    from alexnet.kernels import lrn_native
+    from alexnet.kernels.choice import kernel_setting, kernels_ran
+
+    return {"ran": kernels_ran(),
+            "settings": {kind: kernel_setting(kind) for kind in ("lrn", "local")},
+            "lrn_native_build": lrn_native.build_status()}
+
+
+def record_kernels(out: Path, kernels: dict) -> dict | None:
+    """Add `kernels` to this start's entry in run.json; returns what the start before it
+    ran (None for a first start, or one that recorded nothing)."""
+    path = out / "run.json"
+    try:
+        record = json.loads(path.read_text())
+        starts = record["starts"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError):
+        return None
+    starts[-1]["kernels"] = kernels
+    write_json(path, record)
+    earlier = [s.get("kernels") for s in starts[:-1] if isinstance(s, dict) and s.get("kernels")]
+    return earlier[-1] if earlier else None
 
 
 def write_json(path: Path, value) -> None:

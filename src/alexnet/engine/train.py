@@ -120,6 +120,8 @@ def train_one_epoch(run: Run) -> dict | None:
             sums.add(loss, wrong, labels.numel())
             p.step += 1
             p.global_step += 1
+            if not run.kernels_noted:
+                note_kernels(run)
             done += labels.numel() * world
             if p.step % check_every == 0:
                 run.check_finite(sums.bad)
@@ -139,6 +141,22 @@ def train_one_epoch(run: Run) -> dict | None:
     n = max(totals[2].item(), 1.0)
     return {"lr": lr, "train_loss": totals[0].item() / n, "train_top1_error": totals[1].item() / n,
             "images_per_s": done / max(elapsed, 1e-9), "epoch_seconds": elapsed}
+
+
+def note_kernels(run: Run) -> None:
+    """After this process's first step: record in run.json which kernels ran, and say so
+    when a resumed run runs other kernels than the start before it (its numbers then differ
+    slightly from an uninterrupted run's)."""
+    from alexnet.engine import run_files
+    from alexnet.engine.messages import kernels_changed
+
+    run.kernels_noted = True
+    if not run.ddp.is_main:
+        return
+    now = run_files.kernels_in_use()
+    before = run_files.record_kernels(run.out, now)
+    if before is not None and before.get("ran") != now["ran"]:
+        console.info(kernels_changed(before["ran"], now["ran"]))
 
 
 def _save_if_due(run: Run, sums: EpochSums, steps: int, check_every: int) -> bool:
@@ -194,7 +212,9 @@ def train(config: Config, out_dir: str | os.PathLike, resume: bool | None = None
 def _train(config: Config, out: Path, resume: bool | None) -> dict:
     from alexnet.engine.final import finish
     from alexnet.files import output_lock
+    from alexnet.kernels.choice import forget_kernels_ran
 
+    forget_kernels_ran()          # run.json records what this run's steps run
     ddp = dist.setup(config.device, config.model_parallel)
     try:
         # The run folder belongs to this run (its rank 0) until it ends.

@@ -163,6 +163,7 @@ def export_checkpoint(loaded, fmt: str, out: str | os.PathLike, *,
     """
     from alexnet.files import atomic_path
     from alexnet.interop.torchvision import export_torchvision
+    from alexnet.kernels.choice import use_kernels
 
     if fmt not in FORMATS:
         raise one_of("format", fmt, FORMATS)
@@ -178,7 +179,9 @@ def export_checkpoint(loaded, fmt: str, out: str | os.PathLike, *,
     metadata = export_metadata(loaded, embed_preprocessing)
     writer = {"onnx": _write_onnx, "torchscript": _write_torchscript,
               "exported-program": _write_exported_program}[fmt]
-    with atomic_path(out) as tmp:
+    # The plain formulations of LRN and the locally connected layers: a tracer cannot see
+    # into the hand-written kernels, and other runtimes have no such ops.
+    with atomic_path(out) as tmp, use_kernels(lrn="reference", local="unfold"):
         writer(module, _example_input(size, 2, embed_preprocessing), tmp, metadata)
     summary.update(embed_preprocessing=embed_preprocessing, input_size=size,
                    bytes=out.stat().st_size)

@@ -39,6 +39,10 @@ def forms_ran() -> list[str]:
     return sorted(_ran)
 
 
+def forget_forms_ran() -> None:
+    _ran.clear()
+
+
 def compile_seconds() -> float:
     """Seconds spent compiling fused kernels in this process so far."""
     return _state["seconds"]

@@ -3,8 +3,9 @@
 - `LocalResponseNorm`: the paper's cross-channel normalisation (§3.3), optionally per tower.
 - `WithinMapNorm`: cuda-convnet's spatial ("within-map") response normalisation.
 - `LocallyConnected2d`: a convolution whose weights are not shared across positions.
-- `run_layers`: a Sequential's forward with each ReLU moved after the max-pool it precedes
-  and fused into the norm it precedes.
+
+Which implementation of the LRN and of the locally connected layer runs is one explicit
+setting (`alexnet.kernels.choice`); each call records the one it ran.
 """
 
 from __future__ import annotations
@@ -15,11 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-def tracing() -> bool:
-    """Inside `torch.compile`, `torch.export` or `torch.jit.trace`: layers then take their
-    plain formulation, which compilers fuse and exporters understand."""
-    return torch.jit.is_tracing() or torch.compiler.is_compiling()
+from alexnet.kernels import choice
 
 
 def channel_window_matrix(channels: int, size: int, groups: int = 1,
@@ -45,22 +42,23 @@ class LocalResponseNorm(nn.Module):
     alpha' = alpha / size when `alpha_per_term` (what the 2012 code and
     `torch.nn.LocalResponseNorm` compute, the numbers in the paper come from it), else the
     paper text's literal alpha. `groups` > 1 keeps each window inside its group (tower),
-    as the 2012 code normalised each GPU's maps separately.
+    as the 2012 code normalised each GPU's maps separately. `relu_first`: the norm of
+    relu(a), the ReLU that precedes the norm in these networks done inside the norm's
+    kernels (no pass of its own over the maps, forward or backward); a model built with it
+    has no separate ReLU module there.
 
-    `backend`: "native" is one compiled C loop each way for channels-last float32/bf16 CPU
-    tensors (`alexnet.kernels.lrn_native`, built on first use); "band" (any device)
-    computes the window sums as one [C, C] band-matrix product and has a hand-written
-    backward (`alexnet.kernels.lrn_band`); "triton" uses the fused kernels of
-    `alexnet.kernels.lrn_triton` (CUDA, odd sizes); "auto" picks triton where it can run,
-    else native where it takes x, else band. "reference" is the plain formula under
-    autograd, which the others are tested against.
+    `backend`: None (the default) runs what `alexnet.kernels.choice` sets for "lrn" (auto:
+    triton on CUDA, native for channels-last float32/bf16 CPU tensors where the C kernel
+    built, band otherwise, the reference while traced); a layer built with one of "native",
+    "band", "triton", "reference" always runs that one ("native" falls back to "band" for a
+    tensor the C kernel does not take).
     """
 
-    backends = ("auto", "native", "band", "triton", "reference")
+    backends = (None, "auto", "native", "band", "triton", "reference")
 
     def __init__(self, channels: int, size: int = 5, alpha: float = 1e-4, beta: float = 0.75,
                  k: float = 2.0, groups: int = 1, alpha_per_term: bool = True,
-                 backend: str = "auto"):
+                 relu_first: bool = False, backend: str | None = None):
         super().__init__()
         if backend not in self.backends:
             raise ValueError(f"backend must be one of {self.backends}, got {backend!r}")
@@ -68,7 +66,7 @@ class LocalResponseNorm(nn.Module):
         if channels % groups:
             raise ValueError(f"{channels} channels do not split into {groups} groups")
         self.channels, self.size, self.alpha, self.beta, self.k = channels, size, alpha, beta, k
-        self.groups, self.alpha_per_term = groups, alpha_per_term
+        self.groups, self.alpha_per_term, self.relu_first = groups, alpha_per_term, relu_first
         # A constant, not a parameter: kept out of the state dict, moved with the module.
         self.register_buffer("band", channel_window_matrix(channels, size, groups),
                              persistent=False)
@@ -78,41 +76,57 @@ class LocalResponseNorm(nn.Module):
         """The weight of each squared activation in the denominator."""
         return self.alpha / self.size if self.alpha_per_term else self.alpha
 
-    def use_triton(self, x: torch.Tensor) -> bool:
-        if self.backend in ("native", "band", "reference") or self.size % 2 == 0:
-            return False                    # the kernel needs symmetric windows
-        from alexnet.kernels import triton_available
+    def form(self, x: torch.Tensor) -> str:
+        """The implementation this call runs (see the class docstring)."""
+        wanted = self.backend or choice.kernel_setting("lrn")
+        if wanted == "auto":
+            if choice.tracing():
+                return "reference"
+            from alexnet.kernels import triton_available
 
-        return self.backend == "triton" or (x.is_cuda and triton_available())
-
-    def forward(self, x: torch.Tensor, relu_first: bool = False) -> torch.Tensor:
-        """The norm of x, or with `relu_first` of relu(x): `run_layers` fuses the ReLU that
-        precedes a norm into the CPU kernels' loops."""
-        if self.backend in ("auto", "native", "band") and not tracing() and \
-                not self.use_triton(x):
+            if x.is_cuda and self.size % 2 == 1 and triton_available():
+                return "triton"
+            wanted = "native"
+        if wanted == "native":
+            if choice.tracing():   # a ctypes call is invisible to a tracer
+                raise RuntimeError("the native LRN kernel cannot be traced; trace with "
+                                   "alexnet.kernels.choice.use_kernels(lrn='reference')")
             from alexnet.kernels import lrn_native
 
-            if self.backend != "band" and lrn_native.supports(x):
-                return lrn_native.lrn_native(x, self.size, self.groups, self.k,
-                                             self.term_weight, self.beta, relu_first)
+            return "native" if lrn_native.supports(x) else "band"
+        return wanted
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        form = self.form(x)
+        choice.record("lrn", form)
+        w, relu = self.term_weight, self.relu_first
+        if form == "native":
+            from alexnet.kernels.lrn_native import lrn_native
+
+            return lrn_native(x, self.size, self.groups, self.k, w, self.beta, relu)
+        if form == "band":
             from alexnet.kernels.lrn_band import lrn_band
 
-            return lrn_band(x, self.band, self.k, self.term_weight, self.beta, relu_first)
-        if relu_first:
+            return lrn_band(x, self.band, self.k, w, self.beta, relu)
+        if relu:
             x = F.relu(x)
-        if self.use_triton(x):
+        if form == "triton":
+            if self.size % 2 == 0:
+                raise ValueError("the Triton LRN needs an odd window size (symmetric windows)")
             from alexnet.kernels.lrn_triton import lrn
 
-            return lrn(x, self.size, self.groups, self.k, self.term_weight, self.beta)
+            return lrn(x, self.size, self.groups, self.k, w, self.beta)
         # The reference. [N, C, H, W] -> [N, H, W, C] is free for channels_last tensors;
         # the window sum is then a [NHW, C] x [C, C] product.
         band = self.band.to(x.dtype)
         window_sum = torch.matmul(x.square().movedim(1, -1), band).movedim(-1, 1)
-        return x * (self.k + self.term_weight * window_sum).pow(-self.beta)
+        return x * (self.k + w * window_sum).pow(-self.beta)
 
     def extra_repr(self) -> str:
         return (f"{self.channels}, size={self.size}, alpha={self.alpha}, beta={self.beta}, "
-                f"k={self.k}, groups={self.groups}, alpha_per_term={self.alpha_per_term}")
+                f"k={self.k}, groups={self.groups}, alpha_per_term={self.alpha_per_term}"
+                + (", relu_first=True" if self.relu_first else "")
+                + (f", backend={self.backend!r}" if self.backend else ""))
 
 
 class WithinMapNorm(nn.Module):
@@ -141,15 +155,17 @@ class LocallyConnected2d(nn.Module):
     weight: [out_h * out_w, out_channels, k * k * in_channels], fan-in in (kh, kw, c) order;
     bias: [out_channels, out_h, out_w] (also unshared). The input size is fixed at construction, as positions own weights.
 
-    `backend`: "gemm" (default) runs `alexnet.kernels.local_gemm`, one batched product over
-    positions with a hand-written backward; "unfold" is the plain `F.unfold` + `einsum`
-    formulation, the reference it is tested against.
+    `backend`: None (the default) runs what `alexnet.kernels.choice` sets for "local" (auto:
+    gemm, or unfold while traced); "gemm" runs `alexnet.kernels.local_gemm`, one batched
+    product over positions with a hand-written backward; "unfold" is the plain `F.unfold` +
+    `einsum` formulation, the reference it is tested against.
     """
 
-    backends = ("gemm", "unfold")
+    backends = (None, "auto", "gemm", "unfold")
 
     def __init__(self, in_channels: int, out_channels: int, input_size: int, kernel_size: int,
-                 stride: int = 1, padding: int = 0, bias: bool = True, backend: str = "gemm"):
+                 stride: int = 1, padding: int = 0, bias: bool = True,
+                 backend: str | None = None):
         super().__init__()
         if backend not in self.backends:
             raise ValueError(f"backend must be one of {self.backends}, got {backend!r}")
@@ -176,7 +192,11 @@ class LocallyConnected2d(nn.Module):
         if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
             raise ValueError(f"LocallyConnected2d expects {self.input_size}x{self.input_size} "
                              f"inputs, got {tuple(x.shape[-2:])}")
-        if self.backend == "gemm" and not tracing():
+        form = self.backend or choice.kernel_setting("local")
+        if form == "auto":
+            form = "unfold" if choice.tracing() else "gemm"
+        choice.record("local", form)
+        if form == "gemm":
             from alexnet.kernels.local_gemm import locally_connected
 
             return locally_connected(x, self.weight, self.bias, self.kernel_size, self.stride,
@@ -193,31 +213,5 @@ class LocallyConnected2d(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, input_size={self.input_size}, "
-                f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}")
-
-
-def run_layers(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
-    """`layers(x)`, reordered and fused where the result does not change:
-
-    - a ReLU directly before a max-pool (or separated from it by identities only: a dropped
-      norm) runs after the pool: max(relu(a), relu(b)) = relu(max(a, b)) exactly, and the
-      gradient reaches the same position, while the ReLU and its backward touch a quarter of
-      the values. (tanh is monotone too, but its rounding is not guaranteed to be.)
-    - a ReLU directly before a cross-map norm runs inside the norm's kernels
-      (`LocalResponseNorm(x, relu_first=True)`): no pass of its own, forward or backward.
-    """
-    modules = [m for m in layers if not isinstance(m, nn.Identity)]
-    for i in range(len(modules) - 1):
-        if isinstance(modules[i], nn.ReLU) and isinstance(modules[i + 1], nn.MaxPool2d):
-            modules[i], modules[i + 1] = modules[i + 1], modules[i]
-    i = 0
-    while i < len(modules):
-        layer = modules[i]
-        if isinstance(layer, nn.ReLU) and i + 1 < len(modules) \
-                and isinstance(modules[i + 1], LocalResponseNorm):
-            x = modules[i + 1](x, relu_first=True)
-            i += 2
-        else:
-            x = layer(x)
-            i += 1
-    return x
+                f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+                + (f", backend={self.backend!r}" if self.backend else ""))

@@ -12,6 +12,13 @@ Layer by layer (224x224 input; the two towers are the two halves of every layer'
 "Own tower" is a grouped convolution with 2 groups. The paper says 224x224 input; its code
 rounds conv output sizes up, so in floor-rounding PyTorch conv1 gets padding 2 to give
 55x55 (torchvision's choice; Caffe used 227 with no padding instead).
+
+`features` runs in the order it prints, and two places differ in form (not in what is
+computed) from the list above: the ReLU of conv1 and conv2 is done inside the norm that
+follows it (`LocalResponseNorm(relu_first=True)`, no ReLU module there), and conv5's ReLU
+comes after pool5 (max-pooling and ReLU commute exactly: max(relu(a), relu(b)) =
+relu(max(a, b)), with the gradient reaching the same position, while the ReLU then touches
+a quarter of the values). Without LRN, conv1's and conv2's ReLUs follow their pools too.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from alexnet.models.layers import LocalResponseNorm, run_layers
+from alexnet.models.layers import LocalResponseNorm
 
 
 class AlexNetPaper(nn.Module):
@@ -41,28 +48,27 @@ class AlexNetPaper(nn.Module):
         split = 1 if towers == 1 or cross_tower else 2  # groups of the "own tower" layers
         pool = (lambda: nn.MaxPool2d(3, 2)) if overlap_pool else (lambda: nn.MaxPool2d(2, 2))
 
-        def norm(channels: int) -> nn.Module:
+        def relu_norm_pool(i: int, channels: int) -> list[tuple[str, nn.Module]]:
+            """conv i's ReLU, LRN and max-pool (see the module docstring for the order)."""
             if not lrn:
-                return nn.Identity()
-            return LocalResponseNorm(channels, size=5, alpha=1e-4, beta=0.75, k=2.0,
-                                     groups=split, alpha_per_term=lrn_alpha_per_term)
+                return [(f"pool{i}", pool()), (f"relu{i}", nn.ReLU(inplace=True))]
+            norm = LocalResponseNorm(channels, size=5, alpha=1e-4, beta=0.75, k=2.0,
+                                     groups=split, alpha_per_term=lrn_alpha_per_term,
+                                     relu_first=True)
+            return [(f"norm{i}", norm), (f"pool{i}", pool())]
 
         self.features = nn.Sequential(OrderedDict([
             ("conv1", nn.Conv2d(3, w1, 11, stride=4, padding=2)),
-            ("relu1", nn.ReLU(inplace=True)),
-            ("norm1", norm(w1)),
-            ("pool1", pool()),
+            *relu_norm_pool(1, w1),
             ("conv2", nn.Conv2d(w1, w2, 5, padding=2, groups=split)),
-            ("relu2", nn.ReLU(inplace=True)),
-            ("norm2", norm(w2)),
-            ("pool2", pool()),
+            *relu_norm_pool(2, w2),
             ("conv3", nn.Conv2d(w2, w3, 3, padding=1)),
             ("relu3", nn.ReLU(inplace=True)),
             ("conv4", nn.Conv2d(w3, w4, 3, padding=1, groups=split)),
             ("relu4", nn.ReLU(inplace=True)),
             ("conv5", nn.Conv2d(w4, 256, 3, padding=1, groups=split)),
-            ("relu5", nn.ReLU(inplace=True)),
             ("pool5", pool()),
+            ("relu5", nn.ReLU(inplace=True)),
         ]))
         self.classifier = nn.Sequential(OrderedDict([
             ("fc6", nn.Linear(256 * 6 * 6, 4096)),
@@ -87,7 +93,7 @@ class AlexNetPaper(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """[N, 3, 224, 224] -> pooled conv5 maps [N, 256, 6, 6]."""
-        return run_layers(self.features, x)
+        return self.features(x)
 
     def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """[N, 256, 6, 6] -> logits [N, classes], or fc7's 4096-d activations if pre_logits."""

@@ -2,15 +2,14 @@
 
 This is the later "one weird trick" variant (64/192/384/256/256 kernels, no LRN, adaptive
 average pooling to 6x6) that `torchvision.models.alexnet` implements. Keeping the module
-indices identical means torchvision's state dict loads here with `strict=True` and back.
+indices identical means torchvision's state dict loads here with `strict=True` and back,
+and the layers run in torchvision's order.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
-
-from alexnet.models.layers import run_layers
 
 
 class AlexNetTorchvision(nn.Module):
@@ -49,7 +48,7 @@ class AlexNetTorchvision(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """[N, 3, H, W] -> [N, 256, 6, 6] (adaptive pooling makes any size >= 63 work)."""
-        return self.avgpool(run_layers(self.features, x))
+        return self.avgpool(self.features(x))
 
     def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = torch.flatten(features, 1)

@@ -45,11 +45,12 @@ from alexnet.models.layers import LocalResponseNorm
 from alexnet.models.paper import AlexNetPaper
 from alexnet.models.tower_exchange import TOWERS, DeviceExchange, RankExchange
 
-# The layers of each segment between two exchanges.
-OWN_MAPS = ("conv1", "relu1", "norm1", "pool1", "conv2", "relu2", "norm2", "pool2")
-SHARED_CONV = ("conv3", "relu3", "conv4", "relu4", "conv5", "relu5", "pool5")
-FC6 = ("fc6", "relu6", "drop6")
-FC7 = ("fc7", "relu7", "drop7")
+# The segments between two exchanges, as (part, first layer, the layer after the last):
+# conv1 to pool2 (each tower alone), conv3 (reads both) to pool5, fc6, fc7.
+CONV1_TO_POOL2 = ("features", "conv1", "conv3")
+CONV3_TO_POOL5 = ("features", "conv3", None)
+FC6 = ("classifier", "fc6", "fc7")
+FC7 = ("classifier", "fc7", "fc8")
 
 
 def split_dim(name: str) -> int | None:
@@ -103,7 +104,8 @@ def _half(name: str, layer: nn.Module) -> nn.Module:
     if isinstance(layer, LocalResponseNorm):   # per-tower windows: one group of half the maps
         return LocalResponseNorm(layer.channels // TOWERS, layer.size, layer.alpha, layer.beta,
                                  layer.k, groups=layer.groups // TOWERS,
-                                 alpha_per_term=layer.alpha_per_term, backend=layer.backend)
+                                 alpha_per_term=layer.alpha_per_term,
+                                 relu_first=layer.relu_first, backend=layer.backend)
     return copy.deepcopy(layer)
 
 
@@ -123,24 +125,25 @@ class Tower(nn.Module):
             self.load_state_dict({k: tower_piece(k, v, index)
                                   for k, v in full.state_dict().items()})
 
-    def run(self, part: str, layers: tuple[str, ...], x: torch.Tensor) -> torch.Tensor:
-        """`x` through `layers` of `part` ("features" or "classifier")."""
-        seq = getattr(self, part)
-        for name in layers:
-            x = getattr(seq, name)(x)
+    def run(self, segment: tuple[str, str, str | None], x: torch.Tensor) -> torch.Tensor:
+        """`x` through one segment (part, first layer, the layer it stops before)."""
+        part, first, stop = segment
+        names = [name for name, _ in getattr(self, part).named_children()]
+        for name in names[names.index(first):names.index(stop) if stop else None]:
+            x = getattr(getattr(self, part), name)(x)
         return x
 
 
 def split_forward(towers: list[Tower], images: list[torch.Tensor], exchange) -> torch.Tensor:
     """The network's forward pass, tower by tower: `towers` are the towers this process runs
     (both, or its own), `images` their inputs, `exchange` carries activations between them."""
-    def each(part: str, layers: tuple[str, ...], inputs: list[torch.Tensor]):
-        return [t.run(part, layers, x) for t, x in zip(towers, inputs, strict=True)]
+    def each(segment: tuple[str, str, str | None], inputs: list[torch.Tensor]):
+        return [t.run(segment, x) for t, x in zip(towers, inputs, strict=True)]
 
-    xs = each("features", OWN_MAPS, images)   # conv1-2: each tower alone
-    xs = [torch.flatten(x, 1) for x in each("features", SHARED_CONV, exchange.gather(xs))]
-    xs = each("classifier", FC6, exchange.gather(xs))
-    xs = each("classifier", FC7, exchange.gather(xs))
+    xs = each(CONV1_TO_POOL2, images)   # each tower alone
+    xs = [torch.flatten(x, 1) for x in each(CONV3_TO_POOL5, exchange.gather(xs))]
+    xs = each(FC6, exchange.gather(xs))
+    xs = each(FC7, exchange.gather(xs))
     logits = exchange.sum([F.linear(x, t.classifier.fc8.weight)
                            for t, x in zip(towers, xs, strict=True)])
     return logits + towers[0].classifier.fc8.bias
