@@ -16,7 +16,7 @@ export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1
 OUT=${OUT:-$PWD/gpu-results}
 mkdir -p "$OUT" /tmp/data /tmp/bench
 LOG=$OUT/gpu.log
-STAGES=${STAGES:-"tests bench paper-proxy lrn"}
+STAGES=${STAGES:-"tests bench towers paper-proxy lrn"}
 exec > >(tee -a "$LOG") 2>&1
 
 stage() { echo; echo "=== $1 ($(date -u +%T))"; }
@@ -51,6 +51,15 @@ if has bench; then
     --json > "/tmp/bench/prepare.json"
   python3 -c "import json,glob; print(json.dumps({f: json.load(open(f)) for f in sorted(glob.glob('/tmp/bench/*.json'))}, indent=1))" > "$OUT/bench.json"
   for f in /tmp/bench/*.json; do echo "$f"; python3 -c "import json,sys; r=json.load(open(sys.argv[1])); [print(f\"  {x['variant']}: {x['images_per_s']:,.0f}\") for x in r['rows']]; print('  ', r['ratios'])" "$f"; done
+fi
+
+if has towers && [ "$(python3 -c 'import torch; print(torch.cuda.device_count())')" -ge 2 ]; then
+  # The paper's split over two GPUs (the day a machine has two): exactness against one
+  # device is in the GPU tests above (test_two_gpus_compute_the_same_function); here the
+  # step time of the split against one device, and the bytes exchanged per step.
+  stage "two towers on two GPUs against one GPU"
+  timeout 180 python3 -m alexnet bench model --model-parallel --json > "$OUT/towers.json"
+  cat "$OUT/towers.json"
 fi
 
 # Fig. 1 has been run on a CPU (README); here only when asked for (STAGES=relu-vs-tanh).

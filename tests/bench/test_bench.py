@@ -25,9 +25,13 @@ def check_report(report, variants):
 
 def test_model_bench_compares_ours_plain_pytorch_no_lrn_and_the_conv_ceiling():
     report = bench_model("cifar-conv-local", batch=4, steps=1, warmup=1, device="cpu")
-    check_report(report, ["ours", "plain PyTorch (fp32, NCHW)", "no LRN"])
+    check_report(report, ["ours", "plain PyTorch (fp32, NCHW)",
+                          "plain PyTorch (ours' dtype and layout)", "no LRN"])
     assert set(report["ratios"]) == {"ours / plain PyTorch", "ours / no LRN",
+                                     "ours / plain PyTorch (ours' dtype and layout)",
                                      "ours / conv2 ceiling (GFLOP/s)"}
+    assert report["kernels"]["local"] == ["gemm"]         # ours' own forms, not the plain rows'
+    assert "instruction_sets" in report["environment"]["cpu_details"]
     assert report["ceiling"]["input"] == [4, 64, 12, 12]
     assert report["ceiling"]["weight"] == [64, 64, 5, 5] and report["ceiling"]["gflops"] > 0
     assert round(report["step_mflop_per_image"]) == 117   # the 11% net: 3 x 39 MFLOP
@@ -43,7 +47,7 @@ def test_plain_pytorch_variant_computes_what_ours_computes():
     torch.manual_seed(0)
     ours = build_model("cifar-conv-local").double().eval()
     plain = plain_pytorch(build_model("cifar-conv-local")).double().eval()
-    plain.model.load_state_dict(ours.state_dict())
+    plain.load_state_dict(ours.state_dict())
     x = torch.randn(3, 3, 24, 24, dtype=torch.float64) * 50
     torch.testing.assert_close(plain(x), ours(x))
 

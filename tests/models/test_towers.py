@@ -153,3 +153,27 @@ def test_one_process_needs_two_gpus():
     with pytest.raises(UserError, match="run one process per tower with torchrun"):
         mp.tower_devices("auto")
     assert mp.tower_devices("cpu") == [torch.device("cpu")] * 2
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA GPUs")
+def test_two_gpus_compute_the_same_function(full):
+    """The paper's split across cuda:0 and cuda:1 (each tower's norm on its own device, the
+    Triton kernel launched there), in float64 against one device, and the bytes exchanged."""
+    full = copy.deepcopy(full).double()
+    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(1),
+                    dtype=torch.float64)
+    y = torch.tensor([3, 7])
+    ref = full(x)
+    F.cross_entropy(ref, y).backward()
+    split = towers.split_model(full, devices=[torch.device("cuda:0"), torch.device("cuda:1")])
+    out = split(x.cuda(0))
+    F.cross_entropy(out, y.cuda(0)).backward()
+    assert relative(out.cpu(), ref.detach()) <= EXACT
+    grads = dict(full.named_parameters())
+    for name, tower, p in towers.tower_parameters(split):
+        if p.grad is not None:
+            want = towers.tower_piece(name, grads[name].grad, tower)
+            assert relative(p.grad.cpu(), want) <= EXACT, name
+    assert split.exchange.sent_bytes == 2 * tower_exchange.bytes_per_step(split.towers[0], 224,
+                                                                          2, itemsize=8)

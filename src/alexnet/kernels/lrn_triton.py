@@ -115,8 +115,11 @@ def _launch(kernel, x: torch.Tensor, *tensors, size: int, groups: int, k: float,
             beta: float) -> None:
     P, HW, C, s_n, s_hw, s_c = _layout(x)
     grid = (triton.cdiv(P, BLOCK_PIXELS),)
-    kernel[grid](x, *tensors, P, HW, C, C // groups, s_n, s_hw, s_c, k, w, beta,
-                 SIZE=size, BLOCK_P=BLOCK_PIXELS, BLOCK_C=triton.next_power_of_2(C))
+    # Triton launches on the current CUDA device: make it x's (tower b's norm runs on
+    # cuda:1 while cuda:0 is current in `TowersOnDevices`).
+    with torch.cuda.device(x.device):
+        kernel[grid](x, *tensors, P, HW, C, C // groups, s_n, s_hw, s_c, k, w, beta,
+                     SIZE=size, BLOCK_P=BLOCK_PIXELS, BLOCK_C=triton.next_power_of_2(C))
 
 
 def _prepare(x: torch.Tensor) -> torch.Tensor:
