@@ -18,15 +18,24 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import os
 import sys
 
 import torch
 from torch import nn
 
+# oneDNN's instruction-set caps (ONEDNN_MAX_CPU_ISA) under which it multiplies bf16 natively.
+BF16_ISAS = ("AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX", "AVX512_CORE_AMX_FP16",
+             "AVX10_1_512", "AVX10_1_512_AMX", "AVX10_1_512_AMX_FP16", "ALL", "DEFAULT")
+
 
 @functools.cache
 def cpu_has_native_bf16() -> bool:
-    """Whether this CPU multiplies bf16 natively (x86 avx512_bf16 / amx_bf16 flags)."""
+    """Whether this CPU multiplies bf16 natively (x86 avx512_bf16 / amx_bf16 flags), and
+    oneDNN is not capped below the instruction sets that do (ONEDNN_MAX_CPU_ISA)."""
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper()
+    if cap and cap not in BF16_ISAS:
+        return False
     if not sys.platform.startswith("linux"):
         return False
     try:
