@@ -6,10 +6,13 @@ import json
 import subprocess
 import sys
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
 from helpers.runs import alexnet_env, make_image_folder, run_alexnet
+
+pytestmark = pytest.mark.numerics
 
 # Augmentation off (crop = stored size, no flip, no lighting) and no dropout in this network,
 # so both runs see exactly the same inputs; each global batch of 16 is the union of the two

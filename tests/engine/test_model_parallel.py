@@ -15,6 +15,8 @@ from safetensors.torch import load_file
 from helpers.paths import REPO
 from helpers.runs import alexnet_env, make_image_folder, run_alexnet
 
+pytestmark = pytest.mark.numerics
+
 # No augmentation and no dropout, so every form sees the same inputs and computes the same
 # function; 12 images of 4 classes, 1 per class held out: 2 steps of 4 images.
 SETTINGS = ["--recipe", "imagenet-paper", "data_size=224", "flip=false", "lighting_std=0",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from alexnet.data import open_store
@@ -9,6 +10,8 @@ from alexnet.data.views import center_view
 from alexnet.engine.optim import PaperSGD, parameter_groups
 from alexnet.engine.train import train_step
 from alexnet.models import build_model
+
+pytestmark = pytest.mark.numerics
 
 
 def test_a_small_network_overfits_a_small_real_batch(tiny_store):

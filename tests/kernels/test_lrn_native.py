@@ -9,6 +9,8 @@ from torch import nn
 from alexnet.kernels import lrn_native
 from alexnet.models.layers import LocalResponseNorm
 
+pytestmark = pytest.mark.numerics
+
 CHANNELS_LAST = torch.channels_last
 
 

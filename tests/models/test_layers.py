@@ -6,6 +6,8 @@ from torch import nn
 
 from alexnet.models.layers import LocallyConnected2d, LocalResponseNorm, WithinMapNorm
 
+pytestmark = pytest.mark.numerics
+
 
 def lrn_reference(x, size, alpha, beta, k, groups=1, alpha_per_term=True):
     """The paper's formula, one output value at a time."""

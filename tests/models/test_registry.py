@@ -148,6 +148,7 @@ def test_the_layers_run_in_the_order_they_print_and_every_hook_fires(name, optio
         assert torch.equal(model.forward_features(x), pool(model.features(x)))
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("name,options", MODELS_AND_OPTIONS)
 def test_the_built_order_computes_the_published_order(name, options):
     """ReLUs after max-pools and inside the cross-map norms compute what the published

@@ -15,6 +15,8 @@ from alexnet.engine.optim import build_optimizer, parameter_groups
 from alexnet.errors import UserError
 from alexnet.models import build_model, count_parameters, tower_exchange, towers
 
+pytestmark = pytest.mark.numerics
+
 CLASSES = 10
 
 

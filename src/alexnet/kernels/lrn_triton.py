@@ -18,6 +18,8 @@ Set TRITON_INTERPRET=1 before importing this module to run the kernels on CPU te
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import triton
 import triton.language as tl
@@ -116,8 +118,8 @@ def _launch(kernel, x: torch.Tensor, *tensors, size: int, groups: int, k: float,
     P, HW, C, s_n, s_hw, s_c = _layout(x)
     grid = (triton.cdiv(P, BLOCK_PIXELS),)
     # Triton launches on the current CUDA device: make it x's (tower b's norm runs on
-    # cuda:1 while cuda:0 is current in `TowersOnDevices`).
-    with torch.cuda.device(x.device):
+    # cuda:1 while cuda:0 is current in `TowersOnDevices`); the interpreter takes CPU tensors.
+    with torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext():
         kernel[grid](x, *tensors, P, HW, C, C // groups, s_n, s_hw, s_c, k, w, beta,
                      SIZE=size, BLOCK_P=BLOCK_PIXELS, BLOCK_C=triton.next_power_of_2(C))
 
