@@ -15,7 +15,7 @@ from alexnet.models import build_model, count_parameters, list_models, model_spe
 from alexnet.models.layers import LocalResponseNorm
 
 NAMES = ["alexnet-paper", "alexnet-torchvision", "cifar-conv-local", "cifar-conv-local-13pct",
-         "cifar-4layer"]
+         "cifar-4layer", "cifar-towers"]
 
 
 def test_registry_lists_the_models():
