@@ -47,6 +47,14 @@ def test_random_kernels_spread_as_the_rule_says():
     assert 0.03 < np.quantile(gaps, 0.99) < 0.07
 
 
+def test_an_arm_of_gaps_against_the_null():
+    null = np.random.default_rng(0).uniform(0, 0.2, 10_000)        # mean 0.1
+    rng = np.random.default_rng(1)
+    assert tower_gap.mean_gap_p([0.17] * 8, null, rng, 2000) < 0.005  # each run within T
+    assert tower_gap.mean_gap_p([0.1] * 8, null, rng, 2000) == pytest.approx(0.5, abs=0.05)
+    assert tower_gap.mean_gap_p([0.0] * 8, null, rng, 2000) == 1.0
+
+
 def test_threshold_takes_the_larger_99th_percentile():
     rng = np.random.default_rng(0)
     trained, initial = rng.uniform(0, 0.2, 10_000), rng.uniform(0, 0.05, 10_000)

@@ -47,6 +47,7 @@ def test_quick_writes_every_runs_scores_errors_and_commands(quick):
                                  towers.SCORES_FILE).read_text())["epochs"]
             assert scores["2"] == pytest.approx(run["per_kernel"], abs=1e-4)
         assert arm["specialised"]["of"] == 2 and arm["gap"]["n"] == 2
+        assert 0 < arm["mean_gap_p"] <= 1
     assert "model.cross_tower=true" in results["arms"]["cross"]["runs"][0]["command"]
     assert "model.towers=1" in results["arms"]["one-tower"]["runs"][1]["command"]
     limit = results["threshold"]

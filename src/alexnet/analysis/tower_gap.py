@@ -24,8 +24,12 @@ and not the 95th: an arm has about 8 seeds, and the fraction of them above T is 
 reported; a network without towers would put a run above the 99th percentile in 8 x 1% =
 0.08 runs per arm, so most of 8 cannot come from the within-tower spread alone.
 
-Also per run, `relabel_p`: the fraction of random relabellings of the run's own kernels into
-two halves whose gap is at least the run's (a permutation test against its own spread).
+Two more numbers, also fixed before the results, read beside the rule and not instead of it:
+per run, `relabel_p`, the fraction of random relabellings of the run's own kernels into two
+halves whose gap is at least the run's (a permutation test against its own spread); per arm,
+`mean_gap_p`, the fraction of means of as many gaps drawn from the trained null whose mean
+is at least the arm's (an arm of runs that each fall short of T can still sit above chance
+as a whole: a weaker effect than the paper's "every run").
 """
 
 from __future__ import annotations
@@ -89,6 +93,15 @@ def relabel_p(scores: Sequence[float], rng: np.random.Generator,
     observed = abs(float(np.subtract(*[h.mean() for h in halves(scores)])))
     null = random_half_gaps(scores, rng, partitions)
     return round((int((null >= observed - 1e-12).sum()) + 1) / (partitions + 1), 5)
+
+
+def mean_gap_p(gaps: Sequence[float], null: np.ndarray, rng: np.random.Generator,
+               draws: int = 10_000) -> float:
+    """The share of means of len(gaps) gaps drawn from `null` (with replacement) that are at
+    least the mean of `gaps` ((count + 1) / (draws + 1))."""
+    means = rng.choice(np.asarray(null), size=(draws, len(gaps))).mean(axis=1)
+    observed = float(np.mean(gaps))
+    return round((int((means >= observed - 1e-12).sum()) + 1) / (draws + 1), 5)
 
 
 def null_summary(gaps: np.ndarray, source: str) -> dict:

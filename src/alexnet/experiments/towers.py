@@ -2,7 +2,8 @@
 other's colour-specific "during every run, independent of initialisation"?
 
 `cifar-towers` (the 11% net cut into the paper's two towers) trains over many seeds in three
-arms, each seed alike in all arms:
+arms; seed k draws the same held-out images, batches, crops and flips in every arm (the
+initial weights differ: the arms' layers differ in shape):
 - split: the paper's connectivity (conv2 and local4 read their own tower only);
 - cross: every layer reads both towers (`cross_tower`): the split removed;
 - one-tower: one tower of the same total width (`towers=1`, the 11% net itself); its trained
@@ -14,10 +15,12 @@ written in `analysis/tower_gap.py` and was fixed before the arms were run.
 
 Recipe: `cifar10` (the 11% net's layer-params, the file's initialisation, mean-image pixels,
 lr 0.003 cosine, 24x24 crops and flips, 10-view test on 5,000 held-out images) for `EPOCHS`
-epochs. At about 2,000 img/s (one thread, bf16; measured 1,840-2,110 training images per
-CPU-second for the three arms) an epoch of 45,000 images takes about 25 CPU-seconds with its
-validation, a 20-epoch run about 9 minutes with the final 10-view test, the full experiment
-(3 arms x 8 seeds = 24 runs) about 3.5 CPU-hours. The recommended full run:
+= 20 epochs: conv1's scores leave the random 2/3 within the first epoch and the split
+trial's gap had settled by epoch 5 (docs/towers.md), while 20 epochs keep 24 runs within a
+few CPU-hours. Measured on one thread (bf16): 1,840-2,110 training images per CPU-second
+for the three arms, about 23 CPU-seconds per epoch of 45,000 images with its validation, so
+about 8 minutes per run with the final 10-view test and about 3.2 CPU-hours for 3 arms x 8
+seeds (`epochs=30` on the command line: about 4.8). The recommended full run:
 
     alexnet experiment towers --data /root/stores/cifar10-orig --out runs/experiment-towers \\
         --seeds 8 --threads 1
@@ -146,15 +149,17 @@ def null_distributions(arms: dict) -> tuple[dict, dict, dict]:
     return nulls, tower_gap.threshold(trained, initial), {"trained": trained, "initial": initial}
 
 
-def summarise_arm(arm: dict, limit: float) -> None:
-    """Add to `arm` the gap's spread, which tower took colour, the runs that specialised and
-    the held-out errors over its seeds."""
+def summarise_arm(arm: dict, limit: float, trained_null: np.ndarray) -> None:
+    """Add to `arm` the gap's spread, which tower took colour, the runs that specialised, how
+    its mean gap compares with the trained null's, and the held-out errors over its seeds."""
     runs = arm["runs"]
     for run in runs:
         run["specialised"] = run["gap"] > limit
         run["gap_opens_at_epoch"] = tower_gap.opening_epoch(
             {int(e): v["gap"] for e, v in run["by_epoch"].items()}, limit)
     arm["gap"] = mean_and_spread([run["gap"] for run in runs])
+    arm["mean_gap_p"] = tower_gap.mean_gap_p([run["gap"] for run in runs], trained_null,
+                                             np.random.default_rng(3000))
     arm["colour_tower"] = {t: sum(run["colour_tower"] == t for run in runs) for t in "ab"}
     arm["gap_opens_at_epoch"] = [run["gap_opens_at_epoch"] for run in runs]
     count = sum(run["specialised"] for run in runs)
@@ -188,7 +193,7 @@ def run_towers(data: str, out: Path, seeds: int, per_class: int | None = None,
                             else ""))
     nulls, limit, samples = null_distributions(arms)
     for arm in arms.values():
-        summarise_arm(arm, limit["value"])
+        summarise_arm(arm, limit["value"], samples["trained"])
     results = {"experiment": "towers", "paper": PAPER, "model": MODEL, "data": store,
                "recipe": recipe, "epochs": make_config(recipe, store, overrides,
                                                        epochs=EPOCHS).epochs,
@@ -198,7 +203,8 @@ def run_towers(data: str, out: Path, seeds: int, per_class: int | None = None,
     results["figures"] = towers_figures.draw_all(results, samples, out)
     save_results(out, results)
     for name, arm in arms.items():
-        console.info(f"towers: {name}: gap {arm['gap']['mean']:.3f} (mean of {seeds}); "
+        console.info(f"towers: {name}: gap {arm['gap']['mean']:.3f} (mean of {seeds}; "
+                     f"p {arm['mean_gap_p']:.4f} against the null); "
                      f"{arm['specialised']['runs']} of {seeds} runs above the threshold "
                      f"{limit['value']:.3f}")
     return results
