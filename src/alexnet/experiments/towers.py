@@ -15,9 +15,9 @@ written in `analysis/tower_gap.py` and was fixed before the arms were run.
 
 Recipe: `cifar10` (the 11% net's layer-params, the file's initialisation, mean-image pixels,
 lr 0.003 cosine, 24x24 crops and flips, 10-view test on 5,000 held-out images) for `EPOCHS`
-= 20 epochs: conv1's scores leave the random 2/3 within the first epoch and the split
-trial's gap had settled by epoch 5 (docs/towers.md), while 20 epochs keep 24 runs within a
-few CPU-hours. Measured on one thread (bf16): 1,840-2,110 training images per CPU-second
+= 20 epochs: conv1's scores leave the random 2/3 within the first epoch, and in a split
+trial the gap opened in that epoch and grew slowly after (0.161 -> 0.188 by epoch 7 of 20,
+docs/towers.md), while 20 epochs keep 24 runs within a few CPU-hours. Measured on one thread (bf16): 1,840-2,110 training images per CPU-second
 for the three arms, about 23 CPU-seconds per epoch of 45,000 images with its validation, so
 about 8 minutes per run with the final 10-view test and about 3.2 CPU-hours for 3 arms x 8
 seeds (`epochs=30` on the command line: about 4.8). The recommended full run:
