@@ -42,6 +42,7 @@ import numpy as np
 
 from alexnet import console
 from alexnet.analysis import tower_gap
+from alexnet.errors import UserError
 from alexnet.experiments.common import (
     command_line,
     experiment_store,
@@ -139,7 +140,9 @@ def null_distributions(arms: dict) -> tuple[dict, dict, dict]:
                                    np.random.default_rng(2000 + run["seed"]))
         for arm in arms.values() for run in arm["runs"] if run["initial_per_kernel"]])
     if not len(initial):
-        raise ValueError("no run recorded its initial kernels")
+        raise UserError(f"no run recorded its initial conv1 kernels ({SCORES_FILE} in its "
+                        f"folder, written when the experiment starts the run); start the "
+                        f"runs with `alexnet experiment towers` in a new --out folder")
     nulls = {"trained": tower_gap.null_summary(
                  trained, f"random halves of the conv1 kernels of the {NULL_ARM} arm's "
                  f"trained nets ({tower_gap.PARTITIONS} per run)"),
