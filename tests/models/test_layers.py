@@ -205,6 +205,31 @@ def test_locally_connected_gradcheck_and_unshared_weights(backend):
     assert layer.weight.shape == (16, 3, 18)
 
 
+@pytest.mark.parametrize("backend", LC_BACKENDS)
+def test_grouped_locally_connected_is_the_block_diagonal_ungrouped_layer(backend):
+    """groups=2: output group g reads input group g only, i.e. the ungrouped layer whose
+    weight is zero between groups (fan-in in (kh, kw, c) order)."""
+    torch.manual_seed(5)
+    grouped = LocallyConnected2d(4, 6, input_size=5, kernel_size=3, padding=1, groups=2,
+                                 backend=backend).double()
+    assert grouped.weight.shape == (25, 6, 9 * 2)
+    full = LocallyConnected2d(4, 6, input_size=5, kernel_size=3, padding=1).double()
+    with torch.no_grad():
+        full.weight.zero_()
+        per_tap = full.weight.view(25, 6, 9, 4)               # [L, O, kh*kw, c]
+        for g in range(2):
+            rows, channels = slice(3 * g, 3 * g + 3), slice(2 * g, 2 * g + 2)
+            per_tap[:, rows, :, channels] = grouped.weight[:, rows].view(25, 3, 9, 2)
+        full.bias.copy_(grouped.bias)
+    x = torch.randn(2, 4, 5, 5, dtype=torch.float64, requires_grad=True)
+    torch.testing.assert_close(grouped(x), local_reference(full, x))
+    grad = torch.randn(2, 6, 5, 5, dtype=torch.float64)
+    ours = torch.autograd.grad(grouped(x), x, grad)[0]
+    torch.testing.assert_close(ours, torch.autograd.grad(local_reference(full, x), x, grad)[0])
+    with pytest.raises(ValueError, match="groups"):
+        LocallyConnected2d(3, 4, input_size=5, kernel_size=3, groups=2)
+
+
 def test_locally_connected_rejects_wrong_input_size():
     layer = LocallyConnected2d(2, 3, input_size=4, kernel_size=3, padding=1)
     with pytest.raises(ValueError, match="4x4"):

@@ -16,7 +16,7 @@ from alexnet.models import build_model, count_parameters, list_models, model_spe
 from alexnet.models.layers import LocalResponseNorm
 
 NAMES = ["alexnet-paper", "alexnet-torchvision", "cifar-conv-local", "cifar-conv-local-13pct",
-         "cifar-4layer"]
+         "cifar-4layer", "cifar-towers"]
 
 
 def test_registry_lists_the_models():
@@ -124,7 +124,8 @@ def test_cifar_conv_local_cuda_convnet_initialisation(name):
 MODELS_AND_OPTIONS = [("cifar-conv-local", {}), ("cifar-conv-local", {"lrn": False}),
                       ("cifar-conv-local-13pct", {}), ("cifar-4layer", {}),
                       ("alexnet-paper", {}), ("alexnet-paper", {"lrn": False}),
-                      ("alexnet-torchvision", {})]
+                      ("alexnet-torchvision", {}), ("cifar-towers", {}),
+                      ("cifar-towers", {"cross_tower": True, "lrn": False})]
 
 
 @pytest.mark.parametrize("name,options", MODELS_AND_OPTIONS)

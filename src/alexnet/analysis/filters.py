@@ -29,9 +29,15 @@ def first_conv(model: nn.Module) -> nn.Conv2d:
     raise ValueError(f"{type(model).__name__} has no convolution over RGB images")
 
 
+# The registered networks built as two towers by default (option `towers`, 1 or 2).
+TWO_TOWER_MODELS = ("alexnet-paper", "cifar-towers")
+
+
 def tower_count(model: nn.Module) -> int:
-    """2 for the paper's two-tower network (first half of conv1's kernels = tower a), else 1."""
-    if getattr(model, "model_name", None) != "alexnet-paper":
+    """2 for a two-tower network (the paper's, or the 11% net cut into its two towers; the
+    first half of conv1's kernels is tower a), else 1. A network built with
+    `cross_tower=True` still has two towers: its halves are labelled, only connected."""
+    if getattr(model, "model_name", None) not in TWO_TOWER_MODELS:
         return 1
     return int(getattr(model, "model_options", {}).get("towers", 2))
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from alexnet.cli._args import add_threads_option, count, output_folder
-from alexnet.experiments.runner import DEFAULT_LRS, EXPERIMENTS, QUICK_PER_CLASS
+from alexnet.experiments.runner import (
+    DEFAULT_LRS,
+    DEFAULT_SEEDS,
+    EXPERIMENTS,
+    OTHER_SEEDS,
+    QUICK_PER_CLASS,
+)
 
 
 def register(subparsers) -> None:
@@ -22,6 +28,9 @@ def register(subparsers) -> None:
         "precision: the 11% net with bf16 autocast and channels_last vs fp32 NCHW.\n"
         "init: paper §5, alexnet-paper from the paper's initialisation vs PyTorch's "
         "(with --recipe imagenet-paper --per-class N: CIFAR-10 upscaled to 256).\n"
+        "towers: paper §6.1, Fig. 3: whether one tower's conv1 turns colour-agnostic and the "
+        "other's colour-specific, in every run (cifar-towers split, cross_tower and one-tower "
+        "arms; the gap per seed against a null from random halves of one tower).\n"
         "Extra key=value settings go to every training run (e.g. epochs=150).")
     parser.add_argument("name", choices=EXPERIMENTS, help="the claim to reproduce (above)")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
@@ -30,11 +39,12 @@ def register(subparsers) -> None:
                         help="CIFAR-10 training images (image folder or prepared store)")
     parser.add_argument("--out", type=output_folder("--out"),
                         help="results folder (default: runs/experiment-<name>)")
-    parser.add_argument("--seeds", type=count("--seeds", 1, 1000), default=3,
-                        help="seeds per arm (lrn, pooling, precision, init; default "
-                        "%(default)s)")
+    parser.add_argument("--seeds", type=count("--seeds", 1, 1000),
+                        help="seeds per arm (lrn, pooling, precision, init, towers; default "
+                        f"{OTHER_SEEDS}; {DEFAULT_SEEDS['towers']} for towers)")
     parser.add_argument("--recipe", default="cifar10",
-                        help="lrn, pooling, precision, init: the recipe every arm trains with "
+                        help="lrn, pooling, precision, init, towers: the recipe every arm "
+                        "trains with "
                         "(default %(default)s; e.g. cuda-convnet's cifar10-11pct, or "
                         "imagenet-paper for init)")
     parser.add_argument("--lrs", default=DEFAULT_LRS,
@@ -48,7 +58,8 @@ def register(subparsers) -> None:
                         "(relu-vs-tanh; default %(default)s)")
     parser.add_argument("--quick", action="store_true",
                         help=f"a smoke run: {QUICK_PER_CLASS} images per class, one epoch, "
-                        "one seed, two lrs (minutes on a CPU; its numbers mean nothing)")
+                        "one seed, two lrs (towers: two seeds, two epochs; minutes on a CPU; "
+                        "its numbers mean nothing)")
     parser.add_argument("--per-class", type=count("--per-class"),
                         help="train on the first N images of each class (a subset store, made "
                         "once in the results folder; default: all)")

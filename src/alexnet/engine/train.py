@@ -38,6 +38,8 @@ from alexnet.errors import UserError
 # Called with the run after every training step: a seam for tests, which slow a run down to
 # interrupt it mid-epoch.
 STEP_HOOKS: list[Callable[[Run], None]] = []
+# `train(..., on_epoch=f)`: f(run) at every epoch boundary the run passes (see `train`).
+EpochCallback = Callable[[Run], None]
 
 
 def step_seed(seed: int, rank: int, global_step: int) -> int:
@@ -193,11 +195,19 @@ def plateau_target(val: dict, stats: dict) -> float:
     return val["top1_error"] if val else stats["train_loss"]
 
 
-def train(config: Config, out_dir: str | os.PathLike, resume: bool | None = None) -> dict:
+def train(config: Config, out_dir: str | os.PathLike, resume: bool | None = None,
+          on_epoch: EpochCallback | None = None) -> dict:
     """Train (or continue) the run in `out_dir`; returns its summary (also in final.json).
 
     resume: True requires a saved state, False refuses to continue one, None continues
     when `out_dir` holds one. The summary has "status": "finished" or "stopped".
+
+    on_epoch: called with the run (on the main process) at each epoch boundary, with
+    `run.progress.epoch` the epochs done and `run.model` their weights: once before the first
+    step of a fresh run (epoch 0, the initial weights) and after every epoch, before that
+    epoch's checkpoint is written. A run killed in between trains the epoch again on resume
+    and calls again for it, so a callback that records should overwrite by epoch; a resumed
+    run does not repeat the boundaries its saved state had passed.
     """
     from alexnet.data.threads import threads_for
 
@@ -206,10 +216,11 @@ def train(config: Config, out_dir: str | os.PathLike, resume: bool | None = None
         raise UserError(f"the run folder {str(out)!r} is a file; give a folder (new, or "
                         f"holding a run to continue)")
     with threads_for(config.threads):
-        return _train(config, out, resume)
+        return _train(config, out, resume, on_epoch)
 
 
-def _train(config: Config, out: Path, resume: bool | None) -> dict:
+def _train(config: Config, out: Path, resume: bool | None,
+           on_epoch: EpochCallback | None) -> dict:
     from alexnet.engine.final import finish
     from alexnet.files import output_lock
     from alexnet.kernels.choice import forget_kernels_ran
@@ -221,7 +232,8 @@ def _train(config: Config, out: Path, resume: bool | None) -> dict:
         with output_lock(out, "run folder") if ddp.is_main else contextlib.nullcontext():
             with StopFlag() as stop:
                 run = _start(config, out, ddp, resume, stop)
-                halted = None if run.progress.epoch >= config.epochs else _train_epochs(run)
+                halted = None if run.progress.epoch >= config.epochs else \
+                    _train_epochs(run, on_epoch)
             # Past training the state is saved: a signal now may end the process at once.
             summary = halted or finish(run)
         # The network, its DDP reducer and their pending gloo work go while the process
@@ -273,12 +285,15 @@ def _start(config: Config, out: Path, ddp: dist.DistInfo, resume: bool | None,
     return run
 
 
-def _train_epochs(run: Run) -> dict | None:
+def _train_epochs(run: Run, on_epoch: EpochCallback | None = None) -> dict | None:
     """Train until the last epoch (None) or a signal (the "stopped" summary)."""
     from alexnet.engine import run_files
     from alexnet.engine.messages import epoch_line, stopped
 
     config, p, ddp = run.config, run.progress, run.ddp
+    boundary = on_epoch if on_epoch is not None and ddp.is_main else lambda run: None
+    if p.global_step == 0:
+        boundary(run)   # the initial weights
     board = run_files.TensorBoard(run.out, ddp.is_main)
     try:
         while p.epoch < config.epochs:
@@ -296,6 +311,7 @@ def _train_epochs(run: Run) -> dict | None:
             best = held_out and (p.best_top1 is None or val["top1_error"] < p.best_top1)
             if best:
                 p.best_top1 = val["top1_error"]
+            boundary(run)
             run.save(best=best or not held_out)
             if ddp.is_main:
                 run_files.write_metrics(run.out, p.history)

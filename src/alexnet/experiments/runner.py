@@ -8,12 +8,17 @@ from pathlib import Path
 
 from alexnet.errors import UserError
 
-EXPERIMENTS = ("relu-vs-tanh", "lrn", "pooling", "precision", "init")
+EXPERIMENTS = ("relu-vs-tanh", "lrn", "pooling", "precision", "init", "towers")
+# Seeds per arm unless --seeds says: the towers claim is about "every run".
+DEFAULT_SEEDS = {"towers": 8}
+OTHER_SEEDS = 3
 DEFAULT_LRS = "0.0001,0.0003,0.001,0.003,0.01,0.03,0.1"
 # A smoke run (minutes on a CPU; its numbers mean nothing): a subset of each class, one
 # epoch, one seed, the first two swept lrs, small batches and held-out split.
 QUICK_PER_CLASS = 100
 QUICK_OVERRIDES = ("epochs=1", "val_per_class=10", "batch_size=50")
+# towers --quick: two seeds (a spread to plot) and two epochs (a timeline).
+QUICK_TOWERS = (2, "epochs=2")
 
 
 @dataclass(frozen=True)
@@ -24,7 +29,7 @@ class Experiment:
     name: str
     data: str
     out: Path
-    seeds: int = 3
+    seeds: int | None = None       # None: DEFAULT_SEEDS, else OTHER_SEEDS
     recipe: str = "cifar10"
     lrs: str = DEFAULT_LRS
     sweep_epochs: int = 2
@@ -48,7 +53,7 @@ def parse_lrs(text: str) -> list[float]:
 
 def run_experiment(exp: Experiment) -> dict:
     """Train every run of `exp` (continuing those already there) and return its results."""
-    from alexnet.experiments import ablations, relu_vs_tanh
+    from alexnet.experiments import ablations, relu_vs_tanh, towers
 
     if exp.name not in EXPERIMENTS:
         from alexnet.errors import one_of
@@ -57,6 +62,7 @@ def run_experiment(exp: Experiment) -> dict:
     lrs = parse_lrs(exp.lrs)
     per_class = QUICK_PER_CLASS if exp.quick else exp.per_class
     overrides = [*QUICK_OVERRIDES, *exp.overrides] if exp.quick else list(exp.overrides)
+    seeds = exp.seeds or DEFAULT_SEEDS.get(exp.name, OTHER_SEEDS)
     if exp.name == "relu-vs-tanh":
         # Its sweep sets epochs itself and it holds nothing out (it watches training error).
         kept = [o for o in overrides if not o.startswith(("epochs=", "val_per_class="))]
@@ -64,5 +70,11 @@ def run_experiment(exp: Experiment) -> dict:
             exp.data, exp.out, lrs[:2] if exp.quick else lrs,
             1 if exp.quick else exp.sweep_epochs, 2 if exp.quick else exp.max_epochs,
             per_class, kept)
-    return ablations.run_ablation(exp.name, exp.data, exp.out, 1 if exp.quick else exp.seeds,
+    if exp.name == "towers":
+        quick_seeds, quick_epochs = QUICK_TOWERS
+        if exp.quick:
+            overrides = [*QUICK_OVERRIDES, quick_epochs, *exp.overrides]
+        return towers.run_towers(exp.data, exp.out, quick_seeds if exp.quick else seeds,
+                                 per_class, overrides, recipe=exp.recipe)
+    return ablations.run_ablation(exp.name, exp.data, exp.out, 1 if exp.quick else seeds,
                                   per_class, overrides, recipe=exp.recipe)

@@ -15,6 +15,7 @@ from torch import nn
 
 from alexnet.errors import UserError, one_of
 from alexnet.models.cifar import Cifar4Layer, CifarConvLocal, CifarConvLocal13
+from alexnet.models.cifar_towers import CifarTowers
 from alexnet.models.layers import LocallyConnected2d, LocalResponseNorm, WithinMapNorm
 from alexnet.models.paper import AlexNetPaper
 from alexnet.models.torchvision_compat import AlexNetTorchvision
@@ -49,6 +50,9 @@ _REGISTRY: dict[str, ModelSpec] = {
                   "cuda-convnet's 13% CIFAR-10 net (the 11% net without norms, local3 32 wide)"),
         ModelSpec("cifar-4layer", Cifar4Layer,
                   "cuda-convnet's 18% CIFAR-10 net (3 conv + fc), ReLU or tanh (paper Fig. 1)"),
+        ModelSpec("cifar-towers", CifarTowers,
+                  "the 11% net as the paper's two towers (conv2, local4 own tower; local3, "
+                  "fc10 both; paper §6.1, Fig. 3)"),
     ]
 }
 
@@ -111,7 +115,7 @@ def forward_flops(model: nn.Module, input_size: int) -> int:
 
 __all__ = [
     "AlexNetPaper", "AlexNetTorchvision", "Cifar4Layer", "CifarConvLocal", "CifarConvLocal13",
-    "LocalResponseNorm",
+    "CifarTowers", "LocalResponseNorm",
     "LocallyConnected2d", "ModelSpec", "WithinMapNorm", "build_model", "count_parameters",
     "forward_flops", "list_models", "model_spec",
 ]

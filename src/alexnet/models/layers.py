@@ -152,8 +152,10 @@ class WithinMapNorm(nn.Module):
 class LocallyConnected2d(nn.Module):
     """Like Conv2d, but every output position has its own filters (cuda-convnet's `local`).
 
-    weight: [out_h * out_w, out_channels, k * k * in_channels], fan-in in (kh, kw, c) order;
-    bias: [out_channels, out_h, out_w] (also unshared). The input size is fixed at construction, as positions own weights.
+    weight: [out_h * out_w, out_channels, k * k * in_channels / groups], fan-in in (kh, kw, c)
+    order; bias: [out_channels, out_h, out_w] (also unshared). The input size is fixed at
+    construction, as positions own weights. `groups` as in Conv2d: output group g reads
+    input group g only (a tower that reads only its own tower's maps, `cifar-towers`).
 
     `backend`: None (the default) runs what `alexnet.kernels.choice` sets for "local" (auto:
     gemm, or unfold while traced); "gemm" runs `alexnet.kernels.local_gemm`, one batched
@@ -165,17 +167,20 @@ class LocallyConnected2d(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, input_size: int, kernel_size: int,
                  stride: int = 1, padding: int = 0, bias: bool = True,
-                 backend: str | None = None):
+                 backend: str | None = None, groups: int = 1):
         super().__init__()
         if backend not in self.backends:
             raise ValueError(f"backend must be one of {self.backends}, got {backend!r}")
-        self.backend = backend
+        if groups < 1 or in_channels % groups or out_channels % groups:
+            raise ValueError(f"{in_channels} input and {out_channels} output channels do not "
+                             f"split into {groups} groups")
+        self.backend, self.groups = backend, groups
         self.in_channels, self.out_channels = in_channels, out_channels
         self.input_size, self.kernel_size = input_size, kernel_size
         self.stride, self.padding = stride, padding
         self.output_size = (input_size + 2 * padding - kernel_size) // stride + 1
         positions = self.output_size**2
-        fan_in = in_channels * kernel_size**2
+        fan_in = in_channels // groups * kernel_size**2
         self.weight = nn.Parameter(torch.empty(positions, out_channels, fan_in))
         self.bias = (nn.Parameter(torch.empty(out_channels, self.output_size, self.output_size))
                      if bias else None)
@@ -192,6 +197,16 @@ class LocallyConnected2d(nn.Module):
         if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
             raise ValueError(f"LocallyConnected2d expects {self.input_size}x{self.input_size} "
                              f"inputs, got {tuple(x.shape[-2:])}")
+        if self.groups == 1:
+            return self._one_group(x, self.weight, self.bias)
+        # Each group on its own slice of channels and of the weight's output rows.
+        biases = [None] * self.groups if self.bias is None else self.bias.chunk(self.groups)
+        return torch.cat([self._one_group(*parts) for parts in zip(
+            x.chunk(self.groups, 1), self.weight.chunk(self.groups, 1), biases, strict=True)], 1)
+
+    def _one_group(self, x: torch.Tensor, weight: torch.Tensor,
+                   bias: torch.Tensor | None) -> torch.Tensor:
+        """x [N, C, H, W] through weight [L, O, k*k*C] and bias [O, Ho, Wo] (or None)."""
         form = self.backend or choice.kernel_setting("local")
         if form == "auto":
             form = "unfold" if choice.tracing() else "gemm"
@@ -199,19 +214,20 @@ class LocallyConnected2d(nn.Module):
         if form == "gemm":
             from alexnet.kernels.local_gemm import locally_connected
 
-            return locally_connected(x, self.weight, self.bias, self.kernel_size, self.stride,
+            return locally_connected(x, weight, bias, self.kernel_size, self.stride,
                                      self.padding)
         # The plain formulation (the reference): patches [N, C*k*k, L] in F.unfold's
         # (c, kh, kw) order, then per position L: [N, C*k*k] @ [C*k*k, out].
-        k, positions = self.kernel_size, self.output_size ** 2
-        weight = self.weight.view(positions, self.out_channels, k * k, self.in_channels)
-        weight = weight.transpose(2, 3).reshape(positions, self.out_channels, -1)
+        k, positions, out_channels = self.kernel_size, self.output_size ** 2, weight.shape[1]
+        weight = weight.reshape(positions, out_channels, k * k, x.shape[1])
+        weight = weight.transpose(2, 3).reshape(positions, out_channels, -1)
         patches = F.unfold(x, k, padding=self.padding, stride=self.stride)
         out = torch.einsum("nil,loi->nol", patches, weight)
-        out = out.reshape(x.shape[0], self.out_channels, self.output_size, self.output_size)
-        return out if self.bias is None else out + self.bias
+        out = out.reshape(x.shape[0], out_channels, self.output_size, self.output_size)
+        return out if bias is None else out + bias
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, input_size={self.input_size}, "
                 f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+                + (f", groups={self.groups}" if self.groups > 1 else "")
                 + (f", backend={self.backend!r}" if self.backend else ""))
