@@ -14,8 +14,9 @@ import torch
 from alexnet.cli import main
 from alexnet.data import open_store, prepare_store
 from alexnet.engine.checkpoint import STATE_FORMAT, save_training_state
-from helpers.attack import checkpoint, image_folder, one_error_line, unreadable
+from helpers.attack import checkpoint, image_folder, one_error_line, run_unprivileged, unreadable
 from helpers.images import gradient, save
+from helpers.runs import alexnet_env
 
 
 def prepare_json(capsys, src: Path, out: Path, *extra: str) -> tuple[int, dict]:
@@ -51,15 +52,18 @@ def test_a_linked_folder_is_followed_once(tmp_path, capsys):
     assert [s["file"] for s in summary["skipped"]] == ["ant/same/"]
 
 
-# ---- 4. unreadable folders and files -------------------------------------------------------
+# ---- 4. unreadable folders and files: refused by the kernel itself ---------------------------
+# The commands run in a process that file modes apply to (helpers.attack.unprivileged), so
+# these tests see what a user sees, not what a patched os.scandir pretends.
 
-def test_unreadable_folders_and_files_are_reported_and_fail_strict(tmp_path, capsys,
-                                                                   monkeypatch, request):
+def test_unreadable_folders_and_files_are_reported_and_fail_strict(tmp_path, request):
     src = image_folder(tmp_path / "src")
-    unreadable(src / "bee", monkeypatch, request)               # a whole class
-    unreadable(src / "cow" / "1.png", monkeypatch, request)     # one image
-    code, summary = prepare_json(capsys, src, tmp_path / "store")
-    assert code == 0
+    unreadable(src / "bee", request)                            # a whole class
+    unreadable(src / "cow" / "1.png", request)                  # one image
+    args = ["prepare", str(src), str(tmp_path / "store"), "--size", "16", "--workers", "1"]
+    done = run_unprivileged([*args, "--json"], alexnet_env(tmp_path))
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    summary = json.loads(done.stdout)
     # The class stays, so the labels after it do not shift.
     assert summary["classes"] == ["ant", "bee", "cow"] and summary["per_class"] == [3, 0, 2]
     reasons = {s["file"]: s["reason"] for s in summary["skipped"]}
@@ -67,14 +71,35 @@ def test_unreadable_folders_and_files_are_reported_and_fail_strict(tmp_path, cap
     assert "cannot read folder: Permission denied" in reasons["bee/"]
     assert "Permission denied" in reasons["cow/1.png"]
     assert open_store(tmp_path / "store").labels.tolist() == [0, 0, 0, 2, 2]
-    assert main(["prepare", str(src), str(tmp_path / "store"), "--size", "16", "--strict"]) == 1
+    assert run_unprivileged([*args, "--strict"], alexnet_env(tmp_path)).returncode == 1
 
 
-def test_an_unreadable_source_folder_is_one_sentence(tmp_path, capsys, monkeypatch, request):
+def test_train_and_predict_skip_an_unreadable_class_folder(tmp_path, request):
+    src = image_folder(tmp_path / "src")
+    unreadable(src / "bee", request)
+    env = alexnet_env(tmp_path)
+    done = run_unprivileged(["train", "--data", str(src), "--out", str(tmp_path / "run"),
+                             "epochs=1", "threads=1", "val_per_class=0"], env)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert "bee/" in done.stderr and "skipped" in done.stderr
+    done = run_unprivileged(["predict", str(tmp_path / "run"), str(src), "--json"], env)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    results = json.loads(done.stdout)
+    assert [Path(r["file"]).relative_to(src).as_posix() for r in results if "top" in r] == \
+        [f"{c}/{i}.png" for c in ("ant", "cow") for i in range(3)]
+    assert {"file": str(src / "bee"), "error": "cannot read folder: Permission denied"} \
+        in results
+
+
+def test_an_unreadable_source_folder_is_one_sentence(tmp_path, request):
     src = image_folder(tmp_path / "src", per_class=1)
-    unreadable(src, monkeypatch, request)
-    assert main(["prepare", str(src), str(tmp_path / "store")]) == 2
-    assert "cannot read the folder" in one_error_line(capsys)
+    unreadable(src, request)
+    done = run_unprivileged(["prepare", str(src), str(tmp_path / "store")],
+                            alexnet_env(tmp_path))
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    err = done.stderr.strip()
+    assert err.startswith("alexnet: error: ") and "\n" not in err
+    assert "cannot read the folder" in err
 
 
 # ---- 6, 9, 11. crafted checkpoints ----------------------------------------------------------

@@ -63,6 +63,7 @@ def run(args) -> int:
 def report(summary: dict, as_json: bool) -> None:
     """The summary as JSON on stdout, or what was skipped in lines on stderr."""
     from alexnet.console import info
+    from alexnet.data.prepare import report_skipped
 
     if as_json:
         print(json.dumps(summary, indent=2))
@@ -70,8 +71,4 @@ def report(summary: dict, as_json: bool) -> None:
     if summary["status"] == "already prepared":
         info(f"{summary['store']} is already prepared: {summary['images']:,} images, "
              f"{summary['num_classes']} classes; nothing to do")
-    skipped = summary["skipped"]
-    for item in skipped[:20]:
-        info(f"skipped {item['file']}: {item['reason']}")
-    if len(skipped) > 20:
-        info(f"... and {len(skipped) - 20} more skipped (all listed in the manifest)")
+    report_skipped(summary)

@@ -41,7 +41,7 @@ def ensure_store(data_path, size: int, cache_dir=None, refresh: bool = True, *,
     cache (`cached_store_path`, or below `cache_dir`) and opened; prepared again when the
     folder changed since, unless `refresh` is False (a distributed rank after rank 0 has just
     done so). split: the CIFAR-10 python split; name: the cached store's name."""
-    from alexnet.data.prepare import SourceOptions, prepare_store
+    from alexnet.data.prepare import SourceOptions, prepare_store, report_skipped
     from alexnet.data.store import is_store, open_store
 
     if not str(data_path).strip():
@@ -67,7 +67,10 @@ def ensure_store(data_path, size: int, cache_dir=None, refresh: bool = True, *,
 
         info(f"preparing {path} once into {out}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    prepare_store(path, out, size=size, progress=progress, source=SourceOptions(split=split))
+    summary = prepare_store(path, out, size=size, progress=progress,
+                            source=SourceOptions(split=split))
+    if progress and summary["status"] == "prepared":
+        report_skipped(summary, limit=5)
     return open_store(out)
 
 

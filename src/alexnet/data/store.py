@@ -40,12 +40,11 @@ MAX_CLASSES = 1_000_000
 
 
 def is_store(path: str | os.PathLike) -> bool:
-    """True when `path` is a finished store folder."""
-    manifest = Path(path) / MANIFEST
-    if not manifest.is_file():
-        return False
+    """True when `path` is a finished store folder. A folder that cannot be read is none:
+    its reader reports it (Path.is_file() would raise for a folder without search
+    permission, so the manifest is read straight away)."""
     try:
-        data = json.loads(manifest.read_text())
+        data = json.loads((Path(path) / MANIFEST).read_text())
     except (OSError, ValueError):
         return False
     return isinstance(data, dict) and data.get("format") == FORMAT

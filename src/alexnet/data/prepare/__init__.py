@@ -40,7 +40,7 @@ from alexnet.data.sources import Source
 from alexnet.errors import UserError
 from alexnet.files import check_free_space, output_lock, output_path
 
-__all__ = ["SkippedFiles", "SourceOptions", "StoreFormat", "prepare_store"]
+__all__ = ["SkippedFiles", "SourceOptions", "StoreFormat", "prepare_store", "report_skipped"]
 
 
 class SkippedFiles(UserError):
@@ -157,3 +157,14 @@ def _summary(manifest: dict, out: Path, status: str, seconds: float | None = Non
         summary.update(seconds=round(seconds, 2), workers=manifest["workers"],
                        images_per_second=round(decoded / max(seconds, 1e-9), 1))
     return summary
+
+
+def report_skipped(summary: dict, limit: int = 20) -> None:
+    """The first `limit` skipped files of a prepare summary, one line each on stderr (all of
+    them are in the manifest)."""
+    skipped = summary["skipped"]
+    for item in skipped[:limit]:
+        info(f"skipped {item['file']}: {item['reason']}")
+    if len(skipped) > limit:
+        info(f"... and {len(skipped) - limit} more skipped (all listed in the manifest in "
+             f"{summary['store']})")
