@@ -167,6 +167,27 @@ def check_free_space(folder: str | os.PathLike, needed: int, what: str) -> None:
                         f"{_size(free)} is; free some space or choose another folder")
 
 
+def write_refused(err: OSError, target: str | os.PathLike) -> tuple[str, str]:
+    """(why, remedy) when writing `target` failed: the system's reason (naming the file it
+    concerns when that is not `target`), and what to do about it: a full disk is not fixed
+    like a folder in the way."""
+    import errno
+
+    reason = err.strerror or type(err).__name__
+    named = os.fsdecode(err.filename) if err.filename is not None else os.fspath(target)
+    if named != os.fspath(target):
+        reason = f"{reason}: {named!r}"
+    remedies = {
+        errno.ENOSPC: "free some space", errno.EDQUOT: "free some space within your quota",
+        errno.EFBIG: "raise the file-size limit (`ulimit -f`) or choose a file system that "
+                     "allows larger files",
+        errno.EISDIR: f"move the folder {named!r} out of the way",
+        errno.EACCES: "make the folder writable", errno.EPERM: "make the folder writable",
+        errno.EROFS: "choose a folder on a writable file system",
+    }
+    return reason, remedies.get(err.errno, "remove the cause")
+
+
 def _size(n: int) -> str:
     for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
         if n >= scale:

@@ -38,7 +38,7 @@ from alexnet.data.prepare.state import signature, start_or_resume
 from alexnet.data.prepare.worker import DEFAULT_QUALITY, PENDING
 from alexnet.data.sources import Source
 from alexnet.errors import UserError
-from alexnet.files import check_free_space, output_lock, output_path
+from alexnet.files import check_free_space, output_lock, output_path, write_refused
 
 __all__ = ["SkippedFiles", "SourceOptions", "StoreFormat", "prepare_store", "report_skipped"]
 
@@ -123,17 +123,18 @@ def _build(source: Source, out: Path, store: StoreFormat, workers: int | None,
     started = time.perf_counter()
     partial = fmt.partial_path(out)
     source_signature = signature(source, store)
-    state = start_or_resume(source, partial, store, source_signature)
-    if not store.jpeg_quality:  # the rows still to write (a JPEG store's size is unknown)
-        check_free_space(partial, int((state.status == PENDING).sum()) * state.bytes_per_image,
-                         f"preparing {out}")
     try:
+        state = start_or_resume(source, partial, store, source_signature)
+        if not store.jpeg_quality:  # the rows still to write (a JPEG store's size is unknown)
+            check_free_space(partial, int((state.status == PENDING).sum())
+                             * state.bytes_per_image, f"preparing {out}")
         decode_all(state, source, workers, progress)
         manifest = write_store(state, source, out, workers, given, source_signature)
-    except OSError as err:
-        raise UserError(f"writing the store {str(partial)!r} failed ({err.strerror or err}); "
-                        f"nothing prepared so far is lost: run the same command again to "
-                        f"finish it") from None
+    except OSError as err:     # refused by the system: exit 1, as the CLI's OSErrors
+        why, remedy = write_refused(err, partial)
+        raise UserError(f"writing the store {str(partial)!r} failed ({why}); nothing "
+                        f"prepared so far is lost: {remedy} and run the same command again "
+                        f"to finish it", exit_code=1) from None
     summary = _summary(manifest, out, "prepared", time.perf_counter() - started,
                        decoded=state.count - state.resumed)
     summary["resumed_from"] = state.resumed
