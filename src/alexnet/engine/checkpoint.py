@@ -208,10 +208,10 @@ def save_training_state(path: str | os.PathLike, state: dict,
 
             shutil.copyfile(path, previous)
     with atomic_path(path) as tmp:
-        write_checksummed(tmp, lambda target: _torch_save(state, target, path))
+        write_checksummed(tmp, lambda target: torch_save(state, target, path))
 
 
-def _torch_save(value, target: Path, final: Path) -> None:
+def torch_save(value, target: Path, final: Path) -> None:
     """torch.save into `target`, a write the system refuses raised as the OSError it is,
     naming `final` (the file being replaced). torch.save reports a failed write (a full disk,
     a file-size limit) as a RuntimeError ("enforce fail at inline_container.cc"); given an

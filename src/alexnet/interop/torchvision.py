@@ -182,8 +182,9 @@ def torchvision_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def export_torchvision(model: torch.nn.Module, out: str | os.PathLike) -> None:
     """Save `model`'s weights as a torchvision state-dict file (torch.save), atomically."""
+    from alexnet.engine.checkpoint import torch_save
     from alexnet.files import atomic_path
 
     state = torchvision_state_dict(model)
     with atomic_path(out) as tmp:
-        torch.save(state, tmp)
+        torch_save(state, tmp, out)   # a refused write: an OSError naming `out`
