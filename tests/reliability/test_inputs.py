@@ -202,6 +202,28 @@ def test_damaged_labels_are_refused(store, labels, words, tmp_path, capsys):
     assert words in one_error_line(capsys)
 
 
+@pytest.mark.parametrize("files, words", [
+    ('["ant/0.png", "ant/1', "files.json is not valid JSON"),
+    ('{"0": "ant/0.png"}', "files.json holds a dict, not a list of 9 file names"),
+    ('["ant/0.png"]', "files.json holds 1 file name, not 9"),
+    (json.dumps(["ant/0.png"] * 8 + [7]), "files.json holds 7 (of type int), not a file name"),
+])
+def test_a_damaged_file_list_is_refused_when_the_store_is_opened(store, files, words, tmp_path,
+                                                                 capsys):
+    """Not an epoch later, at the first save, nor as a traceback of eval --split held-out."""
+    (store / "files.json").write_text(files)
+    ckpt = checkpoint(tmp_path / "c.safetensors", classes=json.dumps(["ant", "bee", "cow"]),
+                      config=json.dumps({"val_per_class": 1, "seed": 0}),
+                      store=json.dumps({"count": 9, "digest": "0123456789abcdef"}))
+    assert main(["eval", str(ckpt), "--data", str(store), "--split", "held-out"]) == 2
+    err = one_error_line(capsys)
+    assert words in err and str(store / "files.json") in err and "prepare" in err
+    assert main(["train", "--data", str(store), "--out", str(tmp_path / "run"), "epochs=1",
+                 "threads=1"]) == 2
+    err = one_error_line(capsys)
+    assert words in err and "epoch 1/1" not in err
+
+
 # ---- 9. training states ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("state, words", [
