@@ -181,3 +181,21 @@ def test_eval_held_out_of_a_run_that_held_out_nothing_is_refused(small_run, caps
     with pytest.raises(UserError, match=r"held out no images of .*\(val_per_class=0\), it "
                        r"trained on all of them; use --split all"):
         held_out_indices(store, everything, loaded.preprocessing)
+
+
+@pytest.mark.parametrize("split", ["missing", {}, {"seed": 0}, "3 per class"])
+def test_eval_held_out_of_a_checkpoint_without_its_split_record_is_refused(
+        small_run, split, monkeypatch):
+    """A checkpoint that records its store but not (all of) its split: the rule of the
+    checkpoints from before the record would call 117 images of this folder held out, 105 of
+    which the run trained on."""
+    monkeypatch.setenv("ALEXNET_CACHE", str(small_run["root"] / "cache"))
+    loaded = load_model(small_run["run"])
+    store = ensure_store(small_run["folder"], loaded.preprocessing.size)
+    meta = {k: v for k, v in loaded.meta.items() if k != "split"}
+    if split != "missing":
+        meta["split"] = split
+    with pytest.raises(UserError, match=r"--split held-out refused: the checkpoint does not record "
+                       r"which images its run held out \(.*\), so they are unknown; use "
+                       r"--split all"):
+        held_out_indices(store, meta, loaded.preprocessing)

@@ -141,16 +141,16 @@ def held_out_indices(store, meta: dict, preprocessing: Preprocessing | None = No
         raise UserError("the checkpoint does not record its training config, so its "
                         "held-out split is unknown; use --split all")
     _check_training_store(store, meta.get("store"), preprocessing)
-    split = meta.get("split") if isinstance(meta.get("split"), dict) else {}
+    per_class = int(config["val_per_class"])
+    split = recorded_split(meta) if per_class > 0 else None    # none held out: said below
     # Checkpoints without a split record predate the cap on the held-out share.
-    divisor = split.get("held_out_divisor") if split else None
-    val_idx = split_validation(store.labels, int(config["val_per_class"]),
-                               int(config.get("seed", 0)), divisor)[1]
+    divisor = split["held_out_divisor"] if split else None
+    val_idx = split_validation(store.labels, per_class, int(config.get("seed", 0)), divisor)[1]
     if len(val_idx) == 0:
         raise UserError(f"--split held-out: the checkpoint's run held out no images of "
-                        f"{str(store.path)!r} ({why_none_held_out(int(config['val_per_class']))}), "
-                        f"it trained on all of them; use --split all")
-    if split.get("held_out_digest") not in (None, indices_digest(val_idx)):
+                        f"{str(store.path)!r} ({why_none_held_out(per_class)}), it trained on "
+                        f"all of them; use --split all")
+    if split and split["held_out_digest"] != indices_digest(val_idx):
         raise UserError(f"--split held-out refused: the held-out split drawn from "
                         f"{str(store.path)!r} differs from the one the checkpoint's run "
                         f"recorded; use --split all")
@@ -159,6 +159,23 @@ def held_out_indices(store, meta: dict, preprocessing: Preprocessing | None = No
         info(f"note: the network trained on these images too, from epoch {fold_in + 1} on "
              f"(fold_in_epoch={fold_in}); their error is no held-out error")
     return val_idx
+
+
+def recorded_split(meta: dict) -> dict | None:
+    """The split a checkpoint's run recorded ({"held_out_divisor", "held_out_digest", ...}),
+    or None for a checkpoint from before such records (it records no store either, and its
+    run held out the images of the rule of its time: no cap). UserError when the record is
+    missing from a checkpoint that records its store, or is incomplete: drawing the split
+    by the old rule would call images the run trained on held out."""
+    split = meta.get("split")
+    if split is None and not isinstance(meta.get("store"), dict):
+        return None
+    if isinstance(split, dict) and isinstance(split.get("held_out_digest"), str) and \
+            isinstance(split.get("held_out_divisor"), int):
+        return split
+    entry = "it has no 'split' entry" if split is None else f"its 'split' entry is {split!r}"
+    raise UserError(f"--split held-out refused: the checkpoint does not record which images "
+                    f"its run held out ({entry}), so they are unknown; use --split all")
 
 
 def _check_training_store(store, recorded, preprocessing: Preprocessing | None) -> None:
