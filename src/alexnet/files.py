@@ -72,6 +72,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         fsync_path(tmp)
         os.replace(tmp, path)
         fsync_path(path.parent)
+    except OSError as err:
+        if err.filename is None:    # a refused write() names no file ("File too large")
+            raise OSError(err.errno, err.strerror, str(path)) from None
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -225,16 +229,36 @@ def output_file(path: str | os.PathLike, what: str) -> Path:
     return path
 
 
-def _finite_or_null(value):
+def _finite_or_null(value, text=None):
     if isinstance(value, float) and not math.isfinite(value):
         return None
+    if isinstance(value, str) and text is not None:
+        return text(value)
     if isinstance(value, dict):
-        return {k: _finite_or_null(v) for k, v in value.items()}
+        return {(text(k) if text and isinstance(k, str) else k): _finite_or_null(v, text)
+                for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_finite_or_null(v) for v in value]
+        return [_finite_or_null(v, text) for v in value]
     return value
 
 
 def json_text(value, **options) -> str:
     """`json.dumps(value, **options)` that strict parsers accept: NaN and +-inf become null."""
     return json.dumps(_finite_or_null(value), allow_nan=False, **options)
+
+
+def printable_name(text: str) -> str:
+    """A name that may hold bytes that are not UTF-8 (Python keeps them as lone surrogates,
+    os.fsdecode's "surrogateescape"), as valid Unicode: each such byte as \\xNN."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def print_json(value, **options) -> None:
+    """`--json` output on stdout: `json_text`, with file names that are not UTF-8 written
+    with \\xNN escapes (lone surrogates, which json.dumps would pass on as \\udcNN, are not
+    Unicode, and strict parsers refuse them)."""
+    print(json.dumps(_finite_or_null(value, printable_name), allow_nan=False, **options))

@@ -260,3 +260,96 @@ def test_refusals_never_relay_the_advice_to_disable_weights_only(tmp_path, capsy
         assert "refused" in err and ("GLOBAL" in err or "holds a pickled" in err), err
         assert "weights_only" not in err and "can still be loaded" not in err
         assert err.endswith((")", "model", "import that")), err      # whole, not cut off
+
+
+# ---- issue 27, item 5: messages that named the wrong cause -----------------------------------
+
+def test_a_folder_where_a_checkpoint_goes_is_named_before_training(tiny_store, tmp_path,
+                                                                   capsys):
+    (tmp_path / "run" / "last.state.pt").mkdir(parents=True)
+    assert main(["train", "--data", str(tiny_store), "--out", str(tmp_path / "run"),
+                 "epochs=1"]) == 2
+    err = one_error_line(capsys)
+    assert "last.state.pt' is a folder, where the run saves" in err and "move it" in err
+    assert "free some space" not in err
+
+
+@pytest.mark.parametrize("manifest, words", [
+    ("[1, 2, 3]", "is not an alexnet store manifest"),
+    ("{not json", "is not valid JSON"),
+])
+def test_a_damaged_manifest_is_not_called_an_empty_folder(store, manifest, words, tmp_path,
+                                                          capsys):
+    (store / "manifest.json").write_text(manifest)
+    for args in (["train", "--data", str(store), "--out", str(tmp_path / "run")],
+                 ["eval", str(checkpoint(tmp_path / "c.safetensors")), "--data", str(store)]):
+        assert main(args) == 2
+        err = one_error_line(capsys)
+        assert words in err and "no images found" not in err
+
+
+@pytest.mark.parametrize("content, words, state_words", [
+    (bytes(range(256)) * 8, "is not a PyTorch file: its bytes are neither a zip archive nor a "
+     "pickle", "is not a loadable training state: its bytes are neither a zip archive nor a "
+     "pickle"),
+    (b"\x80\x02" + bytes(range(200)), "is damaged or not a PyTorch file (its pickle does not "
+     "parse: Unsupported operand 0)", "is damaged or not a loadable training state, refused "
+     "(Unsupported operand 0)"),
+    (b"hello\n", "is not a PyTorch file", "is not a loadable training state: its bytes"),
+])
+def test_bytes_that_are_no_torch_file_are_not_called_objects(content, words, state_words,
+                                                             tmp_path, capsys):
+    (tmp_path / "w.pth").write_bytes(content)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "last.state.pt").write_bytes(content)
+    for args, expected in ((["import-torchvision", str(tmp_path / "w.pth"), "--out",
+                             str(tmp_path / "o.safetensors")], words),
+                           (["train", "--out", str(tmp_path / "run")], state_words)):
+        assert main(args) == 2
+        err = one_error_line(capsys)
+        assert expected in err and "objects other than tensors" not in err, err
+
+
+def test_a_mean_image_with_nan_is_named_so(tmp_path, capsys):
+    from alexnet.data.normalization import Preprocessing
+    from alexnet.engine.checkpoint import save_weights
+    from alexnet.models import build_model
+
+    mean = torch.full((32, 32, 3), 100.0)
+    mean[3, 4, 1] = float("nan")
+    save_weights(tmp_path / "c.safetensors", build_model("cifar-4layer", num_classes=3),
+                 classes=["a", "b", "c"], preprocessing=Preprocessing(32, 32, mean_image=mean))
+    save(tmp_path / "x.png", gradient(40, 40))
+    assert main(["predict", str(tmp_path / "c.safetensors"), str(tmp_path / "x.png")]) == 2
+    err = one_error_line(capsys)
+    assert "its mean image holds NaN or infinite values" in err and "not finite [" not in err
+
+
+def test_num_classes_other_than_the_datas_is_refused_before_the_run_is_written(
+        tiny_store, tmp_path, capsys):
+    assert main(["train", "--data", str(tiny_store), "--out", str(tmp_path / "run"),
+                 "model.num_classes=0"]) == 2
+    err = one_error_line(capsys)
+    assert "model.num_classes=0, but the training data has 4 classes" in err
+    assert not (tmp_path / "run" / "config.json").exists()
+
+
+def test_labels_for_a_source_that_does_not_use_them_are_refused(tmp_path, capsys):
+    src = image_folder(tmp_path / "src")
+    (tmp_path / "nonsense.txt").write_text("what\never\n")
+    assert main(["prepare", str(src), str(tmp_path / "store"), "--labels",
+                 str(tmp_path / "nonsense.txt")]) == 2
+    err = one_error_line(capsys)
+    assert "--labels" in err and "is an image folder, labelled by its class sub-folders" in err
+
+
+def test_json_output_names_non_utf8_files_in_valid_unicode(tmp_path, capsys):
+    src = image_folder(tmp_path / "src", per_class=1)
+    odd = Path((str(src / "bee").encode() + b"/caf\xe9.png").decode("utf-8", "surrogateescape"))
+    odd.write_bytes(b"")                                         # skipped, so it is listed
+    assert main(["prepare", str(src), str(tmp_path / "store"), "--size", "8", "--workers", "1",
+                 "--json"]) == 0
+    out = capsys.readouterr().out
+    out.encode("utf-8")                                          # no lone surrogates
+    assert "\\udc" not in out
+    assert [s["file"] for s in json.loads(out)["skipped"]] == ["bee/caf\\xe9.png"]

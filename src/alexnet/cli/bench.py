@@ -86,7 +86,7 @@ def default_images(data: str | None) -> str:
 
 def run(args) -> int:
     from alexnet.bench import format_report
-    from alexnet.files import json_text
+    from alexnet.files import print_json
 
     if hasattr(args, "model"):
         from alexnet.models import model_spec
@@ -128,5 +128,8 @@ def run(args) -> int:
 
         report = bench_eval(args.model, images=args.images, batch=args.batch,
                             steps=args.steps, device=args.device)
-    print(json_text(report, indent=2) if args.json else format_report(report))
+    if args.json:
+        print_json(report, indent=2)
+    else:
+        print(format_report(report))
     return 0

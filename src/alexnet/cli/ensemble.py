@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
-
 from alexnet.cli._args import add_evaluation_data, add_evaluation_run
+from alexnet.files import print_json
 
 
 def register(subparsers) -> None:
@@ -50,7 +49,7 @@ def run(args) -> int:
     for m, r in zip(members, result["members"], strict=True):
         r["checkpoint"] = str(m.path)
     if args.json:
-        print(json.dumps(result, indent=2))
+        print_json(result, indent=2)
         return 0
     for r in result["members"]:
         info(f"{r['checkpoint']}: top-1 {100 * r['top1_error']:.2f}%, "

@@ -23,8 +23,6 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    import json
-
     from alexnet.console import info, plural
     from alexnet.data.cache import ensure_store
     from alexnet.engine.checkpoint import load_model
@@ -32,6 +30,7 @@ def run(args) -> int:
     from alexnet.engine.evaluate import evaluate, views_name
     from alexnet.engine.fast_path import prepare_for_inference
     from alexnet.engine.inputs import check_classes, held_out_indices
+    from alexnet.files import print_json
 
     loaded = load_model(args.checkpoint, pick_device(args.device))
     amp_dtype = prepare_for_inference(loaded.model, args.amp)
@@ -43,7 +42,7 @@ def run(args) -> int:
                       views=args.views, indices=indices, batch_size=args.batch_size,
                       amp_dtype=amp_dtype, show_progress=True)
     if args.json:
-        print(json.dumps({k: result[k] for k in ("top1_error", "top5_error", "images")}))
+        print_json({k: result[k] for k in ("top1_error", "top5_error", "images")})
     else:
         info(f"{loaded.path}: top-1 error {100 * result['top1_error']:.2f}%, top-5 error "
              f"{100 * result['top5_error']:.2f}% on {plural(result['images'], 'image')} "

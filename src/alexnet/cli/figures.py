@@ -75,9 +75,9 @@ def _finish(args, png: Path, numbers: dict, line: str) -> int:
 
     numbers = {"png": str(png), **numbers}
     if args.json:
-        from alexnet.files import json_text
+        from alexnet.files import print_json
 
-        print(json_text(numbers, indent=2))
+        print_json(numbers, indent=2)
     info(f"wrote {png}: {line}")
     return 0
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+from alexnet.files import print_json
 
 
 def register(subparsers) -> None:
@@ -33,7 +33,7 @@ def describe_models() -> list[dict]:
 def run(args) -> int:
     rows = describe_models()
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print_json(rows, indent=2)
         return 0
     from rich.console import Console
     from rich.table import Table

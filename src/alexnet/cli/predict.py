@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 from alexnet.cli._args import add_amp_option, add_threads_option, add_views_option, count
+from alexnet.files import print_json
 
 DEFAULT_MODEL = "cifar10-conv-local"
 
@@ -107,7 +107,7 @@ def run(args) -> int:
     for entry in failed:
         print(f"alexnet: {entry['file']}: skipped: {entry['error']}", file=sys.stderr)
     if args.json:
-        print(json.dumps(results, indent=2))
+        print_json(results, indent=2)
     else:
         for entry in results:
             if "top" in entry:

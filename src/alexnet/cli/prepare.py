@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
-
 from alexnet.cli._args import count
+from alexnet.files import print_json
 
 
 def register(subparsers) -> None:
@@ -66,7 +65,7 @@ def report(summary: dict, as_json: bool) -> None:
     from alexnet.data.prepare import report_skipped
 
     if as_json:
-        print(json.dumps(summary, indent=2))
+        print_json(summary, indent=2)
         return
     if summary["status"] == "already prepared":
         info(f"{summary['store']} is already prepared: {summary['images']:,} images, "

@@ -94,9 +94,9 @@ def run(args) -> int:
     summary = train(config, out, resume=True if args.resume else None)
     main = int(os.environ.get("RANK", "0")) == 0
     if args.json and main:
-        from alexnet.files import json_text
+        from alexnet.files import print_json
 
-        print(json_text(summary, indent=2))
+        print_json(summary, indent=2)
     if main and summary.get("status") == "finished":
         from alexnet.console import info
 

@@ -42,12 +42,14 @@ def ensure_store(data_path, size: int, cache_dir=None, refresh: bool = True, *,
     folder changed since, unless `refresh` is False (a distributed rank after rank 0 has just
     done so). split: the CIFAR-10 python split; name: the cached store's name."""
     from alexnet.data.prepare import SourceOptions, prepare_store, report_skipped
-    from alexnet.data.store import is_store, open_store
+    from alexnet.data.store import MANIFEST, is_store, open_store
 
     if not str(data_path).strip():
         raise UserError("--data is empty; give a prepared store or an image folder")
     path = Path(data_path).expanduser()
-    if is_store(path):
+    # A folder with a manifest that is not a store's (damaged: a list, not JSON) is a store
+    # to refuse by what is wrong with it, not a source folder holding "no images".
+    if is_store(path) or os.path.lexists(path / MANIFEST):
         store = open_store(path)
         if store.size != size:
             raise UserError(f"{path} holds {store.size}x{store.size} images but {size}x{size} "

@@ -164,8 +164,14 @@ class Run:
                             f"command to resume", exit_code=1) from None
 
     def check_space(self) -> None:
-        """Refuse to start when the run folder cannot hold the next checkpoints."""
+        """Refuse to start when the run folder cannot hold the next checkpoints: a folder
+        where one goes, or too little free space."""
         from alexnet.files import check_free_space
+
+        for name in CHECKPOINT_FILES:
+            if (self.out / name).is_dir():
+                raise UserError(f"{str(self.out / name)!r} is a folder, where the run saves "
+                                f"its checkpoint {name}; move it out of the way")
 
         weights = sum(t.numel() * t.element_size() for t in self.model.state_dict().values())
         check_free_space(self.out, checkpoint_space(self.out, weights),
@@ -293,6 +299,11 @@ def _build_model(config: Config, ddp: dist.DistInfo, classes: int,
     """The network on this process's device(s), and whether it is channels_last."""
     from alexnet.models import build_model
 
+    asked = config.model_options.get("num_classes", classes)
+    if asked != classes:     # the data decides; a different number would be ignored silently
+        raise UserError(f"model.num_classes={asked!r}, but the training data has "
+                        f"{plural(classes, 'class')}: the network gets one output per class; "
+                        f"leave model.num_classes out")
     model = build_model(config.model, **{**config.model_options, "num_classes": classes})
     if fresh and config.init_weights:
         kept = ckpt.start_from_weights(model, config.init_weights)

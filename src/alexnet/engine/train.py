@@ -207,6 +207,14 @@ def train(config: Config, out_dir: str | os.PathLike, resume: bool | None = None
         gc.collect()
         dist.barrier()  # tearing gloo down while a peer still works aborts that peer
         return summary
+    except RuntimeError as err:
+        lost = dist.lost_peer(err) if ddp.enabled else None
+        if lost is None:
+            raise
+        raise UserError(f"rank {ddp.rank} lost touch with another process of this run "
+                        f"({lost}): it stopped or was killed (its own messages say why); the "
+                        f"checkpoints in {str(out)!r} are intact: run the same torchrun "
+                        f"command to resume", exit_code=1) from None
     finally:
         dist.cleanup()
 
