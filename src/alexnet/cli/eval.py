@@ -29,7 +29,7 @@ def run(args) -> int:
     from alexnet.engine.distributed import pick_device
     from alexnet.engine.evaluate import evaluate, views_name
     from alexnet.engine.fast_path import prepare_for_inference
-    from alexnet.engine.inputs import check_classes, held_out_indices
+    from alexnet.engine.inputs import check_classes, held_out_indices, trained_on_note
     from alexnet.files import print_json
 
     loaded = load_model(args.checkpoint, pick_device(args.device))
@@ -38,6 +38,10 @@ def run(args) -> int:
     check_classes(store, loaded.classes, f"the checkpoint {str(loaded.path)!r}")
     indices = held_out_indices(store, loaded.meta, loaded.preprocessing) \
         if args.split == "held-out" else None
+    note = trained_on_note(store, loaded.meta, loaded.preprocessing, str(args.checkpoint)) \
+        if indices is None else None
+    if note:
+        info(note)
     result = evaluate(loaded.model, store, preprocessing=loaded.preprocessing,
                       views=args.views, indices=indices, batch_size=args.batch_size,
                       amp_dtype=amp_dtype, show_progress=True)

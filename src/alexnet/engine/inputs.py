@@ -178,6 +178,48 @@ def recorded_split(meta: dict) -> dict | None:
                     f"its run held out ({entry}), so they are unknown; use --split all")
 
 
+def _same_mean_image(store, preprocessing: Preprocessing | None) -> bool:
+    """Whether `store`'s mean image is the one a checkpoint was trained with (within 0.01 of
+    a grey level: the same images, whatever their files are called)."""
+    if preprocessing is None or preprocessing.mean_image is None:
+        return False
+    mean = np.asarray(store.mean, dtype=np.float32)
+    return mean.shape == tuple(preprocessing.mean_image.shape) and bool(np.allclose(
+        mean, preprocessing.mean_image.float().numpy(), atol=1e-2))
+
+
+def trained_on_note(store, meta: dict, preprocessing: Preprocessing | None,
+                    name: str) -> str | None:
+    """A note for an evaluation of every image of `store` when the checkpoint (`name`)
+    trained on them: `store` is its training store (by the recorded fingerprint), or holds
+    images with its training images' mean. None when neither is known."""
+    recorded = meta.get("store")
+    ours = store.fingerprint
+    same = isinstance(recorded, dict) and \
+        (recorded.get("count"), recorded.get("digest")) == (ours["count"], ours["digest"])
+    if not same:
+        if not _same_mean_image(store, preprocessing):
+            return None
+        return (f"note: these {len(store):,} images have the mean image of those {name} "
+                f"trained on: most likely it trained on them, and their error is no test "
+                f"error")
+    config = meta.get("config") or {}
+    per_class = config.get("val_per_class")
+    fold_in = int(config.get("fold_in_epoch") or 0)
+    held = 0
+    if isinstance(per_class, int) and per_class > 0 and not (
+            fold_in and int(meta.get("epoch") or 0) > fold_in):
+        split = meta.get("split") if isinstance(meta.get("split"), dict) else {}
+        held = len(split_validation(store.labels, per_class, int(config.get("seed", 0)),
+                                    split.get("held_out_divisor"))[1])
+    if held == 0:
+        return (f"note: {name} trained on all {len(store):,} of these images (its training "
+                f"store): this is its training error, not a test error; evaluate it on "
+                f"images it never saw")
+    return (f"note: {name} trained on {len(store) - held:,} of these {len(store):,} images "
+            f"(its training store); --split held-out evaluates only the {held:,} it held out")
+
+
 def _check_training_store(store, recorded, preprocessing: Preprocessing | None) -> None:
     """`store` is the one a checkpoint trained on: by the fingerprint it `recorded`, else by
     its mean image; a warning when it records neither."""
