@@ -151,3 +151,42 @@ def test_overrides_may_follow_the_options(tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit) as exit_:
         main(["models", "epochs=3"])     # a command without overrides still refuses them
     assert exit_.value.code == 2 and "unrecognized arguments: epochs=3" in capsys.readouterr().err
+
+
+def test_a_new_run_without_out_names_the_unfinished_one(tiny_store, tmp_path, capsys,
+                                                        monkeypatch):
+    """Ctrl-C, then the same command again: the new run says where the stopped one is and
+    how to resume it; run.json marks each run's status."""
+    import signal
+    import time
+
+    from alexnet.engine import train
+
+    monkeypatch.chdir(tmp_path)
+    args = ["train", "--data", str(tiny_store), "epochs=2", "val_per_class=5", "batch_size=32",
+            "eval_views=center", "threads=1"]
+
+    def ctrl_c(run):
+        run.stop.signum = signal.SIGINT
+
+    monkeypatch.setattr(train, "STEP_HOOKS", [ctrl_c])
+    assert main(args) == 130
+    stopped = next((tmp_path / "runs").iterdir())
+    rel = stopped.relative_to(tmp_path)
+    record = json.loads((stopped / "run.json").read_text())
+    assert record["status"] == "stopped" and record["resume"] == f"alexnet train --out {rel}"
+    assert f"resume with: alexnet train --out {rel}" in capsys.readouterr().err
+    monkeypatch.setattr(train, "STEP_HOOKS", [])
+    time.sleep(1.1)                          # a new run folder is named by the second
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert f"note: {rel} holds an unfinished cifar10 run (0 of 2 epochs done); this starts a " \
+           f"new one; to continue that one instead: alexnet train --out {rel}" in err
+    new = next(p for p in (tmp_path / "runs").iterdir() if p != stopped)
+    assert json.loads((new / "run.json").read_text())["status"] == "finished"
+    assert main(["train", "--out", str(rel)]) == 0          # resumed, finished
+    assert json.loads((stopped / "run.json").read_text())["status"] == "finished"
+    capsys.readouterr()
+    time.sleep(1.1)
+    assert main(args + ["epochs=1"]) == 0
+    assert "unfinished" not in capsys.readouterr().err

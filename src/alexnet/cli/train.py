@@ -60,7 +60,15 @@ def resolve(args):
     if args.data:
         overrides.append(f"data={Path(args.data).expanduser().resolve()}")
     out = run_folder(args.out, args.recipe, args.resume)
-    return run_config(out, args.recipe, overrides), out
+    config = run_config(out, args.recipe, overrides)
+    if args.out is None:     # a new run; the same command after a Ctrl-C comes here too
+        from alexnet.console import info
+        from alexnet.engine.resume import unfinished_note
+
+        note = unfinished_note(config.recipe)
+        if note:
+            info(note)
+    return config, out
 
 
 def next_commands(config, out: Path, summary: dict) -> list[str]:

@@ -51,8 +51,10 @@ def start_line(run: Run) -> str:
 def stopped(run: Run) -> dict:
     name = signal.Signals(run.stop.signum or signal.SIGTERM).name
     if run.ddp.is_main:
-        console.info(f"stopped by {name}; state saved; resume with: alexnet train --out "
-                     f"{run.out}")
+        from alexnet.engine.run_files import resume_command
+
+        console.info(f"stopped by {name}; state saved; resume with: "
+                     f"{resume_command(run.out, run.ddp.world_size)}")
     return {"status": "stopped", "signal": name, "epoch": run.progress.epoch,
             "step": run.progress.step}
 

@@ -193,14 +193,21 @@ def train(config: Config, out_dir: str | os.PathLike, resume: bool | None = None
     use_threads(config.threads)
     keep_freed_memory()
     ddp = dist.setup(config.device, config.model_parallel)
+    run = None
     try:
         # The run folder belongs to this run (its rank 0) until it ends.
         with output_lock(out, "run folder") if ddp.is_main else contextlib.nullcontext():
-            with StopFlag() as stop:
-                run = _start(config, out, ddp, resume, stop)
-                halted = None if run.progress.epoch >= config.epochs else _train_epochs(run)
-            # Past training the state is saved: a signal now may end the process at once.
-            summary = halted or finish(run)
+            try:
+                with StopFlag() as stop:
+                    run = _start(config, out, ddp, resume, stop)
+                    halted = None if run.progress.epoch >= config.epochs \
+                        else _train_epochs(run)
+                # Past training the state is saved: a signal now may end the process at once.
+                summary = halted or finish(run)
+            except BaseException:
+                _record_status(run, "stopped")
+                raise
+            _record_status(run, summary["status"])
         # The network, its DDP reducer and their pending gloo work go while the process
         # group still exists: freed after it, at exit, they aborted a rank now and then.
         del run
@@ -217,6 +224,14 @@ def train(config: Config, out_dir: str | os.PathLike, resume: bool | None = None
                         f"command to resume", exit_code=1) from None
     finally:
         dist.cleanup()
+
+
+def _record_status(run: Run | None, status: str) -> None:
+    """run.json's status at the end of this start (rank 0, once the run folder is written)."""
+    from alexnet.engine import run_files
+
+    if run is not None and run.ddp.is_main and (run.out / "run.json").is_file():
+        run_files.record_status(run.out, status, run.progress.epoch, run.config.epochs)
 
 
 def _start(config: Config, out: Path, ddp: dist.DistInfo, resume: bool | None,
