@@ -81,6 +81,20 @@ def split_model(inputs: list[str], model: str | None) -> tuple[str, list[str]]:
     return model, inputs
 
 
+def model_line(spec: str, loaded, named: bool) -> str:
+    """Which model classifies, on stderr before the results: a photo of a fish "96.63%
+    airplane" must not leave a doubt that a CIFAR-10 model looked at it."""
+    from alexnet.analysis.predictions import display_names
+
+    names = display_names(loaded)
+    shown = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
+    what = f"{loaded.name}, {len(names)} classes: {shown}"
+    if named:
+        return f"model: {spec} ({what})"
+    return (f"no model named: classifying with the shipped CIFAR-10 model {spec!r} ({what}); "
+            f"to use another, name it first: alexnet predict MODEL IMAGE...")
+
+
 def format_result(entry: dict) -> str:
     if "error" in entry:
         return f"{entry['file']}: cannot read: {entry['error']}"
@@ -100,6 +114,8 @@ def run(args) -> int:
     files = expand_inputs(images)
     device = pick_device(args.device)
     loaded = load_model(model, device=device)
+    info(model_line(model, loaded, named=args.model is not None or model != DEFAULT_MODEL
+                    or args.inputs[0] == DEFAULT_MODEL))
     amp_dtype = prepare_for_inference(loaded.model, args.amp)
     results = predict_files(loaded, files, top=args.top, views=args.views,
                             batch_size=args.batch_size, amp_dtype=amp_dtype)
