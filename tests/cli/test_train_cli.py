@@ -190,3 +190,19 @@ def test_a_new_run_without_out_names_the_unfinished_one(tiny_store, tmp_path, ca
     time.sleep(1.1)
     assert main(args + ["epochs=1"]) == 0
     assert "unfinished" not in capsys.readouterr().err
+
+
+def test_eval_refuses_a_folder_of_other_classes_before_preparing_it(tmp_path, capsys,
+                                                                   monkeypatch):
+    from helpers.attack import checkpoint
+    from helpers.runs import make_image_folder
+
+    monkeypatch.setenv("ALEXNET_CACHE", str(tmp_path / "cache"))
+    ckpt = checkpoint(tmp_path / "c.safetensors")                 # classes a, b, c
+    folder = make_image_folder(tmp_path / "images", classes=4, per_class=2)
+    for args in (["eval", str(ckpt)], ["ensemble", str(ckpt), str(ckpt)]):
+        assert main([*args, "--data", str(folder)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("alexnet: error: the classes of the images in ") and \
+            "(4 classes vs 3)" in err and "preparing" not in err, err
+    assert not list((tmp_path / "cache" / "stores").glob("*/manifest.json"))

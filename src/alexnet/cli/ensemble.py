@@ -43,9 +43,12 @@ def run(args) -> int:
     sizes = {m.preprocessing.size for m in members}
     if len(sizes) > 1:
         raise UserError(f"the checkpoints expect different stored image sizes {sorted(sizes)}")
-    store = ensure_store(args.data, sizes.pop())
-    for m in members:
-        check_classes(store, m.classes, f"the checkpoint {str(m.path)!r}")
+    def check(store) -> None:     # a folder before it is prepared, a store once it is
+        for m in members:
+            check_classes(store, m.classes, f"the checkpoint {str(m.path)!r}")
+
+    store = ensure_store(args.data, sizes.pop(), check=check)
+    check(store)
     indices = held_out_by_all(store, members, args.checkpoints) \
         if args.split == "held-out" else None
     for m, spec in zip(members, args.checkpoints, strict=True):

@@ -34,8 +34,11 @@ def run(args) -> int:
 
     loaded = load_model(args.checkpoint, pick_device(args.device))
     amp_dtype = prepare_for_inference(loaded.model, args.amp)
-    store = ensure_store(args.data, loaded.preprocessing.size)
-    check_classes(store, loaded.classes, f"the checkpoint {str(loaded.path)!r}")
+    what = f"the checkpoint {str(loaded.path)!r}"
+    # A folder of other classes is refused before it is prepared, not after.
+    store = ensure_store(args.data, loaded.preprocessing.size,
+                         check=lambda source: check_classes(source, loaded.classes, what))
+    check_classes(store, loaded.classes, what)
     indices = held_out_indices(store, loaded.meta, loaded.preprocessing) \
         if args.split == "held-out" else None
     note = trained_on_note(store, loaded.meta, loaded.preprocessing, str(args.checkpoint)) \

@@ -36,11 +36,13 @@ def cached_store_path(source: Path, size: int, name: str | None = None) -> Path:
 
 
 def ensure_store(data_path, size: int, cache_dir=None, refresh: bool = True, *,
-                 split: str | None = None, name: str | None = None, progress: bool = True):
+                 split: str | None = None, name: str | None = None, progress: bool = True,
+                 check=None):
     """A Store for `data_path`: opened as is when it is a store, else prepared once into the
     cache (`cached_store_path`, or below `cache_dir`) and opened; prepared again when the
     folder changed since, unless `refresh` is False (a distributed rank after rank 0 has just
-    done so). split: the CIFAR-10 python split; name: the cached store's name."""
+    done so). split: the CIFAR-10 python split; name: the cached store's name; check: called
+    with a folder's listed source before it is prepared (see `prepare_store`)."""
     from alexnet.data.prepare import SourceOptions, prepare_store, report_skipped
     from alexnet.data.store import MANIFEST, is_store, open_store
 
@@ -64,13 +66,19 @@ def ensure_store(data_path, size: int, cache_dir=None, refresh: bool = True, *,
         out = Path(cache_dir).expanduser() / out.name
     if is_store(out) and not refresh:
         return open_store(out)
-    if not is_store(out) and progress:
-        from alexnet.console import info
+    announce = not is_store(out) and progress
 
-        info(f"preparing {path} once into {out}")
+    def listed(source) -> None:   # the folder is listed; nothing is decoded yet
+        if check is not None:
+            check(source)
+        if announce:
+            from alexnet.console import info
+
+            info(f"preparing {path} once into {out}")
+
     out.parent.mkdir(parents=True, exist_ok=True)
     summary = prepare_store(path, out, size=size, progress=progress,
-                            source=SourceOptions(split=split))
+                            source=SourceOptions(split=split), check=listed)
     if progress and summary["status"] == "prepared":
         report_skipped(summary, limit=5)
     return open_store(out)

@@ -107,7 +107,8 @@ def split_record(config: Config, train_idx: np.ndarray, val_idx: np.ndarray) -> 
 
 
 def check_classes(store, classes: list[str], what: str) -> None:
-    """A store must name the same classes, in the same order, as the checkpoint it feeds."""
+    """A store (or a source about to be prepared into one: it has a `root` instead of a
+    `path`) must name the same classes, in the same order, as the checkpoint it feeds."""
     if list(store.classes) == list(classes):
         return
     ours, theirs = list(store.classes), list(classes)
@@ -116,8 +117,9 @@ def check_classes(store, classes: list[str], what: str) -> None:
     else:
         i = next(i for i, (a, b) in enumerate(zip(ours, theirs, strict=True)) if a != b)
         detail = f"class {i} is {ours[i]!r} vs {theirs[i]!r}"
-    raise UserError(f"the classes of the store at {str(store.path)!r} differ from those of "
-                    f"{what} ({detail})")
+    where = f"the store at {str(store.path)!r}" if hasattr(store, "path") else \
+        f"the images in {str(store.root)!r}"
+    raise UserError(f"the classes of {where} differ from those of {what} ({detail})")
 
 
 def why_none_held_out(val_per_class: int) -> str:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from alexnet.console import info, plural
@@ -54,7 +55,8 @@ class SkippedFiles(UserError):
 
 def prepare_store(src, out, size: int = 256, workers: int | None = None, strict: bool = False,
                   progress: bool = True, *, source: SourceOptions | None = None,
-                  encoding: str = "raw", quality: int = DEFAULT_QUALITY) -> dict:
+                  encoding: str = "raw", quality: int = DEFAULT_QUALITY,
+                  check: Callable[[Source], None] | None = None) -> dict:
     """Decode `src` into a store at `out`; returns the summary (counts, classes, skipped
     files with reasons, converted files with what was done).
 
@@ -63,7 +65,9 @@ def prepare_store(src, out, size: int = 256, workers: int | None = None, strict:
     the store when any file was skipped. source: how to read and label `src`
     (`SourceOptions`). encoding: "raw" (uint8 arrays, fastest to read) or "jpeg" (about a
     tenth of the disk, decoded in batches on the GPU by nvJPEG) at JPEG `quality`.
-    workers: decoding processes (None or 0: all cores).
+    workers: decoding processes (None or 0: all cores). check: called with the source once
+    its files are listed, before anything is decoded (it raises to refuse it: a checkpoint's
+    evaluation refuses a folder of other classes before preparing it).
     """
     store = StoreFormat(size, encoding, quality).check()
     if workers is not None and not 0 <= workers <= 1024:     # 0, like None: all cores
@@ -84,8 +88,10 @@ def prepare_store(src, out, size: int = 256, workers: int | None = None, strict:
             if fmt.is_store(out):       # finished by the process that held the lock before
                 found, summary = _check_finished(out, src, given, store, source_options, found)
             if summary is None:
-                summary = _build(found or source_options.find(src), out, store, workers,
-                                 progress, given)
+                found = found or source_options.find(src)
+                if check is not None:
+                    check(found)
+                summary = _build(found, out, store, workers, progress, given)
     if strict and summary["skipped"]:
         raise SkippedFiles(summary)
     return summary
