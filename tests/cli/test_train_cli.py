@@ -206,3 +206,18 @@ def test_eval_refuses_a_folder_of_other_classes_before_preparing_it(tmp_path, ca
         assert err.startswith("alexnet: error: the classes of the images in ") and \
             "(4 classes vs 3)" in err and "preparing" not in err, err
     assert not list((tmp_path / "cache" / "stores").glob("*/manifest.json"))
+
+
+def test_top5_is_left_out_for_five_classes_or_fewer(tiny_store, tmp_path, capsys):
+    """With 4 classes every image is in its top 5: a top-5 error of 0.00% says nothing."""
+    from alexnet.engine.evaluate import error_text
+
+    classes = open_store(tiny_store).classes
+    a = make_checkpoint(tmp_path / "a.safetensors", classes, tiny_store)
+    for args in (["eval", str(a)], ["ensemble", str(a), str(a)]):
+        assert main([*args, "--data", str(tiny_store)]) == 0
+        err = capsys.readouterr().err
+        assert "top-1" in err and "top-5" not in err, err
+    result = {"top1_error": 0.25, "top5_error": 0.0}
+    assert error_text(result, 6, "error") == "top-1 error 25.00%, top-5 error 0.00%"
+    assert error_text(result, 5) == "top-1 25.00%"

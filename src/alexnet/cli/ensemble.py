@@ -32,7 +32,7 @@ def run(args) -> int:
     from alexnet.engine.checkpoint import load_model
     from alexnet.engine.distributed import pick_device
     from alexnet.engine.ensemble import ensemble_evaluate
-    from alexnet.engine.evaluate import views_name
+    from alexnet.engine.evaluate import error_text, views_name
     from alexnet.engine.fast_path import prepare_for_inference
     from alexnet.engine.inputs import check_classes, trained_on_note
     from alexnet.errors import UserError
@@ -65,13 +65,13 @@ def run(args) -> int:
     if args.json:
         print_json(result, indent=2)
         return 0
+    classes = len(members[0].classes)
     for r in result["members"]:
-        info(f"{r['checkpoint']}: top-1 {100 * r['top1_error']:.2f}%, "
-             f"top-5 {100 * r['top5_error']:.2f}%")
+        info(f"{r['checkpoint']}: {error_text(r, classes)}")
     e = result["ensemble"]
     held = ", held out" if indices is not None else ""
-    info(f"ensemble of {len(members)} (softmax averaged, {views_name(args.views)}{held}): top-1 "
-         f"{100 * e['top1_error']:.2f}%, top-5 {100 * e['top5_error']:.2f}% on {plural(e['images'], 'image')}")
+    info(f"ensemble of {len(members)} (softmax averaged, {views_name(args.views)}{held}): "
+         f"{error_text(e, classes)} on {plural(e['images'], 'image')}")
     return 0
 
 

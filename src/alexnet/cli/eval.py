@@ -27,7 +27,7 @@ def run(args) -> int:
     from alexnet.data.cache import ensure_store
     from alexnet.engine.checkpoint import load_model
     from alexnet.engine.distributed import pick_device
-    from alexnet.engine.evaluate import evaluate, views_name
+    from alexnet.engine.evaluate import error_text, evaluate, views_name
     from alexnet.engine.fast_path import prepare_for_inference
     from alexnet.engine.inputs import check_classes, held_out_indices, trained_on_note
     from alexnet.files import print_json
@@ -51,7 +51,7 @@ def run(args) -> int:
     if args.json:
         print_json({k: result[k] for k in ("top1_error", "top5_error", "images")})
     else:
-        info(f"{loaded.path}: top-1 error {100 * result['top1_error']:.2f}%, top-5 error "
-             f"{100 * result['top5_error']:.2f}% on {plural(result['images'], 'image')} "
+        info(f"{loaded.path}: {error_text(result, len(loaded.classes), 'error')} on "
+             f"{plural(result['images'], 'image')} "
              f"({views_name(args.views)}{', held out' if indices is not None else ''})")
     return 0

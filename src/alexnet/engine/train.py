@@ -300,7 +300,7 @@ def _train_epochs(run: Run) -> dict | None:
             if ddp.is_main:
                 run_files.write_metrics(run.out, p.history)
                 board.log(row)
-                console.info(epoch_line(row, config.epochs))
+                console.info(epoch_line(row, config.epochs, len(run.store.classes)))
             if dist.any_rank(run.stop.signum is not None, ddp.device) and p.epoch < config.epochs:
                 return stopped(run)   # signalled during validation: saved just above
     finally:
