@@ -34,12 +34,13 @@ def imagenet_categories() -> list[str]:
     return list(AlexNet_Weights.IMAGENET1K_V1.meta["categories"])
 
 
-def download_torchvision_weights() -> Path:
+def download_torchvision_weights(hub: bool = False) -> Path:
     """torchvision's published ImageNet weights for AlexNet (`AlexNet_Weights.IMAGENET1K_V1`),
     fetched through torchvision's own weights API into torch hub's cache
     (`$TORCH_HOME/hub/checkpoints`, by default ~/.cache/torch/hub/checkpoints) and checked
     against the SHA-256 prefix in their name; the cached file. Nothing is fetched when the
-    file is already there."""
+    file is already there. hub: the advice for a torch.hub user (put the file in the
+    cache) instead of the command line's (import it)."""
     import contextlib
     import sys
     import urllib.error
@@ -52,6 +53,9 @@ def download_torchvision_weights() -> Path:
     cached = Path(torch.hub.get_dir()) / "checkpoints" / name
     instead = (f"download {weights.url} another way and run: alexnet import-torchvision "
                f"{name} --out MODEL.safetensors")
+    if hub:      # torch.hub.load(..., pretrained=True): the file is read where it is cached
+        instead = (f"download {weights.url} another way into {str(cached)!r} (torch hub's "
+                   f"cache; TORCH_HOME moves it) and load again")
     try:
         # torch.hub announces the download on stdout, which --json keeps for its output.
         with contextlib.redirect_stdout(sys.stderr):
