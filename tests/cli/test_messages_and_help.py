@@ -241,3 +241,20 @@ def test_counted_words_and_gitignore(tmp_path, capsys):
 def test_zero_threads_is_one_sentence(args, capsys):
     assert main(args) == 2
     assert "threads must be" in (line := last_error_line(capsys)) and "got 0" in line
+
+
+# -- issue 27, item 13: a setting written as an option, or misspelt -----------------------------
+
+@pytest.mark.parametrize("args, words", [
+    (["train", "--epochs", "1"], "--epochs is not an option of this command; settings are "
+                                 "written key=value: did you mean epochs=1?"),
+    (["train", "--batch-size=8"], "did you mean batch_size=8?"),
+    (["train", "--epoch", "3"], "did you mean epochs=3?"),
+    (["train", "epoch=1"], "unknown setting 'epoch' (did you mean epochs?); valid settings:"),
+    (["train", "model.lnr=false"], "unknown option model.lnr for model 'cifar-conv-local' "
+                                   "(did you mean model.lrn?)"),
+    (["train", "--recipe", "cifar1"], "unknown recipe 'cifar1' (did you mean cifar10?)"),
+])
+def test_did_you_mean(args, words, capsys):
+    assert main(args) == 2
+    assert words in last_error_line(capsys)
