@@ -3,6 +3,7 @@ prepared store, and the paper's network built once for tests that only read it."
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -52,3 +53,11 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+# When a run's log level is DEBUG (`pytest -o log_level=DEBUG`, or anything that lowers the
+# root logger), pytest captures every record and prints them with a failure: matplotlib's
+# font manager logs each font it scores (hundreds of lines per figure) and Pillow's PNG plugin
+# each chunk it reads, thousands of lines that bury the assertion. Their warnings still show.
+for _noisy in ("matplotlib", "PIL"):
+    logging.getLogger(_noisy).setLevel(logging.INFO)

@@ -118,15 +118,32 @@ def output_lock(path: str | os.PathLike, what: str = "output folder") -> Iterato
     """Own the output `path` for the block: an OS lock (flock) on `<path>.lock`, released when
     the block ends or the process dies. A second process is refused (UserError) in one
     sentence naming the holder's pid, which the holder writes into the lock file."""
-    from alexnet.errors import UserError
-
     try:
-        import fcntl
+        import fcntl  # noqa: F401
     except ImportError:      # no flock (Windows): outputs are not guarded
         yield
         return
     lock = lock_path(path)
+    # The folders made for the lock go again if nothing else was put in them (a run that
+    # stopped before writing anything leaves no empty runs/ behind).
+    made = [p for p in [lock.parent, *lock.parent.parents] if not p.exists()]
     lock.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        yield from _locked(lock, path, what)
+    finally:
+        for folder in made:                    # deepest first
+            try:
+                folder.rmdir()
+            except OSError:                    # not empty (the output went there), or gone
+                break
+
+
+def _locked(lock: Path, path: Path, what: str) -> Iterator[None]:
+    """output_lock's body: the lock file at `lock`, held while the caller's block runs."""
+    import fcntl
+
+    from alexnet.errors import UserError
+
     while True:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         try:

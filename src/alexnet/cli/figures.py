@@ -11,7 +11,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alexnet.cli._args import add_threads_option, add_views_option, count, output_file
+from alexnet.cli._args import (
+    add_device_option,
+    add_threads_option,
+    add_views_option,
+    count,
+    output_file,
+)
 
 
 def register(subparsers) -> None:
@@ -50,7 +56,7 @@ def register(subparsers) -> None:
                    "cache, $ALEXNET_CACHE, else $XDG_CACHE_HOME/alexnet or ~/.cache/alexnet)")
     p.add_argument("--batch-size", type=count("--batch-size"), default=256,
                    help="feature extraction batch")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if any)")
+    add_device_option(p)
     add_threads_option(p)
     p.set_defaults(run=run_neighbours)
 

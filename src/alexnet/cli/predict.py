@@ -5,7 +5,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from alexnet.cli._args import add_amp_option, add_threads_option, add_views_option, count
+from alexnet.cli._args import (
+    add_amp_option,
+    add_device_option,
+    add_threads_option,
+    add_views_option,
+    count,
+)
 from alexnet.files import print_json
 
 DEFAULT_MODEL = "cifar10-conv-local"
@@ -29,11 +35,12 @@ def register(subparsers) -> None:
     add_views_option(parser, "centre crop (default) or the paper's ten patches, averaged")
     parser.add_argument("--batch-size", type=count("--batch-size"), default=64,
                         help="images per forward pass")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if any)")
+    add_device_option(parser)
     add_amp_option(parser)
     add_threads_option(parser)
     parser.add_argument("--json", action="store_true",
-                        help='print [{"file", "top": [{"label", "prob"}]} | {"file", "error"}]')
+                        help='print [{"file", "top": [{"label", "prob", "class"}]} | '
+                        '{"file", "error"}]: label is the readable name, class the id')
     parser.set_defaults(run=run)
 
 

@@ -12,9 +12,10 @@ from pathlib import Path
 
 from alexnet.errors import UserError
 
-OFFLINE_HINT = ("pass a copy you have instead: --data path/to/cifar-10-batches-py (the "
-                "python version of CIFAR-10, unpacked) or --data path/to/images (an image folder "
-                "with one sub-folder per class, or a prepared store)")
+CIFAR10_PAGE = "https://www.cs.toronto.edu/~kriz/cifar.html"
+OFFLINE_HINT = (f"get CIFAR-10's python version from {CIFAR10_PAGE} another way and pass it "
+                f"unpacked: --data path/to/cifar-10-batches-py (or --data path/to/images: an "
+                f"image folder with one sub-folder per class, or a prepared store)")
 
 
 def cache_root() -> Path:
