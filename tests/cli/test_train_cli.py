@@ -221,3 +221,14 @@ def test_top5_is_left_out_for_five_classes_or_fewer(tiny_store, tmp_path, capsys
     result = {"top1_error": 0.25, "top5_error": 0.0}
     assert error_text(result, 6, "error") == "top-1 error 25.00%, top-5 error 0.00%"
     assert error_text(result, 5) == "top-1 25.00%"
+
+
+def test_epoch_lines_with_and_without_validation():
+    from alexnet.engine.messages import epoch_line
+
+    row = {"epoch": 1, "train_loss": 2.0, "train_top1_error": 0.5, "val_top1_error": None,
+           "val_top5_error": None, "images_per_s": 10.0, "lr": 0.01, "lr_dropped": 0}
+    assert "val" not in epoch_line(row, 2, 10)
+    row.update(val_top1_error=0.25, val_top5_error=0.05)
+    assert ", val top-1 25.00% top-5 5.00% (centre)" in epoch_line(row, 2, 10)
+    assert ", val top-1 25.00% (centre)" in epoch_line(row, 2, 4)

@@ -60,9 +60,10 @@ def stopped(run: Run) -> dict:
 
 
 def epoch_line(row: dict, epochs: int, classes: int) -> str:
-    top5 = f" top-5 {100 * row['val_top5_error']:.2f}%" if classes > 5 else ""  # else 0
-    val = "" if row["val_top1_error"] is None else (
-        f", val top-1 {100 * row['val_top1_error']:.2f}%{top5} (centre)")
+    val = ""
+    if row["val_top1_error"] is not None:
+        top5 = f" top-5 {100 * row['val_top5_error']:.2f}%" if classes > 5 else ""  # else 0
+        val = f", val top-1 {100 * row['val_top1_error']:.2f}%{top5} (centre)"
     drop = ", lr / 10" if row["lr_dropped"] else ""
     return (f"epoch {row['epoch']}/{epochs}: train loss {row['train_loss']:.4f}, train error "
             f"{100 * row['train_top1_error']:.2f}%{val}, {row['images_per_s']:,.0f} img/s, "
