@@ -89,6 +89,10 @@ def test_train_and_predict_skip_an_unreadable_class_folder(tmp_path, request):
         [f"{c}/{i}.png" for c in ("ant", "cow") for i in range(3)]
     assert {"file": str(src / "bee"), "error": "cannot read folder: Permission denied"} \
         in results
+    unreadable(src, request)                          # the folder given, not one inside
+    done = run_unprivileged(["predict", str(src)], env)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert f"alexnet: {src}: skipped: cannot read folder: Permission denied" in done.stderr
 
 
 def test_an_unreadable_source_folder_is_one_sentence(tmp_path, request):

@@ -51,7 +51,10 @@ def looks_like_model(spec: str) -> bool:
     path = Path(spec)
     if spec in shipped_models() or path.suffix == ".safetensors":
         return True
-    return path.is_dir() and any((path / name).is_file() for name in RUN_DIR_CANDIDATES)
+    try:
+        return path.is_dir() and any((path / name).is_file() for name in RUN_DIR_CANDIDATES)
+    except OSError:         # a folder that cannot be searched: an (unreadable) image folder
+        return False
 
 
 def split_model(inputs: list[str], model: str | None) -> tuple[str, list[str]]:
