@@ -4,6 +4,7 @@ that fails any test leaving the process changed for the tests after it."""
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -98,3 +99,11 @@ def leaves_the_process_as_it_found_it():
                 if before["environment"].get(k) != after["environment"].get(k)}
         changed[changed.index("environment")] = f"environment ({', '.join(sorted(keys))})"
     pytest.fail(f"the test changed the process for the tests after it: {', '.join(changed)}")
+
+
+# When a run's log level is DEBUG (`pytest -o log_level=DEBUG`, or anything that lowers the
+# root logger), pytest captures every record and prints them with a failure: matplotlib's
+# font manager logs each font it scores (hundreds of lines per figure) and Pillow's PNG plugin
+# each chunk it reads, thousands of lines that bury the assertion. Their warnings still show.
+for _noisy in ("matplotlib", "PIL"):
+    logging.getLogger(_noisy).setLevel(logging.INFO)

@@ -14,7 +14,7 @@ import typing
 from dataclasses import dataclass, field
 
 from alexnet.choices import AMP_MODES, NORMALIZATIONS, OPTIMIZERS, SCHEDULES, VIEWS
-from alexnet.errors import UserError, one_of
+from alexnet.errors import UserError, did_you_mean, one_of
 
 
 @dataclass(frozen=True)
@@ -139,7 +139,8 @@ def _check_model_options(config: Config) -> None:
     valid_options = model_spec(config.model).options()
     for key, value in config.model_options.items():
         if key not in valid_options:
-            raise UserError(f"unknown option model.{key} for model {config.model!r}; "
+            close = did_you_mean(key, valid_options).replace("mean ", "mean model.")
+            raise UserError(f"unknown option model.{key} for model {config.model!r}{close}; "
                             f"valid options: {', '.join(valid_options)}")
         default = valid_options[key]      # an option takes the type of its default
         if default is not None and not _has_type(value, type(default)) or (
@@ -260,8 +261,8 @@ def apply_overrides(config: Config, overrides: list[str]) -> Config:
         elif key in valid:
             changes[key] = _cast(key, text.strip(), hints[key])
         else:
-            raise UserError(f"unknown setting {key!r}; valid settings: {', '.join(valid)}, "
-                            f"model.<option>")
+            raise UserError(f"unknown setting {key!r}{did_you_mean(key, valid)}; valid "
+                            f"settings: {', '.join(valid)}, model.<option>")
     if changes.get("model", config.model) != config.model:
         from alexnet.models import model_spec
 

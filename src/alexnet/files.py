@@ -82,6 +82,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         fsync_path(tmp)
         os.replace(tmp, path)
         fsync_path(path.parent)
+    except OSError as err:
+        if err.filename is None:    # a refused write() names no file ("File too large")
+            raise OSError(err.errno, err.strerror, str(path)) from None
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -124,15 +128,32 @@ def output_lock(path: str | os.PathLike, what: str = "output folder") -> Iterato
     """Own the output `path` for the block: an OS lock (flock) on `<path>.lock`, released when
     the block ends or the process dies. A second process is refused (UserError) in one
     sentence naming the holder's pid, which the holder writes into the lock file."""
-    from alexnet.errors import UserError
-
     try:
-        import fcntl
+        import fcntl  # noqa: F401
     except ImportError:      # no flock (Windows): outputs are not guarded
         yield
         return
     lock = lock_path(path)
+    # The folders made for the lock go again if nothing else was put in them (a run that
+    # stopped before writing anything leaves no empty runs/ behind).
+    made = [p for p in [lock.parent, *lock.parent.parents] if not p.exists()]
     lock.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        yield from _locked(lock, path, what)
+    finally:
+        for folder in made:                    # deepest first
+            try:
+                folder.rmdir()
+            except OSError:                    # not empty (the output went there), or gone
+                break
+
+
+def _locked(lock: Path, path: Path, what: str) -> Iterator[None]:
+    """output_lock's body: the lock file at `lock`, held while the caller's block runs."""
+    import fcntl
+
+    from alexnet.errors import UserError
+
     while True:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -177,6 +198,27 @@ def check_free_space(folder: str | os.PathLike, needed: int, what: str) -> None:
                         f"{_size(free)} is; free some space or choose another folder")
 
 
+def write_refused(err: OSError, target: str | os.PathLike) -> tuple[str, str]:
+    """(why, remedy) when writing `target` failed: the system's reason (naming the file it
+    concerns when that is not `target`), and what to do about it: a full disk is not fixed
+    like a folder in the way."""
+    import errno
+
+    reason = err.strerror or type(err).__name__
+    named = os.fsdecode(err.filename) if err.filename is not None else os.fspath(target)
+    if named != os.fspath(target):
+        reason = f"{reason}: {named!r}"
+    remedies = {
+        errno.ENOSPC: "free some space", errno.EDQUOT: "free some space within your quota",
+        errno.EFBIG: "raise the file-size limit (`ulimit -f`) or choose a file system that "
+                     "allows larger files",
+        errno.EISDIR: f"move the folder {named!r} out of the way",
+        errno.EACCES: "make the folder writable", errno.EPERM: "make the folder writable",
+        errno.EROFS: "choose a folder on a writable file system",
+    }
+    return reason, remedies.get(err.errno, "remove the cause")
+
+
 def _size(n: int) -> str:
     for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
         if n >= scale:
@@ -214,16 +256,36 @@ def output_file(path: str | os.PathLike, what: str) -> Path:
     return path
 
 
-def _finite_or_null(value):
+def _finite_or_null(value, text=None):
     if isinstance(value, float) and not math.isfinite(value):
         return None
+    if isinstance(value, str) and text is not None:
+        return text(value)
     if isinstance(value, dict):
-        return {k: _finite_or_null(v) for k, v in value.items()}
+        return {(text(k) if text and isinstance(k, str) else k): _finite_or_null(v, text)
+                for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_finite_or_null(v) for v in value]
+        return [_finite_or_null(v, text) for v in value]
     return value
 
 
 def json_text(value, **options) -> str:
     """`json.dumps(value, **options)` that strict parsers accept: NaN and +-inf become null."""
     return json.dumps(_finite_or_null(value), allow_nan=False, **options)
+
+
+def printable_name(text: str) -> str:
+    """A name that may hold bytes that are not UTF-8 (Python keeps them as lone surrogates,
+    os.fsdecode's "surrogateescape"), as valid Unicode: each such byte as \\xNN."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def print_json(value, **options) -> None:
+    """`--json` output on stdout: `json_text`, with file names that are not UTF-8 written
+    with \\xNN escapes (lone surrogates, which json.dumps would pass on as \\udcNN, are not
+    Unicode, and strict parsers refuse them)."""
+    print(json.dumps(_finite_or_null(value, printable_name), allow_nan=False, **options))

@@ -126,6 +126,14 @@ def describe_recipe(name: str) -> str:
     return " ".join((RECIPES[name].__doc__ or "").split())
 
 
+def recipe_summary(name: str) -> str:
+    """The recipe in a line: its description's first clause and its number of epochs."""
+    import re
+
+    first = re.split(r": |; ", describe_recipe(name), maxsplit=1)[0].rstrip(".")
+    return f"{first}; {RECIPES[name]().epochs} epochs"
+
+
 def resolve_config(recipe: str | None = None, overrides: list[str] | None = None) -> Config:
     """The named recipe (default `cifar10`) with `overrides` applied, validated."""
     name = recipe or DEFAULT_RECIPE

@@ -59,3 +59,24 @@ def test_curves_bad_inputs(tmp_path, capsys):
     (tmp_path / "noepoch" / "metrics.csv").write_text("step,loss\n1,2.0\n")
     assert main(["figures", "curves", str(tmp_path / "noepoch")]) == 2
     assert "'epoch'" in capsys.readouterr().err
+
+
+def test_curves_show_whole_epochs_and_errors_in_percent(tmp_path, capsys, monkeypatch):
+    """As the command line prints them: errors in %, epochs as whole numbers."""
+    from alexnet.analysis import plots
+
+    drawn = []
+    real_save = plots.save_figure
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path, dpi=100: (
+        drawn.append(fig), fig.canvas.draw(), real_save(fig, path, dpi))[-1])
+    write_metrics(tmp_path / "run", 3, 0.1)
+    assert main(["figures", "curves", str(tmp_path / "run")]) == 0
+    assert "best val top-1 error 70.00% at epoch 3" in capsys.readouterr().err
+    axes = {ax.get_title(): ax for ax in drawn[0].axes}
+    error = axes["error"]
+    assert error.get_ylabel() == "error (%)"
+    top1 = next(line for line in error.get_lines() if line.get_label() == "val_top1_error")
+    assert np.allclose(top1.get_ydata(), [100 * (0.8 - 0.1 / 3), 70.0])
+    for ax in drawn[0].axes:
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks

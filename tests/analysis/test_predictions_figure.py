@@ -61,3 +61,24 @@ def test_predictions_figure_skips_broken_files(ckpt, cifar10_train, tmp_path, ca
     assert main(["figures", "predictions", str(ckpt), str(bad), "--out",
                  str(tmp_path / "q.png")]) == 2
     assert "none of the images" in capsys.readouterr().err and not (tmp_path / "q.png").exists()
+
+
+def test_predictions_figure_keeps_an_earlier_one_and_has_a_key(ckpt, tmp_path, capsys,
+                                                               monkeypatch):
+    from alexnet.analysis import plots
+    from helpers.images import gradient, save
+
+    drawn = []
+    real_save = plots.save_figure
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path, dpi=100: (
+        drawn.append(fig), real_save(fig, path, dpi))[-1])
+    monkeypatch.chdir(tmp_path)
+    image = save(tmp_path / "cat" / "x.png", gradient(40, 40))
+    (tmp_path / "predictions.png").write_bytes(b"an earlier figure")
+    assert main(["figures", "predictions", str(ckpt), str(image), "--top", "10"]) == 0
+    assert "wrote predictions-2.png: 1 image" in capsys.readouterr().err
+    assert (tmp_path / "predictions.png").read_bytes() == b"an earlier figure"
+    assert (tmp_path / "predictions-2.png").stat().st_size > 1000
+    labels = [t.get_text() for legend in drawn[0].legends for t in legend.get_texts()]
+    assert labels == ["predicted class (probability)", "the true class (the image's folder "
+                      "name)"]

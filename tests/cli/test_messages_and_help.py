@@ -121,7 +121,9 @@ def test_offline_train_names_the_offline_options_in_one_sentence(tmp_path, monke
     err = last_error_line(capsys)
     assert "could not download CIFAR-10" in err
     assert "--data path/to/cifar-10-batches-py" in err and "image folder" in err
+    assert "https://www.cs.toronto.edu/~kriz/cifar.html" in err   # where to get it instead
     assert "urlopen" not in err and "Errno" not in err and "unreachable" not in err
+    assert not (tmp_path / "runs").exists()                    # no empty runs/ left behind
 
 
 # -- 7. progress and TensorBoard -------------------------------------------------------------
@@ -241,3 +243,49 @@ def test_counted_words_and_gitignore(tmp_path, capsys):
 def test_zero_threads_is_one_sentence(args, capsys):
     assert main(args) == 2
     assert "threads must be" in (line := last_error_line(capsys)) and "got 0" in line
+
+
+# -- issue 27, item 13: a setting written as an option, or misspelt -----------------------------
+
+@pytest.mark.parametrize("args, words", [
+    (["train", "--epochs", "1"], "--epochs is not an option of this command; settings are "
+                                 "written key=value: did you mean epochs=1?"),
+    (["train", "--batch-size=8"], "did you mean batch_size=8?"),
+    (["train", "--epoch", "3"], "did you mean epochs=3?"),
+    (["train", "epoch=1"], "unknown setting 'epoch' (did you mean epochs?); valid settings:"),
+    (["train", "model.lnr=false"], "unknown option model.lnr for model 'cifar-conv-local' "
+                                   "(did you mean model.lrn?)"),
+    (["train", "--recipe", "cifar1"], "unknown recipe 'cifar1' (did you mean cifar10?)"),
+])
+def test_did_you_mean(args, words, capsys):
+    assert main(args) == 2
+    assert words in last_error_line(capsys)
+
+
+# -- issue 27, item 15: help that says all of it, one way ---------------------------------------
+
+def _help(*command: str) -> str:
+    parser = build_parser()
+    for action in parser._subparsers._group_actions:
+        sub = action.choices[command[0]]
+        for name in command[1:]:
+            sub = next(a for a in sub._subparsers._group_actions).choices[name]
+        return sub.format_help()
+    raise AssertionError(command)
+
+
+def test_train_help_lists_every_recipe_and_device_is_worded_once():
+    from alexnet.cli._args import DEVICE_HELP
+    from alexnet.recipes import recipe_names
+
+    text = " ".join(_help("train").split())
+    for name in recipe_names():
+        assert f" {name}: " in text or f" {name} (default): " in text, name
+    assert "epochs=30 is the README's" not in text
+    helps = {" ".join(_help(*c).split()) for c in (["eval"], ["ensemble"], ["predict"],
+                                                    ["figures", "neighbours"], ["bench", "eval"])}
+    for text in helps:
+        assert " ".join(DEVICE_HELP.split()) in text
+        assert "cuda if any" not in text and "cuda when available)" not in text
+    predict = " ".join(_help("predict").split())
+    assert '{"label", "prob", "class"}' in predict

@@ -104,7 +104,9 @@ def test_all_broken_exits_non_zero(ckpt, tmp_path, capsys):
 
 def test_human_output(ckpt, cifar10_train, capsys):
     assert main(["predict", str(ckpt), str(cifar10_train / "cat" / "0000.jpg"), "--top", "2"]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"model: {ckpt} (")           # which model, always
+    lines = captured.out.splitlines()
     assert lines[0].endswith("0000.jpg") and len(lines) == 3 and lines[1].strip().endswith(
         tuple(CIFAR_CLASSES))
 
@@ -149,6 +151,10 @@ def test_default_model_when_none_is_given(cifar10_train, capsys):
     captured = capsys.readouterr()
     if DEFAULT_MODEL in shipped_models():
         assert code == 0 and len(json.loads(captured.out)[0]["top"]) == 5
+        assert f"no model named: classifying with the shipped CIFAR-10 model " \
+               f"{DEFAULT_MODEL!r} (cifar-conv-local, 10 classes: airplane, " in captured.err
+        assert main(["predict", DEFAULT_MODEL, str(cifar10_train / "cat" / "0000.jpg")]) == 0
+        assert f"model: {DEFAULT_MODEL} (cifar-conv-local" in capsys.readouterr().err
     else:
         assert code == 2 and DEFAULT_MODEL in captured.err and "no model given" in captured.err
 

@@ -151,3 +151,84 @@ def test_overrides_may_follow_the_options(tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit) as exit_:
         main(["models", "epochs=3"])     # a command without overrides still refuses them
     assert exit_.value.code == 2 and "unrecognized arguments: epochs=3" in capsys.readouterr().err
+
+
+def test_a_new_run_without_out_names_the_unfinished_one(tiny_store, tmp_path, capsys,
+                                                        monkeypatch):
+    """Ctrl-C, then the same command again: the new run says where the stopped one is and
+    how to resume it; run.json marks each run's status."""
+    import signal
+    import time
+
+    from alexnet.engine import train
+
+    monkeypatch.chdir(tmp_path)
+    args = ["train", "--data", str(tiny_store), "epochs=2", "val_per_class=5", "batch_size=32",
+            "eval_views=center", "threads=1"]
+
+    def ctrl_c(run):
+        run.stop.signum = signal.SIGINT
+
+    monkeypatch.setattr(train, "STEP_HOOKS", [ctrl_c])
+    assert main(args) == 130
+    stopped = next((tmp_path / "runs").iterdir())
+    rel = stopped.relative_to(tmp_path)
+    record = json.loads((stopped / "run.json").read_text())
+    assert record["status"] == "stopped" and record["resume"] == f"alexnet train --out {rel}"
+    assert f"resume with: alexnet train --out {rel}" in capsys.readouterr().err
+    monkeypatch.setattr(train, "STEP_HOOKS", [])
+    time.sleep(1.1)                          # a new run folder is named by the second
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert f"note: {rel} holds an unfinished cifar10 run (0 of 2 epochs done); this starts a " \
+           f"new one; to continue that one instead: alexnet train --out {rel}" in err
+    new = next(p for p in (tmp_path / "runs").iterdir() if p != stopped)
+    assert json.loads((new / "run.json").read_text())["status"] == "finished"
+    assert main(["train", "--out", str(rel)]) == 0          # resumed, finished
+    assert json.loads((stopped / "run.json").read_text())["status"] == "finished"
+    capsys.readouterr()
+    time.sleep(1.1)
+    assert main(args + ["epochs=1"]) == 0
+    assert "unfinished" not in capsys.readouterr().err
+
+
+def test_eval_refuses_a_folder_of_other_classes_before_preparing_it(tmp_path, capsys,
+                                                                   monkeypatch):
+    from helpers.attack import checkpoint
+    from helpers.runs import make_image_folder
+
+    monkeypatch.setenv("ALEXNET_CACHE", str(tmp_path / "cache"))
+    ckpt = checkpoint(tmp_path / "c.safetensors")                 # classes a, b, c
+    folder = make_image_folder(tmp_path / "images", classes=4, per_class=2)
+    for args in (["eval", str(ckpt)], ["ensemble", str(ckpt), str(ckpt)]):
+        assert main([*args, "--data", str(folder)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("alexnet: error: the classes of the images in ") and \
+            "(4 classes vs 3)" in err and "preparing" not in err, err
+    assert not list((tmp_path / "cache" / "stores").glob("*/manifest.json"))
+
+
+def test_top5_is_left_out_for_five_classes_or_fewer(tiny_store, tmp_path, capsys):
+    """With 4 classes every image is in its top 5: a top-5 error of 0.00% says nothing."""
+    from alexnet.engine.evaluate import error_text
+
+    classes = open_store(tiny_store).classes
+    a = make_checkpoint(tmp_path / "a.safetensors", classes, tiny_store)
+    for args in (["eval", str(a)], ["ensemble", str(a), str(a)]):
+        assert main([*args, "--data", str(tiny_store)]) == 0
+        err = capsys.readouterr().err
+        assert "top-1" in err and "top-5" not in err, err
+    result = {"top1_error": 0.25, "top5_error": 0.0}
+    assert error_text(result, 6, "error") == "top-1 error 25.00%, top-5 error 0.00%"
+    assert error_text(result, 5) == "top-1 25.00%"
+
+
+def test_epoch_lines_with_and_without_validation():
+    from alexnet.engine.messages import epoch_line
+
+    row = {"epoch": 1, "train_loss": 2.0, "train_top1_error": 0.5, "val_top1_error": None,
+           "val_top5_error": None, "images_per_s": 10.0, "lr": 0.01, "lr_dropped": 0}
+    assert "val" not in epoch_line(row, 2, 10)
+    row.update(val_top1_error=0.25, val_top5_error=0.05)
+    assert ", val top-1 25.00% top-5 5.00% (centre)" in epoch_line(row, 2, 10)
+    assert ", val top-1 25.00% (centre)" in epoch_line(row, 2, 4)

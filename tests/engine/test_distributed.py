@@ -90,3 +90,42 @@ def test_cleanup_leaves_a_process_group_the_caller_created(monkeypatch):
     finally:
         if torch_dist.is_initialized():
             torch_dist.destroy_process_group()
+
+
+# Rank 1 dies (SIGKILL) in its third training step, while rank 0 waits for it in a collective.
+DIES = """
+import os, signal, sys
+from alexnet.engine import train
+def die(run):
+    if os.environ["RANK"] == "1" and run.progress.global_step == 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+train.STEP_HOOKS.append(die)
+from alexnet.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_peer_killed_mid_run_is_one_sentence_on_rank_0(tiny_store, tmp_path):
+    script = tmp_path / "dies.py"
+    script.write_text(DIES)
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         str(script), "train", "--data", str(tiny_store), "--out", str(tmp_path / "run"),
+         "model=cifar-4layer", "epochs=1", "batch_size=16", "val_per_class=4",
+         "threads=1"], env=alexnet_env(tmp_path), capture_output=True, text=True, timeout=180)
+    assert done.returncode != 0
+    assert "[rank0]: Traceback" not in done.stderr, done.stderr
+    ours = [line for line in done.stderr.splitlines() if line.startswith("alexnet: error: ")]
+    assert len(ours) == 1 and "rank 0 lost touch with another process of this run" in ours[0]
+    assert "run the same torchrun command to resume" in ours[0]
+
+
+def test_lost_peer_reads_gloo_and_leaves_other_errors():
+    from alexnet.engine.distributed import lost_peer
+
+    gloo = RuntimeError("[/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:561]"
+                        " Connection closed by peer [127.0.0.1]:45998. This is typically "
+                        "caused by a remote worker crashing.")
+    assert lost_peer(gloo) == "Connection closed by peer [127.0.0.1]:45998"
+    assert lost_peer(RuntimeError("mat1 and mat2 shapes cannot be multiplied")) is None
+    assert lost_peer(ValueError("Connection closed by peer")) is None

@@ -181,3 +181,77 @@ def test_eval_held_out_of_a_run_that_held_out_nothing_is_refused(small_run, caps
     with pytest.raises(UserError, match=r"held out no images of .*\(val_per_class=0\), it "
                        r"trained on all of them; use --split all"):
         held_out_indices(store, everything, loaded.preprocessing)
+
+
+@pytest.mark.parametrize("split", ["missing", {}, {"seed": 0}, "3 per class"])
+def test_eval_held_out_of_a_checkpoint_without_its_split_record_is_refused(
+        small_run, split, monkeypatch):
+    """A checkpoint that records its store but not (all of) its split: the rule of the
+    checkpoints from before the record would call 117 images of this folder held out, 105 of
+    which the run trained on."""
+    monkeypatch.setenv("ALEXNET_CACHE", str(small_run["root"] / "cache"))
+    loaded = load_model(small_run["run"])
+    store = ensure_store(small_run["folder"], loaded.preprocessing.size)
+    meta = {k: v for k, v in loaded.meta.items() if k != "split"}
+    if split != "missing":
+        meta["split"] = split
+    with pytest.raises(UserError, match=r"--split held-out refused: the checkpoint does not record "
+                       r"which images its run held out \(.*\), so they are unknown; use "
+                       r"--split all"):
+        held_out_indices(store, meta, loaded.preprocessing)
+
+
+def test_eval_and_ensemble_of_all_images_say_which_ones_the_run_trained_on(
+        small_run, capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("ALEXNET_CACHE", str(small_run["root"] / "cache"))
+    run, folder = str(small_run["run"]), str(small_run["folder"])
+    assert main(["eval", run, "--data", folder, "--json"]) == 0
+    err = capsys.readouterr().err
+    assert f"note: {run} trained on 108 of these 120 images (its training store); --split " \
+           "held-out evaluates only the 12 it held out" in err
+    assert main(["ensemble", run, run, "--data", folder, "--json"]) == 0
+    assert capsys.readouterr().err.count("trained on 108 of these 120 images") == 2
+    assert main(["ensemble", run, run, "--data", folder, "--split", "held-out", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["ensemble"]["images"] == 12 and "note:" not in captured.err
+    # A run that held out nothing (as the shipped model): its training error, said so.
+    loaded = load_model(small_run["run"])
+    from alexnet.engine.checkpoint import save_weights
+
+    everything = tmp_path / "all.safetensors"
+    save_weights(everything, loaded.model, classes=loaded.classes,
+                 preprocessing=loaded.preprocessing,
+                 extra={**loaded.meta, "config": {**loaded.meta["config"], "val_per_class": 0}})
+    assert main(["eval", str(everything), "--data", folder]) == 0
+    assert "trained on all 120 of these images (its training store): this is its training " \
+           "error, not a test error" in capsys.readouterr().err
+
+
+def test_ensemble_held_out_needs_images_every_member_held_out(small_run, capsys, monkeypatch,
+                                                              tmp_path):
+    """Members whose runs held out different images (another seed) have none in common."""
+    from alexnet.config import Config
+    from alexnet.engine.checkpoint import save_weights
+    from alexnet.engine.inputs import split_record
+
+    monkeypatch.setenv("ALEXNET_CACHE", str(small_run["root"] / "cache"))
+    loaded = load_model(small_run["run"])
+    store = ensure_store(small_run["folder"], loaded.preprocessing.size)
+    ours = held_out_indices(store, loaded.meta, loaded.preprocessing)
+    seed = next(s for s in range(1, 1000)
+                if not len(np.intersect1d(ours, split_validation(store.labels, 1, s)[1])))
+    train_idx, val_idx = split_validation(store.labels, 1, seed)
+    other = tmp_path / "other.safetensors"
+    save_weights(other, loaded.model, classes=loaded.classes,
+                 preprocessing=loaded.preprocessing,
+                 extra={**loaded.meta,
+                        "config": {**loaded.meta["config"], "seed": seed, "val_per_class": 1},
+                        "split": split_record(Config(seed=seed, val_per_class=1), train_idx,
+                                              val_idx)})
+    assert main(["ensemble", str(other), "--data", str(small_run["folder"]), "--split",
+                 "held-out", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["ensemble"]["images"] == 4
+    assert main(["ensemble", str(small_run["run"]), str(other), "--data",
+                 str(small_run["folder"]), "--split", "held-out"]) == 2
+    assert "was held out by every member (their runs drew different splits" in \
+        one_error_line(capsys)

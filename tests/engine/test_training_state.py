@@ -39,9 +39,9 @@ CRASH = textwrap.dedent("""
     real_save = torch.save
 
     def dying_save(obj, f, *a, **k):   # half a file, then the process dies
-        real_save(obj, f, *a, **k)
-        with open(f, "r+b") as fh:
-            fh.truncate(os.path.getsize(f) // 2)
+        real_save(obj, f, *a, **k)        # f: the open temporary file
+        f.flush()
+        f.truncate(f.tell() // 2)
         os.kill(os.getpid(), signal.SIGKILL)
 
     if what == "first":

@@ -91,3 +91,41 @@ def test_download_offline_says_how_to_pass_a_downloaded_file(hub_home, tmp_path,
 def test_download_and_a_file_are_exclusive(tmp_path, capsys):
     assert main(["import-torchvision", "--out", str(tmp_path / "x.safetensors")]) == 2
     assert "either a weights file or --download" in capsys.readouterr().err
+
+
+def test_hub_models_carry_the_transform_the_cli_uses(tmp_path):
+    """model(model.transform(image)[None]) gives `alexnet predict`'s probabilities, from a
+    file, a PIL image or an array; `kind` names the std too."""
+    import numpy as np
+    from PIL import Image
+
+    from alexnet.analysis.predictions import predict_files
+    from helpers.images import gradient, save
+
+    path = save(tmp_path / "x.png", gradient(50, 37, seed=3))
+    model = torch.hub.load(str(REPO), "cifar10_conv_local", source="local")
+    assert model.preprocessing.kind == "mean-image-std"
+    assert "mean_image=[32, 32, 3]" in repr(model.preprocessing)
+    cli = predict_files(load_model("cifar10-conv-local"), [path], top=10)[0]["top"]
+    expected = torch.tensor([t["prob"] for t in cli])
+    order = [model.classes.index(t["class"]) for t in cli]
+    with Image.open(path) as im:
+        pil = im.copy()
+    for image in (path, pil, np.asarray(pil)):
+        x = model.transform(image)
+        assert x.shape == (3, 24, 24) and x.dtype == torch.float32
+        with torch.no_grad():
+            probs = model(x[None]).softmax(1)[0][order]
+        assert torch.allclose(probs, expected, atol=2e-6)
+
+
+def test_hub_download_offline_says_where_the_file_goes(hub_home, monkeypatch):
+    def offline(url, dst, hash_prefix=None, progress=True):
+        raise urllib.error.URLError(OSError(-3, "Temporary failure in name resolution"))
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    with pytest.raises(Exception, match=r"another way into '.*hub/checkpoints/"
+                       + PUBLISHED + r"' \(torch hub's cache; TORCH_HOME moves it\) and load "
+                       r"again") as info:
+        torch.hub.load(str(REPO), "alexnet_torchvision", source="local", pretrained=True)
+    assert "import-torchvision" not in str(info.value)

@@ -2,6 +2,7 @@
 
 import copy
 import json
+import os
 import subprocess
 import sys
 
@@ -215,6 +216,28 @@ def test_models_command_json(capsys):
     assert rows["alexnet-torchvision"]["parameters"] == 61_100_840
     assert rows["alexnet-paper"]["input_size"] == 224
     assert 1.3 < rows["alexnet-paper"]["gflops"] < 1.6  # about 0.72 G multiply-adds
+
+
+@pytest.mark.parametrize("name", ["cifar-conv-local", "cifar-4layer", "alexnet-torchvision"])
+def test_model_costs_count_what_the_built_model_computes(name):
+    from alexnet.models import forward_flops, model_costs
+
+    model = build_model(name)
+    assert model_costs(name) == (count_parameters(model),
+                                 forward_flops(model, model_spec(name).input_size))
+
+
+def test_models_command_compiles_nothing_and_cuts_no_name():
+    """It took 10-16 s, TorchInductor compiling the norms' kernels inside the FLOP count; a
+    table of 80 columns cut the names."""
+    probe = ("import sys; from alexnet.cli import main; main(['models']); "
+             "print('compiled' if 'torch._inductor' in sys.modules else 'plain')")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          env={**os.environ, "COLUMNS": "60"}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("plain")
+    for name in NAMES:
+        assert f" {name} " in done.stdout, done.stdout
 
 
 def test_cli_version_and_unknown_command_exit_codes():

@@ -14,8 +14,9 @@ import torch
 from alexnet.cli import main
 from alexnet.data import open_store, prepare_store
 from alexnet.engine.checkpoint import STATE_FORMAT, save_training_state
-from helpers.attack import checkpoint, image_folder, one_error_line, unreadable
+from helpers.attack import checkpoint, image_folder, one_error_line, run_unprivileged, unreadable
 from helpers.images import gradient, save
+from helpers.runs import alexnet_env
 
 
 def prepare_json(capsys, src: Path, out: Path, *extra: str) -> tuple[int, dict]:
@@ -51,15 +52,18 @@ def test_a_linked_folder_is_followed_once(tmp_path, capsys):
     assert [s["file"] for s in summary["skipped"]] == ["ant/same/"]
 
 
-# ---- 4. unreadable folders and files -------------------------------------------------------
+# ---- 4. unreadable folders and files: refused by the kernel itself ---------------------------
+# The commands run in a process that file modes apply to (helpers.attack.unprivileged), so
+# these tests see what a user sees, not what a patched os.scandir pretends.
 
-def test_unreadable_folders_and_files_are_reported_and_fail_strict(tmp_path, capsys,
-                                                                   monkeypatch, request):
+def test_unreadable_folders_and_files_are_reported_and_fail_strict(tmp_path, request):
     src = image_folder(tmp_path / "src")
-    unreadable(src / "bee", monkeypatch, request)               # a whole class
-    unreadable(src / "cow" / "1.png", monkeypatch, request)     # one image
-    code, summary = prepare_json(capsys, src, tmp_path / "store")
-    assert code == 0
+    unreadable(src / "bee", request)                            # a whole class
+    unreadable(src / "cow" / "1.png", request)                  # one image
+    args = ["prepare", str(src), str(tmp_path / "store"), "--size", "16", "--workers", "1"]
+    done = run_unprivileged([*args, "--json"], alexnet_env(tmp_path))
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    summary = json.loads(done.stdout)
     # The class stays, so the labels after it do not shift.
     assert summary["classes"] == ["ant", "bee", "cow"] and summary["per_class"] == [3, 0, 2]
     reasons = {s["file"]: s["reason"] for s in summary["skipped"]}
@@ -67,14 +71,39 @@ def test_unreadable_folders_and_files_are_reported_and_fail_strict(tmp_path, cap
     assert "cannot read folder: Permission denied" in reasons["bee/"]
     assert "Permission denied" in reasons["cow/1.png"]
     assert open_store(tmp_path / "store").labels.tolist() == [0, 0, 0, 2, 2]
-    assert main(["prepare", str(src), str(tmp_path / "store"), "--size", "16", "--strict"]) == 1
+    assert run_unprivileged([*args, "--strict"], alexnet_env(tmp_path)).returncode == 1
 
 
-def test_an_unreadable_source_folder_is_one_sentence(tmp_path, capsys, monkeypatch, request):
+def test_train_and_predict_skip_an_unreadable_class_folder(tmp_path, request):
+    src = image_folder(tmp_path / "src")
+    unreadable(src / "bee", request)
+    env = alexnet_env(tmp_path)
+    done = run_unprivileged(["train", "--data", str(src), "--out", str(tmp_path / "run"),
+                             "epochs=1", "threads=1", "val_per_class=0"], env)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert "bee/" in done.stderr and "skipped" in done.stderr
+    done = run_unprivileged(["predict", str(tmp_path / "run"), str(src), "--json"], env)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    results = json.loads(done.stdout)
+    assert [Path(r["file"]).relative_to(src).as_posix() for r in results if "top" in r] == \
+        [f"{c}/{i}.png" for c in ("ant", "cow") for i in range(3)]
+    assert {"file": str(src / "bee"), "error": "cannot read folder: Permission denied"} \
+        in results
+    unreadable(src, request)                          # the folder given, not one inside
+    done = run_unprivileged(["predict", str(src)], env)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert f"alexnet: {src}: skipped: cannot read folder: Permission denied" in done.stderr
+
+
+def test_an_unreadable_source_folder_is_one_sentence(tmp_path, request):
     src = image_folder(tmp_path / "src", per_class=1)
-    unreadable(src, monkeypatch, request)
-    assert main(["prepare", str(src), str(tmp_path / "store")]) == 2
-    assert "cannot read the folder" in one_error_line(capsys)
+    unreadable(src, request)
+    done = run_unprivileged(["prepare", str(src), str(tmp_path / "store")],
+                            alexnet_env(tmp_path))
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    err = done.stderr.strip()
+    assert err.startswith("alexnet: error: ") and "\n" not in err
+    assert "cannot read the folder" in err
 
 
 # ---- 6, 9, 11. crafted checkpoints ----------------------------------------------------------
@@ -177,6 +206,28 @@ def test_damaged_labels_are_refused(store, labels, words, tmp_path, capsys):
     assert words in one_error_line(capsys)
 
 
+@pytest.mark.parametrize("files, words", [
+    ('["ant/0.png", "ant/1', "files.json is not valid JSON"),
+    ('{"0": "ant/0.png"}', "files.json holds a dict, not a list of 9 file names"),
+    ('["ant/0.png"]', "files.json holds 1 file name, not 9"),
+    (json.dumps(["ant/0.png"] * 8 + [7]), "files.json holds 7 (of type int), not a file name"),
+])
+def test_a_damaged_file_list_is_refused_when_the_store_is_opened(store, files, words, tmp_path,
+                                                                 capsys):
+    """Not an epoch later, at the first save, nor as a traceback of eval --split held-out."""
+    (store / "files.json").write_text(files)
+    ckpt = checkpoint(tmp_path / "c.safetensors", classes=json.dumps(["ant", "bee", "cow"]),
+                      config=json.dumps({"val_per_class": 1, "seed": 0}),
+                      store=json.dumps({"count": 9, "digest": "0123456789abcdef"}))
+    assert main(["eval", str(ckpt), "--data", str(store), "--split", "held-out"]) == 2
+    err = one_error_line(capsys)
+    assert words in err and str(store / "files.json") in err and "prepare" in err
+    assert main(["train", "--data", str(store), "--out", str(tmp_path / "run"), "epochs=1",
+                 "threads=1"]) == 2
+    err = one_error_line(capsys)
+    assert words in err and "epoch 1/1" not in err
+
+
 # ---- 9. training states ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("state, words", [
@@ -213,3 +264,96 @@ def test_refusals_never_relay_the_advice_to_disable_weights_only(tmp_path, capsy
         assert "refused" in err and ("GLOBAL" in err or "holds a pickled" in err), err
         assert "weights_only" not in err and "can still be loaded" not in err
         assert err.endswith((")", "model", "import that")), err      # whole, not cut off
+
+
+# ---- issue 27, item 5: messages that named the wrong cause -----------------------------------
+
+def test_a_folder_where_a_checkpoint_goes_is_named_before_training(tiny_store, tmp_path,
+                                                                   capsys):
+    (tmp_path / "run" / "last.state.pt").mkdir(parents=True)
+    assert main(["train", "--data", str(tiny_store), "--out", str(tmp_path / "run"),
+                 "epochs=1"]) == 2
+    err = one_error_line(capsys)
+    assert "last.state.pt' is a folder, where the run saves" in err and "move it" in err
+    assert "free some space" not in err
+
+
+@pytest.mark.parametrize("manifest, words", [
+    ("[1, 2, 3]", "is not an alexnet store manifest"),
+    ("{not json", "is not valid JSON"),
+])
+def test_a_damaged_manifest_is_not_called_an_empty_folder(store, manifest, words, tmp_path,
+                                                          capsys):
+    (store / "manifest.json").write_text(manifest)
+    for args in (["train", "--data", str(store), "--out", str(tmp_path / "run")],
+                 ["eval", str(checkpoint(tmp_path / "c.safetensors")), "--data", str(store)]):
+        assert main(args) == 2
+        err = one_error_line(capsys)
+        assert words in err and "no images found" not in err
+
+
+@pytest.mark.parametrize("content, words, state_words", [
+    (bytes(range(256)) * 8, "is not a PyTorch file: its bytes are neither a zip archive nor a "
+     "pickle", "is not a loadable training state: its bytes are neither a zip archive nor a "
+     "pickle"),
+    (b"\x80\x02" + bytes(range(200)), "is damaged or not a PyTorch file (its pickle does not "
+     "parse: Unsupported operand 0)", "is damaged or not a loadable training state, refused "
+     "(Unsupported operand 0)"),
+    (b"hello\n", "is not a PyTorch file", "is not a loadable training state: its bytes"),
+])
+def test_bytes_that_are_no_torch_file_are_not_called_objects(content, words, state_words,
+                                                             tmp_path, capsys):
+    (tmp_path / "w.pth").write_bytes(content)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "last.state.pt").write_bytes(content)
+    for args, expected in ((["import-torchvision", str(tmp_path / "w.pth"), "--out",
+                             str(tmp_path / "o.safetensors")], words),
+                           (["train", "--out", str(tmp_path / "run")], state_words)):
+        assert main(args) == 2
+        err = one_error_line(capsys)
+        assert expected in err and "objects other than tensors" not in err, err
+
+
+def test_a_mean_image_with_nan_is_named_so(tmp_path, capsys):
+    from alexnet.data.normalization import Preprocessing
+    from alexnet.engine.checkpoint import save_weights
+    from alexnet.models import build_model
+
+    mean = torch.full((32, 32, 3), 100.0)
+    mean[3, 4, 1] = float("nan")
+    save_weights(tmp_path / "c.safetensors", build_model("cifar-4layer", num_classes=3),
+                 classes=["a", "b", "c"], preprocessing=Preprocessing(32, 32, mean_image=mean))
+    save(tmp_path / "x.png", gradient(40, 40))
+    assert main(["predict", str(tmp_path / "c.safetensors"), str(tmp_path / "x.png")]) == 2
+    err = one_error_line(capsys)
+    assert "its mean image holds NaN or infinite values" in err and "not finite [" not in err
+
+
+def test_num_classes_other_than_the_datas_is_refused_before_the_run_is_written(
+        tiny_store, tmp_path, capsys):
+    assert main(["train", "--data", str(tiny_store), "--out", str(tmp_path / "run"),
+                 "model.num_classes=0"]) == 2
+    err = one_error_line(capsys)
+    assert "model.num_classes=0, but the training data has 4 classes" in err
+    assert not (tmp_path / "run" / "config.json").exists()
+
+
+def test_labels_for_a_source_that_does_not_use_them_are_refused(tmp_path, capsys):
+    src = image_folder(tmp_path / "src")
+    (tmp_path / "nonsense.txt").write_text("what\never\n")
+    assert main(["prepare", str(src), str(tmp_path / "store"), "--labels",
+                 str(tmp_path / "nonsense.txt")]) == 2
+    err = one_error_line(capsys)
+    assert "--labels" in err and "is an image folder, labelled by its class sub-folders" in err
+
+
+def test_json_output_names_non_utf8_files_in_valid_unicode(tmp_path, capsys):
+    src = image_folder(tmp_path / "src", per_class=1)
+    odd = Path((str(src / "bee").encode() + b"/caf\xe9.png").decode("utf-8", "surrogateescape"))
+    odd.write_bytes(b"")                                         # skipped, so it is listed
+    assert main(["prepare", str(src), str(tmp_path / "store"), "--size", "8", "--workers", "1",
+                 "--json"]) == 0
+    out = capsys.readouterr().out
+    out.encode("utf-8")                                          # no lone surrogates
+    assert "\\udc" not in out
+    assert [s["file"] for s in json.loads(out)["skipped"]] == ["bee/caf\\xe9.png"]

@@ -17,6 +17,7 @@ import torch
 from alexnet.cli import main
 from alexnet.data import open_store
 from alexnet.data.prepare import prepare_store, publish
+from alexnet.engine.checkpoint import load_training_state
 from helpers.attack import checkpoint, image_folder, one_error_line
 from helpers.images import gradient, save
 from helpers.runs import alexnet_env, run_alexnet, slowed_alexnet
@@ -173,9 +174,10 @@ def test_a_full_disk_in_prepares_last_phase_loses_nothing(tmp_path, monkeypatch,
 
     monkeypatch.setattr(publish.np, "save", full)
     args = ["prepare", str(src), str(tmp_path / "store"), "--size", "16", "--workers", "1"]
-    assert main(args) == 2
+    assert main(args) == 1                          # what the system refused: exit 1
     err = one_error_line(capsys, after_progress=True)
     assert "No space left on device" in err and "run the same command again" in err
+    assert "free some space" in err
     monkeypatch.setattr(publish.np, "save", real_save)
     assert main(args + ["--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
@@ -200,11 +202,53 @@ def test_a_full_disk_during_a_checkpoint_save_keeps_the_last_one(tiny_store, tmp
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(ckpt.torch, "save", full)
-    assert main(args + ["epochs=2"]) == 2
+    assert main(args + ["epochs=2"]) == 1
     err = one_error_line(capsys, after_progress=True)
     assert "No space left on device" in err and "last.state.pt" in err
     assert (out / "last.state.pt").read_bytes() == before
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def _file_size_limit(limit: int):
+    """A preexec_fn: files the process writes may not grow beyond `limit` bytes (`ulimit -f`;
+    Python ignores SIGXFSZ, so a write past it fails with EFBIG)."""
+    import resource
+
+    return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+def test_a_file_size_limit_at_a_checkpoint_save_is_one_sentence_and_resumes(
+        tiny_store, tmp_path, monkeypatch, capsys):
+    """torch.save reports a failed write as a RuntimeError ("enforce fail at
+    inline_container.cc"), not an OSError: still one sentence naming the file, nothing lost;
+    and the free-space check of the resume counts the checkpoints it will replace."""
+    import shutil
+
+    out = tmp_path / "run"
+    args = ["train", "--data", str(tiny_store), "--out", str(out), "val_per_class=5",
+            "batch_size=32", "eval_views=center", "threads=1"]
+    assert main(args + ["epochs=1"]) == 0
+    before = (out / "last.state.pt").read_bytes()
+    capsys.readouterr()
+    limited = subprocess.run([sys.executable, "-m", "alexnet", *args, "epochs=2"],
+                             env=alexnet_env(tmp_path), capture_output=True, text=True,
+                             timeout=300, preexec_fn=_file_size_limit(4 * 10 ** 6))
+    err = limited.stderr.strip().splitlines()[-1]
+    assert limited.returncode == 1 and "Traceback" not in limited.stderr, limited.stderr
+    assert err.startswith("alexnet: error: saving the checkpoint") and "File too large" in err
+    assert str(out / "last.state.pt") in err and "run the same command" in err
+    assert (out / "last.state.pt").read_bytes() == before
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+    # The disk had room for a whole run (at the peak of a save: two training states, each
+    # about two weights files, and three weights files); the run's files hold half of it now,
+    # and a resume replaces them rather than adding to them.
+    weights = (out / "last.safetensors").stat().st_size
+    used = sum(st.st_size for st in {(st.st_ino, st.st_size): st for st in
+                                     (p.stat() for p in out.iterdir())}.values())
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(
+        10 ** 12, 10 ** 12 - 8 * weights + used, 8 * weights - used))
+    assert main(args + ["epochs=2"]) == 0, capsys.readouterr().err
+    assert load_training_state(out / "last.state.pt")["epoch"] == 2
 
 
 def test_free_space_is_checked_before_preparing_and_training(tiny_store, tmp_path,

@@ -153,13 +153,19 @@ def plot_curves(epochs: np.ndarray, series: dict[str, np.ndarray], path: str | o
         raise UserError(f"no loss, error or lr columns to plot (columns: {', '.join(series)})")
     # Epochs where the schedule divided the learning rate (training writes lr_dropped).
     drops = epochs[series["lr_dropped"] > 0] if "lr_dropped" in series else []
+    from matplotlib.ticker import MaxNLocator
+
     fig, axes = plt.subplots(1, len(groups), squeeze=False, figsize=(4.5 * len(groups), 3.6))
     for ax, (kind, columns) in zip(axes[0], groups.items(), strict=True):
+        scale = 100.0 if kind == "error" else 1.0     # percentages, as the CLI prints them
         for column in columns:
             values = series[column]
             keep = ~np.isnan(values)
-            ax.plot(epochs[keep], values[keep], label=column,
+            ax.plot(epochs[keep], scale * values[keep], label=column,
                     marker="o" if keep.sum() < 30 else None, markersize=3)
+        if kind == "error":
+            ax.set_ylabel("error (%)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))    # epochs are whole
         if kind == "learning rate" and np.nanmin([np.nanmin(series[c]) for c in columns]) > 0:
             ax.set_yscale("log")
         for i, epoch in enumerate(drops):
@@ -203,7 +209,13 @@ def plot_predictions(items: Sequence[dict], path: str | os.PathLike, columns: in
         bar_ax.set_yticks(range(len(labels)), [_short(label) for label in labels], fontsize=7)
         bar_ax.tick_params(axis="x", labelsize=7)
     fit_titles(fig, titled, 8)   # long file names: cut in the middle, visibly
-    fig.tight_layout()
+    from matplotlib.patches import Patch
+
+    key = [Patch(color="tab:blue", label="predicted class (probability)")]
+    if any(item.get("truth") in [label for label, _ in item["top"]] for item in items):
+        key.append(Patch(color="tab:red", label="the true class (the image's folder name)"))
+    fig.tight_layout(rect=(0, 0.06 / rows, 1, 1))
+    fig.legend(handles=key, loc="lower center", ncol=len(key), fontsize=8, frameon=False)
     return save_figure(fig, path)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from alexnet.data.folders import IMAGE_SUFFIXES, image_files
+from alexnet.data.folders import CANNOT_READ_FOLDER, IMAGE_SUFFIXES, walk_images
 from alexnet.errors import UserError
 
 
@@ -24,16 +24,21 @@ def expand_inputs(paths: Iterable[str | os.PathLike]) -> list[Path]:
 
     Files are kept whatever their suffix (they are reported if unreadable); inside folders
     only image suffixes count, so notes and metadata beside images are not "broken images".
+    A folder inside that cannot be read is listed too, so that it is reported like a file
+    that cannot be (`decode_files`).
     """
     files: list[Path] = []
     for spec in paths:
         path = Path(spec)
         if path.is_dir():
-            found = image_files(path)
-            if not found:
+            walk = walk_images(path, path)
+            found = sorted(walk.files)
+            unreadable = [path / p["file"].rstrip("/") for p in walk.problems
+                          if p["reason"].startswith(CANNOT_READ_FOLDER)]
+            if not found and not unreadable:
                 raise UserError(f"folder {str(path)!r} holds no image files "
                                 f"({', '.join(sorted(IMAGE_SUFFIXES))})")
-            files.extend(found)
+            files.extend(sorted([*found, *unreadable]))
         else:
             files.append(path)  # missing files are reported per file, like broken ones
     return files
@@ -67,6 +72,11 @@ def decode_files(files: list[Path], size: int) -> Iterator[tuple[Path, np.ndarra
             yield path, None, "no such file"
             continue
         if path.is_dir():
+            try:
+                os.scandir(path).close()
+            except OSError as err:
+                yield path, None, f"{CANNOT_READ_FOLDER}: {err.strerror or err}"
+                continue
             yield path, None, "is a folder"
             continue
         try:

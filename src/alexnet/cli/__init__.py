@@ -43,6 +43,10 @@ def main(argv: list[str] | None = None) -> int:
             "=" in e and not e.startswith("-") for e in extra):
         args.overrides = [*args.overrides, *extra]
     elif extra:
+        hint = setting_as_option(extra, argv if argv is not None else sys.argv[1:], args)
+        if hint:
+            print(f"alexnet: error: {hint}", file=sys.stderr)
+            return 2
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if not hasattr(args, "run"):
         parser.print_help()
@@ -76,6 +80,31 @@ def _configure_process(args: argparse.Namespace) -> None:
     from alexnet.engine.fast_path import keep_freed_memory
 
     keep_freed_memory()
+
+
+def setting_as_option(extra: list[str], argv: list[str], args) -> str | None:
+    """For `train --epochs 1` (a setting written as an option): the sentence that says how
+    settings are written, `epochs=1`; None when no unrecognised option is a setting."""
+    if not hasattr(args, "overrides"):
+        return None
+    import dataclasses
+    import difflib
+
+    from alexnet.config import Config
+
+    fields = [f.name for f in dataclasses.fields(Config)]
+    for item in extra:
+        name, sep, value = item.lstrip("-").partition("=")
+        close = difflib.get_close_matches(name.replace("-", "_"), fields, n=1, cutoff=0.8)
+        if not item.startswith("--") or not close:
+            continue
+        key = close[0]
+        if not sep and item in argv and argv.index(item) + 1 < len(argv):
+            value = argv[argv.index(item) + 1]
+        value = value if value and not value.startswith("-") else "VALUE"
+        return (f"{item} is not an option of this command; settings are written key=value: "
+                f"did you mean {key}={value}?")
+    return None
 
 
 def _broken_pipe() -> int:

@@ -73,6 +73,15 @@ def add_amp_option(parser) -> None:
                         "bf16, or none (fp32)")
 
 
+DEVICE_HELP = "auto (default: this machine's CUDA GPU when it has one, else the CPU), cpu, " \
+    "cuda, cuda:1, ..."
+
+
+def add_device_option(parser) -> None:
+    """`--device`, worded the same for every command (and as the training setting device=)."""
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
+
+
 def add_threads_option(parser) -> None:
     """`--threads N`: torch's CPU threads for the command (see alexnet.data.threads)."""
     parser.add_argument("--threads", type=count("--threads", 1, 4096), metavar="N",
@@ -100,7 +109,6 @@ def add_evaluation_run(parser) -> None:
     """How `eval` and `ensemble` run: --batch-size, --device, --amp, --threads."""
     parser.add_argument("--batch-size", type=count("--batch-size"), default=256,
                         help="network inputs per forward pass (ten views count ten; default 256)")
-    parser.add_argument("--device", default="auto",
-                        help="auto (CUDA when available, default), cpu, cuda, cuda:1, ...")
+    add_device_option(parser)
     add_amp_option(parser)
     add_threads_option(parser)

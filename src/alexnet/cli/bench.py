@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from alexnet.cli._args import count
+from alexnet.cli._args import add_device_option, count
 
 TARGETS = {   # name: (short help, description)
     "model": ("one training step: ours vs plain PyTorch vs no LRN vs the conv ceiling",
@@ -61,7 +61,7 @@ def register(subparsers) -> None:
             target.add_argument("--steps", type=count("--steps"), default=5 if name == "eval" else 20,
                                 help=("timed passes over the images" if name == "eval" else
                                       "timed steps") + " after the warm-up (default %(default)s)")
-            target.add_argument("--device", help="cuda or cpu (default: cuda when available)")
+            add_device_option(target)
         if name in ("model", "train"):
             target.add_argument("--compile", action="store_true", help="torch.compile the model")
         if name == "model":
@@ -86,7 +86,7 @@ def default_images(data: str | None) -> str:
 
 def run(args) -> int:
     from alexnet.bench import format_report
-    from alexnet.files import json_text
+    from alexnet.files import print_json
 
     if hasattr(args, "model"):
         from alexnet.models import model_spec
@@ -128,5 +128,8 @@ def run(args) -> int:
 
         report = bench_eval(args.model, images=args.images, batch=args.batch,
                             steps=args.steps, device=args.device)
-    print(json_text(report, indent=2) if args.json else format_report(report))
+    if args.json:
+        print_json(report, indent=2)
+    else:
+        print(format_report(report))
     return 0

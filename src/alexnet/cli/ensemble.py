@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
-
 from alexnet.cli._args import add_evaluation_data, add_evaluation_run
+from alexnet.files import print_json
 
 
 def register(subparsers) -> None:
@@ -17,6 +16,10 @@ def register(subparsers) -> None:
                         "names, all with the same classes")
     add_evaluation_data(parser, "checkpoints'",
                         "averaged per member before the members are averaged")
+    parser.add_argument("--split", default="all", choices=["all", "held-out"],
+                        help="all: every image (default); held-out: only the images every "
+                        "member's run held out of this store (none of them trained on), "
+                        "refused for any other store")
     add_evaluation_run(parser)
     parser.add_argument("--json", action="store_true",
                         help='print {"members": [...], "ensemble": {...}} errors (fractions)')
@@ -29,9 +32,9 @@ def run(args) -> int:
     from alexnet.engine.checkpoint import load_model
     from alexnet.engine.distributed import pick_device
     from alexnet.engine.ensemble import ensemble_evaluate
-    from alexnet.engine.evaluate import views_name
+    from alexnet.engine.evaluate import error_text, views_name
     from alexnet.engine.fast_path import prepare_for_inference
-    from alexnet.engine.inputs import check_classes
+    from alexnet.engine.inputs import check_classes, trained_on_note
     from alexnet.errors import UserError
 
     device = pick_device(args.device)
@@ -40,22 +43,55 @@ def run(args) -> int:
     sizes = {m.preprocessing.size for m in members}
     if len(sizes) > 1:
         raise UserError(f"the checkpoints expect different stored image sizes {sorted(sizes)}")
-    store = ensure_store(args.data, sizes.pop())
-    for m in members:
-        check_classes(store, m.classes, f"the checkpoint {str(m.path)!r}")
+    def check(store) -> None:     # a folder before it is prepared, a store once it is
+        for m in members:
+            check_classes(store, m.classes, f"the checkpoint {str(m.path)!r}")
+
+    store = ensure_store(args.data, sizes.pop(), check=check)
+    check(store)
+    indices = held_out_by_all(store, members, args.checkpoints) \
+        if args.split == "held-out" else None
+    for m, spec in zip(members, args.checkpoints, strict=True):
+        note = trained_on_note(store, m.meta, m.preprocessing, spec) if indices is None \
+            else None
+        if note:
+            info(note)
     result = ensemble_evaluate([m.model for m in members], [m.preprocessing for m in members],
-                               store.images, store.labels, args.views,
+                               store.images, store.labels, args.views, indices=indices,
                                batch_size=args.batch_size, amp_dtype=amp_dtype,
                                show_progress=True)
     for m, r in zip(members, result["members"], strict=True):
         r["checkpoint"] = str(m.path)
     if args.json:
-        print(json.dumps(result, indent=2))
+        print_json(result, indent=2)
         return 0
+    classes = len(members[0].classes)
     for r in result["members"]:
-        info(f"{r['checkpoint']}: top-1 {100 * r['top1_error']:.2f}%, "
-             f"top-5 {100 * r['top5_error']:.2f}%")
+        info(f"{r['checkpoint']}: {error_text(r, classes)}")
     e = result["ensemble"]
-    info(f"ensemble of {len(members)} (softmax averaged, {views_name(args.views)}): top-1 "
-         f"{100 * e['top1_error']:.2f}%, top-5 {100 * e['top5_error']:.2f}% on {plural(e['images'], 'image')}")
+    held = ", held out" if indices is not None else ""
+    info(f"ensemble of {len(members)} (softmax averaged, {views_name(args.views)}{held}): "
+         f"{error_text(e, classes)} on {plural(e['images'], 'image')}")
     return 0
+
+
+def held_out_by_all(store, members, specs):
+    """The images of `store` that every member's run held out (`eval --split held-out`'s
+    split, per member), sorted; UserError when no image was held out by all."""
+    import numpy as np
+
+    from alexnet.engine.inputs import held_out_indices
+    from alexnet.errors import UserError
+
+    common = None
+    for m, spec in zip(members, specs, strict=True):
+        try:
+            mine = held_out_indices(store, m.meta, m.preprocessing)
+        except UserError as err:
+            raise UserError(f"{spec}: {err}", err.exit_code) from None
+        common = mine if common is None else np.intersect1d(common, mine)
+    if not len(common):
+        raise UserError(f"--split held-out: no image of {str(store.path)!r} was held out by "
+                        f"every member (their runs drew different splits: another seed); use "
+                        f"--split all")
+    return common

@@ -23,29 +23,35 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    import json
-
     from alexnet.console import info, plural
     from alexnet.data.cache import ensure_store
     from alexnet.engine.checkpoint import load_model
     from alexnet.engine.distributed import pick_device
-    from alexnet.engine.evaluate import evaluate, views_name
+    from alexnet.engine.evaluate import error_text, evaluate, views_name
     from alexnet.engine.fast_path import prepare_for_inference
-    from alexnet.engine.inputs import check_classes, held_out_indices
+    from alexnet.engine.inputs import check_classes, held_out_indices, trained_on_note
+    from alexnet.files import print_json
 
     loaded = load_model(args.checkpoint, pick_device(args.device))
     amp_dtype = prepare_for_inference(loaded.model, args.amp)
-    store = ensure_store(args.data, loaded.preprocessing.size)
-    check_classes(store, loaded.classes, f"the checkpoint {str(loaded.path)!r}")
+    what = f"the checkpoint {str(loaded.path)!r}"
+    # A folder of other classes is refused before it is prepared, not after.
+    store = ensure_store(args.data, loaded.preprocessing.size,
+                         check=lambda source: check_classes(source, loaded.classes, what))
+    check_classes(store, loaded.classes, what)
     indices = held_out_indices(store, loaded.meta, loaded.preprocessing) \
         if args.split == "held-out" else None
+    note = trained_on_note(store, loaded.meta, loaded.preprocessing, str(args.checkpoint)) \
+        if indices is None else None
+    if note:
+        info(note)
     result = evaluate(loaded.model, store, preprocessing=loaded.preprocessing,
                       views=args.views, indices=indices, batch_size=args.batch_size,
                       amp_dtype=amp_dtype, show_progress=True)
     if args.json:
-        print(json.dumps({k: result[k] for k in ("top1_error", "top5_error", "images")}))
+        print_json({k: result[k] for k in ("top1_error", "top5_error", "images")})
     else:
-        info(f"{loaded.path}: top-1 error {100 * result['top1_error']:.2f}%, top-5 error "
-             f"{100 * result['top5_error']:.2f}% on {plural(result['images'], 'image')} "
+        info(f"{loaded.path}: {error_text(result, len(loaded.classes), 'error')} on "
+             f"{plural(result['images'], 'image')} "
              f"({views_name(args.views)}{', held out' if indices is not None else ''})")
     return 0

@@ -80,7 +80,7 @@ def run(args) -> int:
         max_epochs=args.max_epochs, per_class=args.per_class, quick=args.quick,
         overrides=tuple(overrides)))
     if args.json:
-        from alexnet.files import json_text
+        from alexnet.files import print_json
 
-        print(json_text(results, indent=2, default=str))
+        print_json(results, indent=2, default=str)
     return 0

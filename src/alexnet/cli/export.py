@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
-
 from alexnet.cli._args import output_file
+from alexnet.files import print_json
 
 FORMAT_HELP = ("onnx (run with onnxruntime), torchscript (torch.jit, C++/mobile), "
                "exported-program (torch.export .pt2), torchvision (a state-dict .pth that "
@@ -49,7 +48,7 @@ def run(args) -> int:
     summary = export_checkpoint(loaded, args.format, out,
                                 embed_preprocessing=args.embed_preprocessing, check=args.check)
     if args.json:
-        print(json.dumps(summary, indent=2))
+        print_json(summary, indent=2)
         return 0
     diff = summary.get("max_abs_diff")
     checked = (f", max |exported - PyTorch| = {diff:.1e} on a batch of 3" if diff is not None

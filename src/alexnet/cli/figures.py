@@ -11,7 +11,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alexnet.cli._args import add_threads_option, add_views_option, count, output_file
+from alexnet.cli._args import (
+    add_device_option,
+    add_threads_option,
+    add_views_option,
+    count,
+    output_file,
+)
 
 
 def register(subparsers) -> None:
@@ -50,7 +56,7 @@ def register(subparsers) -> None:
                    "cache, $ALEXNET_CACHE, else $XDG_CACHE_HOME/alexnet or ~/.cache/alexnet)")
     p.add_argument("--batch-size", type=count("--batch-size"), default=256,
                    help="feature extraction batch")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if any)")
+    add_device_option(p)
     add_threads_option(p)
     p.set_defaults(run=run_neighbours)
 
@@ -64,10 +70,22 @@ def _raw():
 def _figure(kinds, name: str, help_text: str):
     p = kinds.add_parser(name, help=help_text, description=help_text + ".")
     p.add_argument("--out", metavar="PNG", type=output_file("--out"),
-                   help="image to write (default: named after the "
-                   "figure in the current folder; a run folder's curves and filters go inside it)")
+                   help="image to write (default: named after the figure in the current "
+                   "folder, with -2, -3... when that name is taken; a run folder's curves and "
+                   "filters go inside it)")
     p.add_argument("--json", action="store_true", help="print the numbers as JSON on stdout")
     return p
+
+
+def free_name(name: str | Path) -> Path:
+    """A default output in the current folder: `name`, or `name-2`, `name-3`... when it is
+    taken (an earlier figure is never overwritten unless --out names it)."""
+    path = Path(name)
+    n = 1
+    while path.exists():
+        n += 1
+        path = Path(name).with_name(f"{Path(name).stem}-{n}{Path(name).suffix}")
+    return path
 
 
 def _finish(args, png: Path, numbers: dict, line: str) -> int:
@@ -75,9 +93,9 @@ def _finish(args, png: Path, numbers: dict, line: str) -> int:
 
     numbers = {"png": str(png), **numbers}
     if args.json:
-        from alexnet.files import json_text
+        from alexnet.files import print_json
 
-        print(json_text(numbers, indent=2))
+        print_json(numbers, indent=2)
     info(f"wrote {png}: {line}")
     return 0
 
@@ -93,7 +111,7 @@ def run_filters(args) -> int:
                "colour_specificity": t["colour_specificity"]} for t in report["towers"]]
     # A run folder gets its figure inside it (beside curves.png); a file, in the current folder.
     default = (Path(args.checkpoint) / "filters.png" if Path(args.checkpoint).is_dir()
-               else f"{loaded.path.stem}-filters.png")
+               else free_name(f"{loaded.path.stem}-filters.png"))
     png = plot_filters(towers, args.out or default,
                        f"{loaded.name} conv1 kernels ({loaded.path.name})")
     for t in report["towers"]:
@@ -115,14 +133,15 @@ def run_curves(args) -> int:
                       str(path.parent.name or path))
     best = summary["best"].get("val_top1_error")
     line = f"{summary['epochs']} epochs" + (
-        f", best val top-1 error {best['value']:.4f} at epoch {best['epoch']:g}" if best else "")
+        f", best val top-1 error {100 * best['value']:.2f}% at epoch {best['epoch']:g}"
+        if best else "")
     return _finish(args, png, {"metrics": str(path), **summary}, line)
 
 
 def run_predictions(args) -> int:
     from alexnet.analysis.plots import plot_predictions
     from alexnet.analysis.predictions import expand_inputs, predict_files
-    from alexnet.console import info
+    from alexnet.console import info, plural
     from alexnet.engine.checkpoint import load_model
     from alexnet.errors import UserError
 
@@ -138,11 +157,11 @@ def run_predictions(args) -> int:
     items = [{"image": r["image"], "title": "/".join(Path(r["file"]).parts[-2:]),
               "top": [(t["label"], t["prob"]) for t in r["top"]],
               "truth": Path(r["file"]).parent.name} for r in good]
-    png = plot_predictions(items, args.out or "predictions.png")
+    png = plot_predictions(items, args.out or free_name("predictions.png"))
     for r in results:
         r.pop("image", None)
     return _finish(args, png, {"checkpoint": str(loaded.path), "views": args.views,
-                               "images": results}, f"{len(good)} images")
+                               "images": results}, plural(len(good), "image"))
 
 
 def run_neighbours(args) -> int:
@@ -158,7 +177,7 @@ def run_neighbours(args) -> int:
     rows = [{"image": q["image"], "title": f"query\n{Path(q['file']).name}", "neighbours": [
         {"image": n["image"], "title": f"{n['label']}\n{n['distance']:.3g}"}
         for n in q["neighbours"]]} for q in found]
-    png = plot_neighbours(rows, args.out or "neighbours.png")
+    png = plot_neighbours(rows, args.out or free_name("neighbours.png"))
     numbers = [{"file": q["file"], "neighbours": [
         {k: v for k, v in n.items() if k != "image"} for n in q["neighbours"]]} for q in found]
     how = "cached" if cache["cached"] else "extracted"

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
-
 from alexnet.cli._args import output_file
+from alexnet.files import print_json
 
 
 def register(subparsers) -> None:
@@ -53,7 +52,7 @@ def run(args) -> int:
     weights = download_torchvision_weights() if args.download else args.weights
     summary = import_torchvision(weights, args.out, classes=classes, class_names=names)
     if args.json:
-        print(json.dumps(summary, indent=2))
+        print_json(summary, indent=2)
     else:
         info(f"wrote {summary['out']}: {summary['model']} with {summary['classes']} classes and "
              f"torchvision's preprocessing (from {summary['weights']})")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+from alexnet.files import print_json
 
 
 def register(subparsers) -> None:
@@ -14,16 +14,16 @@ def register(subparsers) -> None:
 
 
 def describe_models() -> list[dict]:
-    from alexnet.models import build_model, count_parameters, forward_flops, list_models, model_spec
+    from alexnet.models import list_models, model_costs, model_spec
 
     rows = []
     for name in list_models():
         spec = model_spec(name)
-        model = build_model(name)
+        parameters, flops = model_costs(name)
         rows.append({
             "name": name,
-            "parameters": count_parameters(model),
-            "gflops": round(forward_flops(model, spec.input_size) / 1e9, 4),
+            "parameters": parameters,
+            "gflops": round(flops / 1e9, 4),
             "input_size": spec.input_size,
             "summary": spec.summary,
         })
@@ -33,12 +33,17 @@ def describe_models() -> list[dict]:
 def run(args) -> int:
     rows = describe_models()
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print_json(rows, indent=2)
         return 0
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("model", "parameters", "GFLOPs", "input", "what it is")
+    table = Table()
+    # Names are what users type: never cut (the description column wraps instead).
+    table.add_column("model", no_wrap=True, min_width=max(len(r["name"]) for r in rows))
+    for column in ("parameters", "GFLOPs", "input"):
+        table.add_column(column, no_wrap=True, justify="right")
+    table.add_column("what it is")
     for row in rows:
         table.add_row(row["name"], f"{row['parameters']:,}", f"{row['gflops']:.3f}",
                       f"{row['input_size']}x{row['input_size']}", row["summary"])

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
-from alexnet.cli._args import add_amp_option, add_threads_option, add_views_option, count
+from alexnet.cli._args import (
+    add_amp_option,
+    add_device_option,
+    add_threads_option,
+    add_views_option,
+    count,
+)
+from alexnet.files import print_json
 
 DEFAULT_MODEL = "cifar10-conv-local"
 
@@ -29,11 +35,12 @@ def register(subparsers) -> None:
     add_views_option(parser, "centre crop (default) or the paper's ten patches, averaged")
     parser.add_argument("--batch-size", type=count("--batch-size"), default=64,
                         help="images per forward pass")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if any)")
+    add_device_option(parser)
     add_amp_option(parser)
     add_threads_option(parser)
     parser.add_argument("--json", action="store_true",
-                        help='print [{"file", "top": [{"label", "prob"}]} | {"file", "error"}]')
+                        help='print [{"file", "top": [{"label", "prob", "class"}]} | '
+                        '{"file", "error"}]: label is the readable name, class the id')
     parser.set_defaults(run=run)
 
 
@@ -44,7 +51,10 @@ def looks_like_model(spec: str) -> bool:
     path = Path(spec)
     if spec in shipped_models() or path.suffix == ".safetensors":
         return True
-    return path.is_dir() and any((path / name).is_file() for name in RUN_DIR_CANDIDATES)
+    try:
+        return path.is_dir() and any((path / name).is_file() for name in RUN_DIR_CANDIDATES)
+    except OSError:         # a folder that cannot be searched: an (unreadable) image folder
+        return False
 
 
 def split_model(inputs: list[str], model: str | None) -> tuple[str, list[str]]:
@@ -81,6 +91,20 @@ def split_model(inputs: list[str], model: str | None) -> tuple[str, list[str]]:
     return model, inputs
 
 
+def model_line(spec: str, loaded, named: bool) -> str:
+    """Which model classifies, on stderr before the results: a photo of a fish "96.63%
+    airplane" must not leave a doubt that a CIFAR-10 model looked at it."""
+    from alexnet.analysis.predictions import display_names
+
+    names = display_names(loaded)
+    shown = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
+    what = f"{loaded.name}, {len(names)} classes: {shown}"
+    if named:
+        return f"model: {spec} ({what})"
+    return (f"no model named: classifying with the shipped CIFAR-10 model {spec!r} ({what}); "
+            f"to use another, name it first: alexnet predict MODEL IMAGE...")
+
+
 def format_result(entry: dict) -> str:
     if "error" in entry:
         return f"{entry['file']}: cannot read: {entry['error']}"
@@ -100,6 +124,8 @@ def run(args) -> int:
     files = expand_inputs(images)
     device = pick_device(args.device)
     loaded = load_model(model, device=device)
+    info(model_line(model, loaded, named=args.model is not None or model != DEFAULT_MODEL
+                    or args.inputs[0] == DEFAULT_MODEL))
     amp_dtype = prepare_for_inference(loaded.model, args.amp)
     results = predict_files(loaded, files, top=args.top, views=args.views,
                             batch_size=args.batch_size, amp_dtype=amp_dtype)
@@ -107,7 +133,7 @@ def run(args) -> int:
     for entry in failed:
         print(f"alexnet: {entry['file']}: skipped: {entry['error']}", file=sys.stderr)
     if args.json:
-        print(json.dumps(results, indent=2))
+        print_json(results, indent=2)
     else:
         for entry in results:
             if "top" in entry:

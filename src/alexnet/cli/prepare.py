@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
-
 from alexnet.cli._args import count
+from alexnet.files import print_json
 
 
 def register(subparsers) -> None:
@@ -63,15 +62,12 @@ def run(args) -> int:
 def report(summary: dict, as_json: bool) -> None:
     """The summary as JSON on stdout, or what was skipped in lines on stderr."""
     from alexnet.console import info
+    from alexnet.data.prepare import report_skipped
 
     if as_json:
-        print(json.dumps(summary, indent=2))
+        print_json(summary, indent=2)
         return
     if summary["status"] == "already prepared":
         info(f"{summary['store']} is already prepared: {summary['images']:,} images, "
              f"{summary['num_classes']} classes; nothing to do")
-    skipped = summary["skipped"]
-    for item in skipped[:20]:
-        info(f"skipped {item['file']}: {item['reason']}")
-    if len(skipped) > 20:
-        info(f"... and {len(skipped) - 20} more skipped (all listed in the manifest)")
+    report_skipped(summary)

@@ -9,8 +9,8 @@ from pathlib import Path
 from alexnet.cli._args import add_threads_option, output_folder
 
 EPILOG = """\
-recipes: cifar10 (default; cuda-convnet's 11% net, a 2-epoch run; epochs=30 is the README's),
-imagenet-paper (the paper's), imagenet-torchvision (torchvision's reference); see --recipes.
+recipes (--recipes describes each in full):
+{recipes}
 
 examples:
   alexnet train --data ../shared/data/cifar10/train
@@ -30,7 +30,8 @@ def register(subparsers) -> None:
         "train", help="train a network (default: CIFAR-10, a short run)",
         description="Train a network with a named recipe. Settings are overridden with "
         "key=value (e.g. epochs=2 lr=0.01 batch_size=64 deterministic=true model.lrn=false).",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=EPILOG.format(recipes=recipe_lines()),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="settings to change (unknown keys are listed with the valid ones)")
     parser.add_argument("--recipe", help="named recipe (default: cifar10)")
@@ -47,6 +48,20 @@ def register(subparsers) -> None:
     parser.set_defaults(run=run)
 
 
+def recipe_lines(width: int = 92) -> str:
+    """Every recipe of the registry, one wrapped entry each (the default marked)."""
+    import textwrap
+
+    from alexnet.recipes import recipe_names, recipe_summary
+
+    lines = []
+    for name in recipe_names():
+        label = f"{name} (default)" if name == "cifar10" else name
+        lines += textwrap.wrap(f"{label}: {recipe_summary(name)}", width,
+                               initial_indent="  ", subsequent_indent="      ")
+    return "\n".join(lines)
+
+
 def resolve(args):
     """(config, out folder): a new run's recipe and overrides, or the saved run's own."""
     from alexnet.engine.resume import run_config, run_folder
@@ -60,7 +75,15 @@ def resolve(args):
     if args.data:
         overrides.append(f"data={Path(args.data).expanduser().resolve()}")
     out = run_folder(args.out, args.recipe, args.resume)
-    return run_config(out, args.recipe, overrides), out
+    config = run_config(out, args.recipe, overrides)
+    if args.out is None:     # a new run; the same command after a Ctrl-C comes here too
+        from alexnet.console import info
+        from alexnet.engine.resume import unfinished_note
+
+        note = unfinished_note(config.recipe)
+        if note:
+            info(note)
+    return config, out
 
 
 def next_commands(config, out: Path, summary: dict) -> list[str]:
@@ -94,9 +117,9 @@ def run(args) -> int:
     summary = train(config, out, resume=True if args.resume else None)
     main = int(os.environ.get("RANK", "0")) == 0
     if args.json and main:
-        from alexnet.files import json_text
+        from alexnet.files import print_json
 
-        print(json_text(summary, indent=2))
+        print_json(summary, indent=2)
     if main and summary.get("status") == "finished":
         from alexnet.console import info
 

@@ -7,14 +7,16 @@ store per folder and image size) and `features/` (`alexnet figures neighbours`).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from alexnet.errors import UserError
 from alexnet.files import cache_root
 
-OFFLINE_HINT = ("pass a copy you have instead: --data path/to/cifar-10-batches-py (the "
-                "python version of CIFAR-10, unpacked) or --data path/to/images (an image folder "
-                "with one sub-folder per class, or a prepared store)")
+CIFAR10_PAGE = "https://www.cs.toronto.edu/~kriz/cifar.html"
+OFFLINE_HINT = (f"get CIFAR-10's python version from {CIFAR10_PAGE} another way and pass it "
+                f"unpacked: --data path/to/cifar-10-batches-py (or --data path/to/images: an "
+                f"image folder with one sub-folder per class, or a prepared store)")
 
 
 def cached_store_path(source: Path, size: int, name: str | None = None) -> Path:
@@ -28,18 +30,22 @@ def cached_store_path(source: Path, size: int, name: str | None = None) -> Path:
 
 
 def ensure_store(data_path, size: int, cache_dir=None, refresh: bool = True, *,
-                 split: str | None = None, name: str | None = None, progress: bool = True):
+                 split: str | None = None, name: str | None = None, progress: bool = True,
+                 check=None):
     """A Store for `data_path`: opened as is when it is a store, else prepared once into the
     cache (`cached_store_path`, or below `cache_dir`) and opened; prepared again when the
     folder changed since, unless `refresh` is False (a distributed rank after rank 0 has just
-    done so). split: the CIFAR-10 python split; name: the cached store's name."""
-    from alexnet.data.prepare import SourceOptions, prepare_store
-    from alexnet.data.store import is_store, open_store
+    done so). split: the CIFAR-10 python split; name: the cached store's name; check: called
+    with a folder's listed source before it is prepared (see `prepare_store`)."""
+    from alexnet.data.prepare import SourceOptions, prepare_store, report_skipped
+    from alexnet.data.store import MANIFEST, is_store, open_store
 
     if not str(data_path).strip():
         raise UserError("--data is empty; give a prepared store or an image folder")
     path = Path(data_path).expanduser()
-    if is_store(path):
+    # A folder with a manifest that is not a store's (damaged: a list, not JSON) is a store
+    # to refuse by what is wrong with it, not a source folder holding "no images".
+    if is_store(path) or os.path.lexists(path / MANIFEST):
         store = open_store(path)
         if store.size != size:
             raise UserError(f"{path} holds {store.size}x{store.size} images but {size}x{size} "
@@ -54,12 +60,21 @@ def ensure_store(data_path, size: int, cache_dir=None, refresh: bool = True, *,
         out = Path(cache_dir).expanduser() / out.name
     if is_store(out) and not refresh:
         return open_store(out)
-    if not is_store(out) and progress:
-        from alexnet.console import info
+    announce = not is_store(out) and progress
 
-        info(f"preparing {path} once into {out}")
+    def listed(source) -> None:   # the folder is listed; nothing is decoded yet
+        if check is not None:
+            check(source)
+        if announce:
+            from alexnet.console import info
+
+            info(f"preparing {path} once into {out}")
+
     out.parent.mkdir(parents=True, exist_ok=True)
-    prepare_store(path, out, size=size, progress=progress, source=SourceOptions(split=split))
+    summary = prepare_store(path, out, size=size, progress=progress,
+                            source=SourceOptions(split=split), check=listed)
+    if progress and summary["status"] == "prepared":
+        report_skipped(summary, limit=5)
     return open_store(out)
 
 

@@ -18,6 +18,9 @@ IMAGE_SUFFIXES = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP
                   ".bmp": "BMP", ".gif": "GIF", ".tif": "TIFF", ".tiff": "TIFF", ".ppm": "PPM"}
 
 
+CANNOT_READ_FOLDER = "cannot read folder"   # how a folder that cannot be listed is reported
+
+
 def is_image_name(name: str) -> bool:
     return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
 
@@ -26,8 +29,12 @@ def is_prepared(folder: Path) -> bool:
     """A store made by `alexnet prepare` (or one being made): data, not a class of images."""
     from alexnet.data.store import PARTIAL_SUFFIX, is_store
 
-    return is_store(folder) or (folder.name.endswith(PARTIAL_SUFFIX)
-                                and (folder / "plan.json").is_file())
+    if is_store(folder):
+        return True
+    try:     # a folder without search permission: not a store, reported by its walker
+        return folder.name.endswith(PARTIAL_SUFFIX) and (folder / "plan.json").is_file()
+    except OSError:
+        return False
 
 
 @dataclass
@@ -72,7 +79,7 @@ def walk_images(folder: Path, root: Path) -> Walk:
                 entries = sorted(it, key=lambda e: e.name)
         except OSError as err:
             walk.problems.append({"file": _name(here, root) + "/",
-                                  "reason": f"cannot read folder: {err.strerror or err}"})
+                                  "reason": f"{CANNOT_READ_FOLDER}: {err.strerror or err}"})
             walk.readable = walk.readable and here != folder
             continue
         stack.extend(reversed(_read_entries(entries, root, seen, walk)))
@@ -98,7 +105,7 @@ def _read_entries(entries, root: Path, seen: set, walk: Walk) -> list[Path]:
             st = os.stat(path)
         except OSError as err:
             walk.problems.append({"file": _name(path, root) + "/",
-                                  "reason": f"cannot read folder: {err.strerror or err}"})
+                                  "reason": f"{CANNOT_READ_FOLDER}: {err.strerror or err}"})
             continue
         if (st.st_dev, st.st_ino) in seen:
             walk.problems.append({"file": _name(path, root) + "/", "reason": (

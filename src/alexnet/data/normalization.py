@@ -21,7 +21,7 @@ IMAGENET_CHANNEL_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
 IMAGENET_CHANNEL_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Preprocessing:
     size: int = 256                      # stored image side: shorter side resized, centre crop
     crop: int = 224                      # model input side
@@ -31,7 +31,27 @@ class Preprocessing:
 
     @property
     def kind(self) -> str:
-        return "mean-image" if self.mean_image is not None else "per-channel"
+        """What is done to a pixel (0-255) before the network sees it, named as the training
+        setting `normalize` names it: "mean-image" (minus the mean image), "mean-image-std"
+        (minus the mean image, divided by each channel's std), "per-channel" (minus each
+        channel's mean, divided by its std: torchvision's `Normalize` on the 0-255 scale)."""
+        if self.mean_image is None:
+            return "per-channel"
+        return "mean-image" if tuple(self.channel_std) == (1.0, 1.0, 1.0) else "mean-image-std"
+
+    def __repr__(self) -> str:      # the mean image by its shape, not its 200,000 numbers
+        mean = f"mean_image={list(self.mean_image.shape)}" if self.mean_image is not None \
+            else f"channel_mean={tuple(round(v, 3) for v in self.channel_mean)}"
+        return (f"Preprocessing(kind={self.kind!r}, size={self.size}, crop={self.crop}, "
+                f"{mean}, channel_std={tuple(round(v, 3) for v in self.channel_std)})")
+
+    def transform(self):
+        """A callable turning an image (a file, a PIL image or a uint8 [H, W, 3] array)
+        into the float [3, crop, crop] input the network expects: `alexnet predict`'s centre
+        view (`alexnet.data.views.ImageTransform`)."""
+        from alexnet.data.views import ImageTransform
+
+        return ImageTransform(self)
 
     def mean_tensor(self, device=None) -> torch.Tensor:
         """The mean to subtract from [N, 3, size, size] images: [3, size, size] or [3, 1, 1]."""
@@ -44,7 +64,10 @@ class Preprocessing:
 
     def to_checkpoint(self) -> tuple[dict, dict[str, torch.Tensor]]:
         """(JSON-able description, tensors) for a safetensors file."""
-        info = {"size": self.size, "crop": self.crop, "kind": self.kind,
+        # The file's "kind" names the mean only (a mean image or per-channel means); the
+        # std is always applied, and recorded beside it.
+        kind = "per-channel" if self.mean_image is None else "mean-image"
+        info = {"size": self.size, "crop": self.crop, "kind": kind,
                 "channel_mean": list(self.channel_mean), "channel_std": list(self.channel_std)}
         tensors = {} if self.mean_image is None else {
             "preprocessing.mean_image": self.mean_image.float().contiguous()}

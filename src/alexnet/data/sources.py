@@ -59,6 +59,7 @@ def find_source(src: str | os.PathLike, split: str | None = None, labels: str | 
         raise UserError(f"no such file or folder: {root}")
     if root.is_file():
         if root.name in [*CIFAR_TRAIN, CIFAR_TEST]:
+            _labels_unused(labels, devkit, root, "a CIFAR-10 batch, labelled by itself")
             return cifar_python(root.parent, [root.name])
         raise UserError(f"{root} is a file; give a folder of images, an ILSVRC folder or a "
                         f"CIFAR-10 python folder")
@@ -69,6 +70,8 @@ def find_source(src: str | os.PathLike, split: str | None = None, labels: str | 
     if (root / "batches.meta").is_file() or (root / "data_batch_1").is_file():
         if split not in (None, "train", "test"):
             raise UserError(f"unknown CIFAR-10 split {split!r}; valid splits: train, test")
+        _labels_unused(labels, devkit, root, "a CIFAR-10 python folder, labelled by its "
+                       "batches")
         return cifar_python(root, [CIFAR_TEST] if split == "test" else CIFAR_TRAIN)
     subdirs = [d for d in entries if d.is_dir() and not d.name.startswith(".")]
     stores = [d for d in subdirs if is_prepared(d)]
@@ -78,6 +81,8 @@ def find_source(src: str | os.PathLike, split: str | None = None, labels: str | 
     flat = [p for p in entries if p.is_file() and is_image_name(p.name)]
     # A flat validation folder with a stray sub-folder is still a flat folder.
     if walks and len(flat) <= sum(len(w.files) for w in walks.values()):
+        _labels_unused(labels, devkit, root, "an image folder, labelled by its class "
+                       "sub-folders")
         source = image_folder(root, {k: w.files for k, w in walks.items()}, flat)
         source.unlabelled += [p for w in walked.values() for p in w.problems]
         source.notes += [n for w in walked.values() for n in w.notes]
@@ -87,6 +92,15 @@ def find_source(src: str | os.PathLike, split: str | None = None, labels: str | 
         raise UserError(f"no images found in {root} (looked for {', '.join(sorted(IMAGE_SUFFIXES))}"
                         f" files, in class sub-folders or at the top level)")
     return flat_folder(root, flat, labels, devkit)
+
+
+def _labels_unused(labels: str | None, devkit: str | None, root: Path, what: str) -> None:
+    """--labels and --devkit label a flat ILSVRC-2012 validation folder; for any other
+    source they would be ignored, so they are refused."""
+    for option, value in (("--labels", labels), ("--devkit", devkit)):
+        if value is not None:
+            raise UserError(f"{option} {value} is for a flat ILSVRC-2012 validation folder, "
+                            f"but {root} is {what}; leave {option} out")
 
 
 def image_folder(root: Path, class_files: dict[str, list[Path]], flat: list[Path]) -> Source:

@@ -40,12 +40,11 @@ MAX_CLASSES = 1_000_000
 
 
 def is_store(path: str | os.PathLike) -> bool:
-    """True when `path` is a finished store folder."""
-    manifest = Path(path) / MANIFEST
-    if not manifest.is_file():
-        return False
+    """True when `path` is a finished store folder. A folder that cannot be read is none:
+    its reader reports it (Path.is_file() would raise for a folder without search
+    permission, so the manifest is read straight away)."""
     try:
-        data = json.loads(manifest.read_text())
+        data = json.loads((Path(path) / MANIFEST).read_text())
     except (OSError, ValueError):
         return False
     return isinstance(data, dict) and data.get("format") == FORMAT
@@ -122,7 +121,8 @@ class Store:
 
     @cached_property
     def files(self) -> list[str]:
-        return json.loads((self.path / FILES).read_text())
+        """[N] source-relative file names (read and checked by `open_store`)."""
+        return read_files(self.path / FILES, self._count)
 
     @cached_property
     def fingerprint(self) -> dict:
@@ -240,7 +240,30 @@ def open_store(path: str | os.PathLike) -> Store:
     if not images.is_file() or images.stat().st_size != expected:
         raise UserError(f"{images} is missing or has the wrong size "
                         f"(expected {expected:,} bytes); prepare the store again")
-    return Store(path, manifest)
+    store = Store(path, manifest)
+    store.files    # noqa: B018 (checked now, not after an epoch of training)
+    return store
+
+
+def read_files(path: Path, count: int) -> list[str]:
+    """The `count` file names of files.json; UserError naming the file when it is not that."""
+    def damaged(what: str) -> UserError:
+        return UserError(f"{path} {what}; prepare the store again")
+
+    try:
+        files = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise damaged("is missing") from None
+    except ValueError as err:
+        raise damaged(f"is not valid JSON ({err})") from None
+    if not isinstance(files, list):
+        raise damaged(f"holds a {type(files).__name__}, not a list of {count:,} file names")
+    if len(files) != count:
+        raise damaged(f"holds {len(files):,} file name{'s' * (len(files) != 1)}, not {count:,}")
+    wrong = next((f for f in files if not isinstance(f, str)), None)
+    if wrong is not None:
+        raise damaged(f"holds {wrong!r} (of type {type(wrong).__name__}), not a file name")
+    return files
 
 
 def _is_int(value, low: int, high: float = float("inf")) -> bool:

@@ -44,3 +44,37 @@ def ten_views(images: torch.Tensor, preprocessing: Preprocessing,
                       left=left, dtype=dtype) for top, left in view_offsets(side, crop)]
     five = torch.stack(five)                                   # [5,B,3,c,c]
     return torch.cat([five, five.flip(-1)]).contiguous()
+
+
+class ImageTransform:
+    """An image -> the float [3, crop, crop] network input of `preprocessing`, exactly as
+    `alexnet predict` makes it (centre view): shorter side resized to the stored size
+    (Pillow's antialiased bilinear), the central size x size crop, then the central
+    crop x crop patch minus the mean (image) at that place and divided by each channel's std.
+
+    Takes a file path, a PIL image, or a uint8 [H, W, 3] RGB array (any size). For a batch,
+    stack: `model(torch.stack([transform(a), transform(b)]))`.
+    """
+
+    def __init__(self, preprocessing: Preprocessing):
+        self.preprocessing = preprocessing
+
+    def __repr__(self) -> str:
+        return f"ImageTransform({self.preprocessing!r})"
+
+    def __call__(self, image) -> torch.Tensor:
+        import os
+
+        import numpy as np
+        from PIL import Image
+
+        from alexnet.data.image_file import _to_rgb, load_image, resize_center_crop
+
+        size = self.preprocessing.size
+        if isinstance(image, (str, os.PathLike)):
+            pixels = load_image(image, size)
+        else:
+            if not isinstance(image, Image.Image):
+                image = Image.fromarray(np.asarray(image, dtype=np.uint8))
+            pixels = resize_center_crop(_to_rgb(image, []), size)
+        return center_view(torch.from_numpy(pixels)[None], self.preprocessing)[0]

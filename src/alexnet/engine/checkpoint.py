@@ -208,7 +208,22 @@ def save_training_state(path: str | os.PathLike, state: dict,
 
             shutil.copyfile(path, previous)
     with atomic_path(path) as tmp:
-        write_checksummed(tmp, lambda target: torch.save(state, target))
+        write_checksummed(tmp, lambda target: torch_save(state, target, path))
+
+
+def torch_save(value, target: Path, final: Path) -> None:
+    """torch.save into `target`, a write the system refuses raised as the OSError it is,
+    naming `final` (the file being replaced). torch.save reports a failed write (a full disk,
+    a file-size limit) as a RuntimeError ("enforce fail at inline_container.cc"); given an
+    open file, it keeps the OSError of the refused write as that error's context."""
+    with open(target, "wb") as f:
+        try:
+            torch.save(value, f)
+        except RuntimeError as err:
+            refused = err.__context__
+            if isinstance(refused, OSError):
+                raise OSError(refused.errno, refused.strerror, str(final)) from None
+            raise
 
 
 def load_training_state(path: str | os.PathLike) -> dict:
@@ -216,17 +231,29 @@ def load_training_state(path: str | os.PathLike) -> dict:
     A file whose checksum does not match raises integrity.DamagedFile (a UserError)."""
     import pickle
 
-    from alexnet.engine.integrity import read_checksummed, weights_only_reason
+    from alexnet.engine.integrity import (
+        NOT_A_TORCH_FILE,
+        pickles_code,
+        read_checksummed,
+        torch_file_kind,
+        weights_only_reason,
+    )
 
     path = Path(path)
     try:
-        state = torch.load(read_checksummed(path), map_location="cpu", weights_only=True)
+        body = read_checksummed(path)
+        if torch_file_kind(body.getvalue()[:4]) is None:
+            raise UserError(f"{str(path)!r} is not a loadable training state: its bytes are "
+                            f"{NOT_A_TORCH_FILE}")
+        state = torch.load(body, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise UserError(f"no training state at {str(path)!r}") from None
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError,
             AttributeError, TypeError, KeyError, IndexError) as err:
-        raise UserError(f"{str(path)!r} is not a loadable training state, refused "
-                        f"({weights_only_reason(err)})") from None
+        reason = weights_only_reason(err)
+        what = "" if pickles_code(reason) else "damaged or "
+        raise UserError(f"{str(path)!r} is {what}not a loadable training state, refused "
+                        f"({reason})") from None
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise UserError(f"{str(path)!r} is not an alexnet training state "
                         f"(expected format {STATE_FORMAT!r})")

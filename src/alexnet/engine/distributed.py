@@ -126,6 +126,24 @@ def pair_groups(rank: int, world_size: int, towers: int) -> tuple[object, object
     return mine["tower"], mine["data"]
 
 
+# How gloo and NCCL word a collective that failed because another process of the group went
+# away (killed, crashed): torch raises them as plain RuntimeErrors (DistBackendError).
+_PEER_LOST = ("Connection closed by peer", "Connection reset by peer", "remote worker",
+              "Broken pipe", "NCCL communicator was aborted", "Socket Timeout",
+              "Timed out waiting", "recvBytes")
+
+
+def lost_peer(err: BaseException) -> str | None:
+    """The first line of `err`, without its source location, when it is a collective that
+    failed because another process of the run went away; else None."""
+    text = str(err)
+    if not isinstance(err, RuntimeError) or not any(p in text for p in _PEER_LOST):
+        return None
+    first = text.strip().splitlines()[0] if text.strip() else type(err).__name__
+    first = first.split("] ", 1)[-1] if first.startswith("[") else first  # "[pair.cc:561] "
+    return first.split(". ")[0].rstrip(".")
+
+
 def cleanup(info: DistInfo) -> None:
     """End what `setup` created: the default process group when it made it, else only the
     tower pairs' groups (a caller's own process group stays as it was)."""

@@ -28,6 +28,16 @@ def views_name(views: str) -> str:
     return {"center": "centre view", "ten": "ten views"}.get(views, views)
 
 
+def error_text(result: dict, classes: int, word: str = "") -> str:
+    """"top-1 12.34%, top-5 1.23%" for a result's error fractions ("top-1 error ..." with
+    `word`="error"); top-5 only with more than 5 classes, where it can be other than 0."""
+    label = f" {word}" if word else ""
+    text = f"top-1{label} {100 * result['top1_error']:.2f}%"
+    if classes > 5:
+        text += f", top-5{label} {100 * result['top5_error']:.2f}%"
+    return text
+
+
 def model_device(model: nn.Module) -> torch.device:
     for p in model.parameters():
         return p.device

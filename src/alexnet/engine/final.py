@@ -10,7 +10,7 @@ import numpy as np
 
 from alexnet import console
 from alexnet.engine import distributed as dist
-from alexnet.engine.evaluate import evaluate, views_name
+from alexnet.engine.evaluate import error_text, evaluate, views_name
 from alexnet.engine.inputs import why_none_held_out
 from alexnet.engine.run import Run
 from alexnet.kernels.pointwise import compile_seconds
@@ -62,8 +62,7 @@ def report_final(run: Run, summary: dict) -> None:
     for split, name in (("held_out", "held-out"), ("test", "test")):
         for views, res in summary.get(split, {}).items():
             console.info(f"{name} error ({console.plural(res['images'], 'image')}, "
-                         f"{views_name(views)}): top-1 "
-                         f"{100 * res['top1_error']:.2f}%, top-5 {100 * res['top5_error']:.2f}%")
+                         f"{views_name(views)}): {error_text(res, len(run.store.classes))}")
     console.info(f"weights: {summary['weights']}")
 
 

@@ -107,7 +107,8 @@ def split_record(config: Config, train_idx: np.ndarray, val_idx: np.ndarray) -> 
 
 
 def check_classes(store, classes: list[str], what: str) -> None:
-    """A store must name the same classes, in the same order, as the checkpoint it feeds."""
+    """A store (or a source about to be prepared into one: it has a `root` instead of a
+    `path`) must name the same classes, in the same order, as the checkpoint it feeds."""
     if list(store.classes) == list(classes):
         return
     ours, theirs = list(store.classes), list(classes)
@@ -116,8 +117,9 @@ def check_classes(store, classes: list[str], what: str) -> None:
     else:
         i = next(i for i, (a, b) in enumerate(zip(ours, theirs, strict=True)) if a != b)
         detail = f"class {i} is {ours[i]!r} vs {theirs[i]!r}"
-    raise UserError(f"the classes of the store at {str(store.path)!r} differ from those of "
-                    f"{what} ({detail})")
+    where = f"the store at {str(store.path)!r}" if hasattr(store, "path") else \
+        f"the images in {str(store.root)!r}"
+    raise UserError(f"the classes of {where} differ from those of {what} ({detail})")
 
 
 def why_none_held_out(val_per_class: int) -> str:
@@ -141,16 +143,16 @@ def held_out_indices(store, meta: dict, preprocessing: Preprocessing | None = No
         raise UserError("the checkpoint does not record its training config, so its "
                         "held-out split is unknown; use --split all")
     _check_training_store(store, meta.get("store"), preprocessing)
-    split = meta.get("split") if isinstance(meta.get("split"), dict) else {}
+    per_class = int(config["val_per_class"])
+    split = recorded_split(meta) if per_class > 0 else None    # none held out: said below
     # Checkpoints without a split record predate the cap on the held-out share.
-    divisor = split.get("held_out_divisor") if split else None
-    val_idx = split_validation(store.labels, int(config["val_per_class"]),
-                               int(config.get("seed", 0)), divisor)[1]
+    divisor = split["held_out_divisor"] if split else None
+    val_idx = split_validation(store.labels, per_class, int(config.get("seed", 0)), divisor)[1]
     if len(val_idx) == 0:
         raise UserError(f"--split held-out: the checkpoint's run held out no images of "
-                        f"{str(store.path)!r} ({why_none_held_out(int(config['val_per_class']))}), "
-                        f"it trained on all of them; use --split all")
-    if split.get("held_out_digest") not in (None, indices_digest(val_idx)):
+                        f"{str(store.path)!r} ({why_none_held_out(per_class)}), it trained on "
+                        f"all of them; use --split all")
+    if split and split["held_out_digest"] != indices_digest(val_idx):
         raise UserError(f"--split held-out refused: the held-out split drawn from "
                         f"{str(store.path)!r} differs from the one the checkpoint's run "
                         f"recorded; use --split all")
@@ -159,6 +161,65 @@ def held_out_indices(store, meta: dict, preprocessing: Preprocessing | None = No
         info(f"note: the network trained on these images too, from epoch {fold_in + 1} on "
              f"(fold_in_epoch={fold_in}); their error is no held-out error")
     return val_idx
+
+
+def recorded_split(meta: dict) -> dict | None:
+    """The split a checkpoint's run recorded ({"held_out_divisor", "held_out_digest", ...}),
+    or None for a checkpoint from before such records (it records no store either, and its
+    run held out the images of the rule of its time: no cap). UserError when the record is
+    missing from a checkpoint that records its store, or is incomplete: drawing the split
+    by the old rule would call images the run trained on held out."""
+    split = meta.get("split")
+    if split is None and not isinstance(meta.get("store"), dict):
+        return None
+    if isinstance(split, dict) and isinstance(split.get("held_out_digest"), str) and \
+            isinstance(split.get("held_out_divisor"), int):
+        return split
+    entry = "it has no 'split' entry" if split is None else f"its 'split' entry is {split!r}"
+    raise UserError(f"--split held-out refused: the checkpoint does not record which images "
+                    f"its run held out ({entry}), so they are unknown; use --split all")
+
+
+def _same_mean_image(store, preprocessing: Preprocessing | None) -> bool:
+    """Whether `store`'s mean image is the one a checkpoint was trained with (within 0.01 of
+    a grey level: the same images, whatever their files are called)."""
+    if preprocessing is None or preprocessing.mean_image is None:
+        return False
+    mean = np.asarray(store.mean, dtype=np.float32)
+    return mean.shape == tuple(preprocessing.mean_image.shape) and bool(np.allclose(
+        mean, preprocessing.mean_image.float().numpy(), atol=1e-2))
+
+
+def trained_on_note(store, meta: dict, preprocessing: Preprocessing | None,
+                    name: str) -> str | None:
+    """A note for an evaluation of every image of `store` when the checkpoint (`name`)
+    trained on them: `store` is its training store (by the recorded fingerprint), or holds
+    images with its training images' mean. None when neither is known."""
+    recorded = meta.get("store")
+    ours = store.fingerprint
+    same = isinstance(recorded, dict) and \
+        (recorded.get("count"), recorded.get("digest")) == (ours["count"], ours["digest"])
+    if not same:
+        if not _same_mean_image(store, preprocessing):
+            return None
+        return (f"note: these {len(store):,} images have the mean image of those {name} "
+                f"trained on: most likely it trained on them, and their error is no test "
+                f"error")
+    config = meta.get("config") or {}
+    per_class = config.get("val_per_class")
+    fold_in = int(config.get("fold_in_epoch") or 0)
+    held = 0
+    if isinstance(per_class, int) and per_class > 0 and not (
+            fold_in and int(meta.get("epoch") or 0) > fold_in):
+        split = meta.get("split") if isinstance(meta.get("split"), dict) else {}
+        held = len(split_validation(store.labels, per_class, int(config.get("seed", 0)),
+                                    split.get("held_out_divisor"))[1])
+    if held == 0:
+        return (f"note: {name} trained on all {len(store):,} of these images (its training "
+                f"store): this is its training error, not a test error; evaluate it on "
+                f"images it never saw")
+    return (f"note: {name} trained on {len(store) - held:,} of these {len(store):,} images "
+            f"(its training store); --split held-out evaluates only the {held:,} it held out")
 
 
 def _check_training_store(store, recorded, preprocessing: Preprocessing | None) -> None:

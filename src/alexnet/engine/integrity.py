@@ -35,14 +35,34 @@ def weights_only_reason(err: Exception) -> str:
     """Why `torch.load(weights_only=True)` refused a file, as one whole sentence, without
     PyTorch's advice to load it with weights_only=False (which would run the file's code)."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    for line in lines:
+    for i, line in enumerate(lines):
         if "GLOBAL" in line or "WeightsUnpickler error" in line:
             text = line.split("WeightsUnpickler error:", 1)[-1].strip()
+            if not text and i + 1 < len(lines):     # the reason on the next line
+                text = lines[i + 1]
             return text.split(". ")[0].rstrip(".")      # not its advice that follows
     advice = ("weights_only", "trust", "documentation", "can still be loaded")
     kept = [line for line in lines if not any(a in line for a in advice)]
-    return kept[0].rstrip(".") if kept else \
-        "it holds objects other than tensors and plain containers"
+    return kept[0].split(". ")[0].rstrip(".") if kept else type(err).__name__
+
+
+def pickles_code(reason: str) -> bool:
+    """Whether a weights_only refusal is about an object it would have to build (a class, a
+    function: code), rather than bytes that are no pickle of tensors at all."""
+    return "GLOBAL" in reason or "global" in reason
+
+
+def torch_file_kind(head: bytes) -> str | None:
+    """"zip" or "pickle" when `head` (a file's first bytes) starts like something torch.save
+    writes (its zip archive, or the legacy format's pickle), else None."""
+    if head.startswith(b"PK\x03\x04"):
+        return "zip"
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:   # pickle protocol 2-5
+        return "pickle"
+    return None
+
+
+NOT_A_TORCH_FILE = "neither a zip archive nor a pickle, as torch.save writes"
 
 
 # ---- checkpoint metadata -------------------------------------------------------------------
@@ -113,9 +133,10 @@ def check_weights_metadata(path: Path, metadata: dict, tensors: dict) -> dict:
                   f"{', '.join(PREPROCESSING_KINDS)}")
     if (pre.get("kind") == "mean-image") != (mean is not None):
         raise bad("its preprocessing kind and its mean image disagree")
-    if mean is not None and (tuple(mean.shape) != (size, size, 3)
-                             or not bool(mean.isfinite().all())):
-        raise bad(f"its mean image is {list(mean.shape)}, not finite [{size}, {size}, 3]")
+    if mean is not None and tuple(mean.shape) != (size, size, 3):
+        raise bad(f"its mean image is {list(mean.shape)}, not [{size}, {size}, 3]")
+    if mean is not None and not bool(mean.isfinite().all()):
+        raise bad("its mean image holds NaN or infinite values")
     for key, value in tensors.items():
         if value.is_floating_point() and not bool(value.isfinite().all()):
             raise bad(f"tensor {key!r} holds NaN or infinite values")

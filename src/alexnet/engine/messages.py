@@ -51,16 +51,19 @@ def start_line(run: Run) -> str:
 def stopped(run: Run) -> dict:
     name = signal.Signals(run.stop.signum or signal.SIGTERM).name
     if run.ddp.is_main:
-        console.info(f"stopped by {name}; state saved; resume with: alexnet train --out "
-                     f"{run.out}")
+        from alexnet.engine.run_files import resume_command
+
+        console.info(f"stopped by {name}; state saved; resume with: "
+                     f"{resume_command(run.out, run.ddp.world_size)}")
     return {"status": "stopped", "signal": name, "epoch": run.progress.epoch,
             "step": run.progress.step}
 
 
-def epoch_line(row: dict, epochs: int) -> str:
-    val = "" if row["val_top1_error"] is None else (
-        f", val top-1 {100 * row['val_top1_error']:.2f}% top-5 "
-        f"{100 * row['val_top5_error']:.2f}% (centre)")
+def epoch_line(row: dict, epochs: int, classes: int) -> str:
+    val = ""
+    if row["val_top1_error"] is not None:
+        top5 = f" top-5 {100 * row['val_top5_error']:.2f}%" if classes > 5 else ""  # else 0
+        val = f", val top-1 {100 * row['val_top1_error']:.2f}%{top5} (centre)"
     drop = ", lr / 10" if row["lr_dropped"] else ""
     return (f"epoch {row['epoch']}/{epochs}: train loss {row['train_loss']:.4f}, train error "
             f"{100 * row['train_top1_error']:.2f}%{val}, {row['images_per_s']:,.0f} img/s, "

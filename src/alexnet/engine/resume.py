@@ -30,7 +30,53 @@ def run_folder(out: str | os.PathLike | None, recipe: str | None, resume: bool) 
         raise UserError("--resume needs --out RUN_DIR, the run folder to continue")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise UserError("distributed runs need --out RUN_DIR (every process writes there)")
-    return Path("runs") / f"{recipe or 'cifar10'}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return RUNS / f"{recipe or 'cifar10'}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+RUNS = Path("runs")    # where new runs go when no --out is given
+
+
+def unfinished_runs(recipe: str, root: Path = RUNS) -> list[Path]:
+    """The run folders of `recipe` below `root` (the default place of new runs) that hold a
+    training state and did not finish, the newest first: stopped (run.json's status), or
+    killed (still "running"; or, for runs from before the status, without final.json)."""
+    from alexnet.engine.run_files import read_run_json
+
+    found = []
+    try:
+        folders = [d for d in root.iterdir() if d.name.startswith(f"{recipe}-") and d.is_dir()]
+    except OSError:
+        return []
+    for folder in folders:
+        status = read_run_json(folder).get("status")
+        finished = status == "finished" or (status is None and (folder / "final.json").exists())
+        if not finished and _has_state(folder):
+            found.append(folder)
+    return sorted(found, key=lambda d: d.name, reverse=True)
+
+
+def unfinished_note(recipe: str, root: Path = RUNS) -> str | None:
+    """What to tell a user starting a new run of `recipe` without --out while an unfinished
+    one waits (the same command after a Ctrl-C starts afresh): where it is and how to
+    resume it."""
+    from alexnet.engine.run_files import read_metrics_rows, read_run_json, resume_command
+
+    found = unfinished_runs(recipe, root)
+    if not found:
+        return None
+    newest = found[0]
+    done = len(read_metrics_rows(newest / "metrics.csv"))
+    epochs = read_run_json(newest).get("epochs")
+    if not isinstance(epochs, int):
+        try:
+            epochs = int(json.loads((newest / "config.json").read_text())["epochs"])
+        except (OSError, ValueError, KeyError, TypeError):
+            epochs = None
+    progress = f"{done} of {epochs} epochs done" if epochs else f"{done} epochs done"
+    others = f" ({len(found) - 1} more unfinished in {root}/)" if len(found) > 1 else ""
+    return (f"note: {newest} holds an unfinished {recipe} run ({progress}){others}; this "
+            f"starts a new one; to continue that one instead: "
+            f"{resume_command(newest)}")
 
 
 def run_config(out: Path, recipe: str | None, overrides: list[str]) -> Config:

@@ -156,20 +156,27 @@ class Run:
             if best:
                 target = self.out / "best.safetensors"
                 ckpt.save_weights(target, model, **kwargs)
-        except OSError as err:
-            raise UserError(f"saving the checkpoint {str(target)!r} failed "
-                            f"({err.strerror or err}); the checkpoints saved before are intact: "
-                            f"free some space and run the same command to resume") from None
+        except OSError as err:     # refused by the system: exit 1, as the CLI's OSErrors
+            from alexnet.files import write_refused
+
+            why, remedy = write_refused(err, target)
+            raise UserError(f"saving the checkpoint {str(target)!r} failed ({why}); the "
+                            f"checkpoints saved before are intact: {remedy} and run the same "
+                            f"command to resume", exit_code=1) from None
 
     def check_space(self) -> None:
-        """Refuse to start when the run folder cannot hold the next checkpoints: a new
-        training state (weights and optimiser buffers) beside the one it replaces, and a
-        weights file."""
+        """Refuse to start when the run folder cannot hold the next checkpoints: a folder
+        where one goes, or too little free space."""
         from alexnet.files import check_free_space
 
+        for name in CHECKPOINT_FILES:
+            if (self.out / name).is_dir():
+                raise UserError(f"{str(self.out / name)!r} is a folder, where the run saves "
+                                f"its checkpoint {name}; move it out of the way")
+
         weights = sum(t.numel() * t.element_size() for t in self.model.state_dict().values())
-        state = 2 * weights              # the weights and one momentum buffer per parameter
-        check_free_space(self.out, 2 * state + 2 * weights, f"saving checkpoints in {self.out}")
+        check_free_space(self.out, checkpoint_space(self.out, weights),
+                         f"saving checkpoints in {self.out}")
 
     def restore(self, state: dict, path: Path | None = None) -> None:
         """Take up a saved training state (see `state`); UserError when it does not fit."""
@@ -201,6 +208,34 @@ class Run:
         raise Diverged(f"training diverged: the loss became NaN or infinite in epoch "
                        f"{self.progress.epoch + 1} near step {self.progress.step}; {kept}; "
                        f"try a smaller lr (now lr={self.config.lr})")
+
+
+CHECKPOINT_FILES = (STATE_FILE, STATE_FILE + ckpt.PREVIOUS_SUFFIX, "last.safetensors",
+                    "best.safetensors")
+
+
+def checkpoint_space(out: Path, weights: int) -> int:
+    """Bytes a run folder needs free for its checkpoints, given the network's `weights`
+    bytes. At the peak of a save it holds two training states (the last one, kept as
+    `.previous`, and the new one), last.safetensors, best.safetensors and a new weights file
+    being written; a training state is its existing size, or for a new run the weights and
+    one momentum buffer. What the folder already holds of these files is replaced, not
+    added to, so it counts as room."""
+    state_path = out / STATE_FILE
+    try:
+        state = state_path.stat().st_size
+    except OSError:
+        state = 2 * weights
+    present, seen = 0, set()
+    for name in CHECKPOINT_FILES:
+        try:
+            st = (out / name).stat()
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) not in seen:     # last and .previous may be one file
+            seen.add((st.st_dev, st.st_ino))
+            present += st.st_size
+    return max(2 * state + 3 * weights - present, 0)
 
 
 def train_batch_size(config: Config, train_images: int, ddp: dist.DistInfo) -> int:
@@ -265,6 +300,11 @@ def _build_model(config: Config, ddp: dist.DistInfo, classes: int,
     """The network on this process's device(s), and whether it is channels_last."""
     from alexnet.models import build_model
 
+    asked = config.model_options.get("num_classes", classes)
+    if asked != classes:     # the data decides; a different number would be ignored silently
+        raise UserError(f"model.num_classes={asked!r}, but the training data has "
+                        f"{plural(classes, 'class')}: the network gets one output per class; "
+                        f"leave model.num_classes out")
     model = build_model(config.model, **{**config.model_options, "num_classes": classes})
     if fresh and config.init_weights:
         kept = ckpt.start_from_weights(model, config.init_weights)

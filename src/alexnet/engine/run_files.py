@@ -4,6 +4,7 @@ reader of metrics.csv."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -140,17 +141,45 @@ def write_json(path: Path, value) -> None:
     atomic_write_json(path, value, indent=2, sort_keys=True)
 
 
+def resume_command(out: Path, world_size: int = 1) -> str:
+    """The command that continues the run in `out`."""
+    import shlex
+
+    launcher = f"torchrun --nproc_per_node={world_size} -m " if world_size > 1 else ""
+    return f"{launcher}alexnet train --out {shlex.quote(str(out))}"
+
+
+def read_run_json(out: Path) -> dict:
+    """run.json of the run in `out` ({} when it is missing or unreadable)."""
+    try:
+        value = json.loads((out / "run.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def record_start(out: Path, config_dict: dict, env: dict, resumed: bool) -> None:
     """config.json: the settings of this start (a resume may have changed some, such as
-    epochs); run.json lists every start of the run (first and resumes)."""
+    epochs); run.json: the run's status ("running" now; "stopped" or "finished" when this
+    start ends, see `record_status`), the command that resumes it, and every start of the
+    run (first and resumes)."""
     write_json(out / "config.json", config_dict)
-    starts = []
-    if resumed and (out / "run.json").is_file():
-        try:
-            starts = json.loads((out / "run.json").read_text()).get("starts", [])
-        except (json.JSONDecodeError, OSError):
-            starts = []
-    write_json(out / "run.json", {"starts": [*starts, {**env, "resumed": resumed}]})
+    starts = read_run_json(out).get("starts", []) if resumed else []
+    write_json(out / "run.json", {
+        "status": "running", "resume": resume_command(out, env.get("world_size", 1)),
+        "starts": [*(starts if isinstance(starts, list) else []), {**env, "resumed": resumed}]})
+
+
+def record_status(out: Path, status: str, epoch: int, epochs: int) -> None:
+    """run.json's status when a start of the run ends: "stopped" (a signal, an error: the
+    saved state resumes it) or "finished". A run killed outright stays "running"."""
+    value = read_run_json(out)
+    value.update(status=status, epoch=epoch, epochs=epochs)
+    if status == "finished":
+        value.pop("resume", None)
+    # A full disk, say, leaves the status as it was: the saved state is what counts.
+    with contextlib.suppress(OSError):
+        write_json(out / "run.json", value)
 
 
 def write_metrics(out: Path, history: list[dict]) -> None:

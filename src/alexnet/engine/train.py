@@ -227,23 +227,45 @@ def _train(config: Config, out: Path, resume: bool | None,
 
     forget_kernels_ran()          # run.json records what this run's steps run
     ddp = dist.setup(config.device, config.model_parallel)
+    run = None
     try:
         # The run folder belongs to this run (its rank 0) until it ends.
         with output_lock(out, "run folder") if ddp.is_main else contextlib.nullcontext():
-            with StopFlag() as stop:
-                run = _start(config, out, ddp, resume, stop)
-                halted = None if run.progress.epoch >= config.epochs else \
-                    _train_epochs(run, on_epoch)
-            # Past training the state is saved: a signal now may end the process at once.
-            summary = halted or finish(run)
+            try:
+                with StopFlag() as stop:
+                    run = _start(config, out, ddp, resume, stop)
+                    halted = None if run.progress.epoch >= config.epochs \
+                        else _train_epochs(run, on_epoch)
+                # Past training the state is saved: a signal now may end the process at once.
+                summary = halted or finish(run)
+            except BaseException:
+                _record_status(run, "stopped")
+                raise
+            _record_status(run, summary["status"])
         # The network, its DDP reducer and their pending gloo work go while the process
         # group still exists: freed after it, at exit, they aborted a rank now and then.
         del run
         gc.collect()
         dist.barrier()  # tearing gloo down while a peer still works aborts that peer
         return summary
+    except RuntimeError as err:
+        lost = dist.lost_peer(err) if ddp.enabled else None
+        if lost is None:
+            raise
+        raise UserError(f"rank {ddp.rank} lost touch with another process of this run "
+                        f"({lost}): it stopped or was killed (its own messages say why); the "
+                        f"checkpoints in {str(out)!r} are intact: run the same torchrun "
+                        f"command to resume", exit_code=1) from None
     finally:
         dist.cleanup(ddp)
+
+
+def _record_status(run: Run | None, status: str) -> None:
+    """run.json's status at the end of this start (rank 0, once the run folder is written)."""
+    from alexnet.engine import run_files
+
+    if run is not None and run.ddp.is_main and (run.out / "run.json").is_file():
+        run_files.record_status(run.out, status, run.progress.epoch, run.config.epochs)
 
 
 def _start(config: Config, out: Path, ddp: dist.DistInfo, resume: bool | None,
@@ -316,7 +338,7 @@ def _train_epochs(run: Run, on_epoch: EpochCallback | None = None) -> dict | Non
             if ddp.is_main:
                 run_files.write_metrics(run.out, p.history)
                 board.log(row)
-                console.info(epoch_line(row, config.epochs))
+                console.info(epoch_line(row, config.epochs, len(run.store.classes)))
             if dist.any_rank(run.stop.signum is not None, ddp.device) and p.epoch < config.epochs:
                 return stopped(run)   # signalled during validation: saved just above
     finally:

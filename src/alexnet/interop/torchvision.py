@@ -34,12 +34,13 @@ def imagenet_categories() -> list[str]:
     return list(AlexNet_Weights.IMAGENET1K_V1.meta["categories"])
 
 
-def download_torchvision_weights() -> Path:
+def download_torchvision_weights(hub: bool = False) -> Path:
     """torchvision's published ImageNet weights for AlexNet (`AlexNet_Weights.IMAGENET1K_V1`),
     fetched through torchvision's own weights API into torch hub's cache
     (`$TORCH_HOME/hub/checkpoints`, by default ~/.cache/torch/hub/checkpoints) and checked
     against the SHA-256 prefix in their name; the cached file. Nothing is fetched when the
-    file is already there."""
+    file is already there. hub: the advice for a torch.hub user (put the file in the
+    cache) instead of the command line's (import it)."""
     import contextlib
     import sys
     import urllib.error
@@ -52,6 +53,9 @@ def download_torchvision_weights() -> Path:
     cached = Path(torch.hub.get_dir()) / "checkpoints" / name
     instead = (f"download {weights.url} another way and run: alexnet import-torchvision "
                f"{name} --out MODEL.safetensors")
+    if hub:      # torch.hub.load(..., pretrained=True): the file is read where it is cached
+        instead = (f"download {weights.url} another way into {str(cached)!r} (torch hub's "
+                   f"cache; TORCH_HOME moves it) and load again")
     try:
         # torch.hub announces the download on stdout, which --json keeps for its output.
         with contextlib.redirect_stdout(sys.stderr):
@@ -83,10 +87,21 @@ def refused_pickle(path: Path, message: str) -> str:
     """The sentence for a file torch.load(weights_only=True) refused: usually a whole pickled
     model (torch.save(model)), whose class torch names as an unsupported global. Never
     PyTorch's advice to retry with weights_only=False: that would run the file's code."""
+    from alexnet.engine.integrity import pickles_code
+
     found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", message)
+    if found is None and not pickles_code(message):   # bytes that are no pickle of tensors
+        return (f"{str(path)!r} is damaged or not a PyTorch file (its pickle does not "
+                f"parse: {plain_reason(weights_only_message(message))})")
     what = f"a pickled {found.group(1)} object" if found else "objects other than tensors"
     return (f"{str(path)!r} holds {what}, not a plain state dict, and is refused without "
             f"running it; save model.state_dict() instead of the whole model and import that")
+
+
+def weights_only_message(message: str) -> str:
+    from alexnet.engine.integrity import weights_only_reason
+
+    return weights_only_reason(ValueError(message))
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -95,13 +110,20 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise UserError(f"torchvision weights file {str(path)!r} does not exist")
 
+    from alexnet.engine.integrity import NOT_A_TORCH_FILE, torch_file_kind
+
+    with open(path, "rb") as f:
+        if torch_file_kind(f.read(4)) is None:
+            raise UserError(f"{str(path)!r} is not a PyTorch file: its bytes are "
+                            f"{NOT_A_TORCH_FILE}")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         raise UserError(refused_pickle(path, str(err))) from None
-    except (RuntimeError, OSError, EOFError, ValueError) as err:
+    except (RuntimeError, OSError, EOFError, ValueError, KeyError, IndexError, TypeError,
+            AttributeError) as err:     # damaged pickle data trips the unpickler anywhere
         raise UserError(f"{str(path)!r} is not a readable PyTorch file "
-                        f"({plain_reason(str(err))})") from None
+                        f"({plain_reason(str(err)).split('. ')[0] or type(err).__name__})") from None
     if isinstance(obj, dict):
         for key in _WRAPPER_KEYS:
             if isinstance(obj.get(key), dict):
@@ -182,8 +204,9 @@ def torchvision_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def export_torchvision(model: torch.nn.Module, out: str | os.PathLike) -> None:
     """Save `model`'s weights as a torchvision state-dict file (torch.save), atomically."""
+    from alexnet.engine.checkpoint import torch_save
     from alexnet.files import atomic_path
 
     state = torchvision_state_dict(model)
     with atomic_path(out) as tmp:
-        torch.save(state, tmp)
+        torch_save(state, tmp, out)   # a refused write: an OSError naming `out`

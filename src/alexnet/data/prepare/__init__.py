@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from alexnet.console import info, plural
@@ -38,9 +39,9 @@ from alexnet.data.prepare.state import signature, start_or_resume
 from alexnet.data.prepare.worker import DEFAULT_QUALITY, PENDING
 from alexnet.data.sources import Source
 from alexnet.errors import UserError
-from alexnet.files import check_free_space, output_lock, output_path
+from alexnet.files import check_free_space, output_lock, output_path, write_refused
 
-__all__ = ["SkippedFiles", "SourceOptions", "StoreFormat", "prepare_store"]
+__all__ = ["SkippedFiles", "SourceOptions", "StoreFormat", "prepare_store", "report_skipped"]
 
 
 class SkippedFiles(UserError):
@@ -54,7 +55,8 @@ class SkippedFiles(UserError):
 
 def prepare_store(src, out, size: int = 256, workers: int | None = None, strict: bool = False,
                   progress: bool = True, *, source: SourceOptions | None = None,
-                  encoding: str = "raw", quality: int = DEFAULT_QUALITY) -> dict:
+                  encoding: str = "raw", quality: int = DEFAULT_QUALITY,
+                  check: Callable[[Source], None] | None = None) -> dict:
     """Decode `src` into a store at `out`; returns the summary (counts, classes, skipped
     files with reasons, converted files with what was done).
 
@@ -63,7 +65,9 @@ def prepare_store(src, out, size: int = 256, workers: int | None = None, strict:
     the store when any file was skipped. source: how to read and label `src`
     (`SourceOptions`). encoding: "raw" (uint8 arrays, fastest to read) or "jpeg" (about a
     tenth of the disk, decoded in batches on the GPU by nvJPEG) at JPEG `quality`.
-    workers: decoding processes (None or 0: all cores).
+    workers: decoding processes (None or 0: all cores). check: called with the source once
+    its files are listed, before anything is decoded (it raises to refuse it: a checkpoint's
+    evaluation refuses a folder of other classes before preparing it).
     """
     store = StoreFormat(size, encoding, quality).check()
     if workers is not None and not 0 <= workers <= 1024:     # 0, like None: all cores
@@ -84,8 +88,10 @@ def prepare_store(src, out, size: int = 256, workers: int | None = None, strict:
             if fmt.is_store(out):       # finished by the process that held the lock before
                 found, summary = _check_finished(out, src, given, store, source_options, found)
             if summary is None:
-                summary = _build(found or source_options.find(src), out, store, workers,
-                                 progress, given)
+                found = found or source_options.find(src)
+                if check is not None:
+                    check(found)
+                summary = _build(found, out, store, workers, progress, given)
     if strict and summary["skipped"]:
         raise SkippedFiles(summary)
     return summary
@@ -123,17 +129,18 @@ def _build(source: Source, out: Path, store: StoreFormat, workers: int | None,
     started = time.perf_counter()
     partial = fmt.partial_path(out)
     source_signature = signature(source, store)
-    state = start_or_resume(source, partial, store, source_signature)
-    if not store.jpeg_quality:  # the rows still to write (a JPEG store's size is unknown)
-        check_free_space(partial, int((state.status == PENDING).sum()) * state.bytes_per_image,
-                         f"preparing {out}")
     try:
+        state = start_or_resume(source, partial, store, source_signature)
+        if not store.jpeg_quality:  # the rows still to write (a JPEG store's size is unknown)
+            check_free_space(partial, int((state.status == PENDING).sum())
+                             * state.bytes_per_image, f"preparing {out}")
         decode_all(state, source, workers, progress)
         manifest = write_store(state, source, out, workers, given, source_signature)
-    except OSError as err:
-        raise UserError(f"writing the store {str(partial)!r} failed ({err.strerror or err}); "
-                        f"nothing prepared so far is lost: run the same command again to "
-                        f"finish it") from None
+    except OSError as err:     # refused by the system: exit 1, as the CLI's OSErrors
+        why, remedy = write_refused(err, partial)
+        raise UserError(f"writing the store {str(partial)!r} failed ({why}); nothing "
+                        f"prepared so far is lost: {remedy} and run the same command again "
+                        f"to finish it", exit_code=1) from None
     summary = _summary(manifest, out, "prepared", time.perf_counter() - started,
                        decoded=state.count - state.resumed)
     summary["resumed_from"] = state.resumed
@@ -157,3 +164,14 @@ def _summary(manifest: dict, out: Path, status: str, seconds: float | None = Non
         summary.update(seconds=round(seconds, 2), workers=manifest["workers"],
                        images_per_second=round(decoded / max(seconds, 1e-9), 1))
     return summary
+
+
+def report_skipped(summary: dict, limit: int = 20) -> None:
+    """The first `limit` skipped files of a prepare summary, one line each on stderr (all of
+    them are in the manifest)."""
+    skipped = summary["skipped"]
+    for item in skipped[:limit]:
+        info(f"skipped {item['file']}: {item['reason']}")
+    if len(skipped) > limit:
+        info(f"... and {len(skipped) - limit} more skipped (all listed in the manifest in "
+             f"{summary['store']})")
