@@ -7,4 +7,5 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 SHARED_DATA = REPO.parent / "shared" / "data"
 CIFAR10_TRAIN = SHARED_DATA / "cifar10" / "train"
+CIFAR10_ORIGINALS = SHARED_DATA / "cifar-10-batches-py"
 IMAGENET_SAMPLES = SHARED_DATA / "imagenet-samples"
