@@ -93,3 +93,22 @@ def test_degraded_copies_keep_every_name_and_change_only_what_they_say(tmp_path)
     assert luma_change < 3 < colour_change  # brightness kept (up to rounding), colour blurred
     colour = after[..., 1]
     assert np.abs(np.diff(colour, axis=1)).mean() < np.abs(np.diff(before[..., 1], axis=1)).mean()
+
+
+def test_the_jpeg_cost_is_paired_by_seed(tmp_path):
+    tool = load_tool("summarize_jpeg_cost")
+    errors = {("orig", 0): (0.13, 0.15), ("jpeg", 0): (0.145, 0.17),
+              ("orig", 1): (0.12, 0.14), ("jpeg", 1): (0.13, 0.155)}
+    for (copy, seed), (ten, center) in errors.items():
+        run = tmp_path / f"{copy}-s{seed}"
+        run.mkdir()
+        (run / "config.json").write_text(json.dumps({"recipe": "cifar10-fast", "epochs": 120,
+                                                     "model": "cifar-conv-local"}))
+        (run / "final.json").write_text(json.dumps({"held_out": {
+            "ten": {"top1_error": ten}, "center": {"top1_error": center}}}))
+    (tmp_path / "orig-s2").mkdir()     # a run without its pair (or unfinished) is left out
+    result = tool.summarize(tmp_path)
+    assert result["seeds"] == [0, 1] and result["epochs"] == 120
+    assert result["jpeg_cost_points"]["ten"] == {"per_seed": [1.5, 1.0], "mean": 1.25}
+    assert result["jpeg_cost_points"]["center"]["per_seed"] == [2.0, 1.5]
+    assert result["mean_error"]["orig"]["ten"] == 12.5
