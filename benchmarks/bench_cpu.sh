@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The CPU figures the README quotes, in one run: the model step of the four networks (ours,
+# The CPU figures docs/speed.md quotes, in one run: the model step of the four networks (ours,
 # plain PyTorch, no LRN, the conv2 ceiling), 10-view evaluation against the forward-only
 # ceiling, and end-to-end training on CIFAR-10 against the model step. Run it on idle cores
 # (nothing else CPU-heavy: `cat /proc/loadavg`); each report lands in docs/benchmarks/.
