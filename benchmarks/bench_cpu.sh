@@ -4,11 +4,15 @@
 # ceiling, and end-to-end training on CIFAR-10 against the model step. Run it on idle cores
 # (nothing else CPU-heavy: `cat /proc/loadavg`); each report lands in docs/benchmarks/.
 #
-#   bash benchmarks/bench_cpu.sh [DATA]     # DATA: CIFAR-10 training images
+#   bash benchmarks/bench_cpu.sh [DATA] [OUT]   # DATA: CIFAR-10 training images
+#
+# OUT (default docs/benchmarks) is one folder per kind of CPU: each report records the CPU's
+# model and instruction sets (environment.cpu_details), and any cap set on them in the
+# environment (ONEDNN_MAX_CPU_ISA, ATEN_CPU_CAPABILITY).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${1:-../shared/data/cifar10/train}
-OUT=docs/benchmarks
+OUT=${2:-docs/benchmarks}
 mkdir -p "$OUT"
 bench() { local name=$1; shift; python3 -m alexnet bench "$@" --json > "$OUT/$name.json";
           python3 -c "import json,sys; from alexnet.bench import format_report as f; print(f(json.load(open(sys.argv[1]))))" "$OUT/$name.json"; }
