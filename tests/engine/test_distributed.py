@@ -116,6 +116,12 @@ def test_a_peer_killed_mid_run_is_one_sentence_on_rank_0(tiny_store, tmp_path):
     assert done.returncode != 0
     assert "[rank0]: Traceback" not in done.stderr, done.stderr
     ours = [line for line in done.stderr.splitlines() if line.startswith("alexnet: error: ")]
+    if not ours:
+        # A race the test cannot steer: torchrun saw rank 1 die and ended rank 0 with SIGTERM
+        # before rank 0's collective failed (seen 1 time in 8 on a loaded 2-core machine);
+        # torchrun's report then names both signals, and rank 0 printed nothing of its own.
+        assert "exitcode  : -15" in done.stderr and "exitcode  : -9" in done.stderr
+        return
     assert len(ours) == 1 and "rank 0 lost touch with another process of this run" in ours[0]
     assert "run the same torchrun command to resume" in ours[0]
 

@@ -39,11 +39,11 @@ def built_files(tmp_path: Path, suffix: str) -> list[Path]:
 
 
 def test_builds_once_and_reuses_the_checked_library(source, tmp_path):
-    lib = NativeLibrary(source, answer_check)
+    lib = NativeLibrary(source, answer_check, source)
     assert lib.library() is not None and lib.status["built"]
     (so,) = built_files(tmp_path, ".so")
     stamp_time = so.stat().st_mtime_ns
-    again = NativeLibrary(source, answer_check)
+    again = NativeLibrary(source, answer_check, source)
     assert again.library() is not None
     assert so.stat().st_mtime_ns == stamp_time      # loaded from the cache, not rebuilt
 
@@ -53,7 +53,7 @@ def test_a_damaged_cached_library_is_rebuilt(source, tmp_path, damage, recwarn):
     # built by another process, as a later run finds it (a library this process had loaded
     # stays mapped: damaging it under a live mapping is not what happens to a cache)
     build = ("import sys; from pathlib import Path; from alexnet.kernels.native_build import "
-             "NativeLibrary; assert NativeLibrary(Path(sys.argv[1]), lambda lib: None).library()")
+             "NativeLibrary; assert NativeLibrary(Path(sys.argv[1]), lambda lib: None, Path(sys.argv[1])).library()")
     subprocess.run([sys.executable, "-c", build, str(source)], check=True, timeout=120)
     (so,) = built_files(tmp_path, ".so")
     if damage == "truncated":       # mapped as is, it would end the process with SIGBUS
@@ -69,7 +69,7 @@ def test_a_damaged_cached_library_is_rebuilt(source, tmp_path, damage, recwarn):
 
         stamp = so.with_suffix(".sha256")
         stamp.write_text(f"{file_sha256(so)}\n-O3\n")
-    lib = NativeLibrary(source, answer_check)
+    lib = NativeLibrary(source, answer_check, source)
     assert lib.library() is not None
     assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
 
@@ -99,13 +99,13 @@ def test_a_hanging_compiler_is_stopped_and_remembered(source, tmp_path, monkeypa
     monkeypatch.setenv("ALEXNET_KERNEL_BUILD_SECONDS", "2")
     start = time.monotonic()
     with pytest.warns(RuntimeWarning, match="did not finish within 2 s") as warned:
-        assert NativeLibrary(source, answer_check).library() is None
+        assert NativeLibrary(source, answer_check, source).library() is None
     assert len(warned) == 1 and time.monotonic() - start < 30
     assert gone(int(pid_file.read_text()))
     # the next process does not wait again: it reads the failure and says how to retry
     start = time.monotonic()
     with pytest.warns(RuntimeWarning, match=r"delete .*\.failed to try again"):
-        assert NativeLibrary(source, answer_check).library() is None
+        assert NativeLibrary(source, answer_check, source).library() is None
     assert time.monotonic() - start < 1.5
 
 
@@ -115,14 +115,14 @@ def test_a_failing_compiler_warns_once_with_its_message(source, tmp_path, monkey
     broken.chmod(0o755)
     monkeypatch.setenv("CC", str(broken))
     with pytest.warns(RuntimeWarning, match="fatal error: no such thing") as warned:
-        lib = NativeLibrary(source, answer_check)
+        lib = NativeLibrary(source, answer_check, source)
         assert lib.library() is None and lib.library() is None
     assert len(warned) == 1 and lib.status["built"] is False
 
 
 def test_cc_with_arguments_is_honoured(source, monkeypatch):
     monkeypatch.setenv("CC", f"env {compiler_command()[0]}")
-    lib = NativeLibrary(source, answer_check)
+    lib = NativeLibrary(source, answer_check, source)
     assert lib.library() is not None and lib.status["built"]
 
 
@@ -171,3 +171,12 @@ def test_without_a_compiler_lrn_warns_once_and_the_band_form_runs(tmp_path):
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+def test_a_mistake_in_the_check_is_raised_not_remembered(source, tmp_path):
+    def broken_check(lib):
+        raise NameError("a bug in the wrapper, not in the library")
+
+    with pytest.raises(NameError):
+        NativeLibrary(source, broken_check, source).library()
+    assert built_files(tmp_path, ".failed") == []

@@ -70,10 +70,10 @@ def _self_test(lib: ctypes.CDLL) -> None:
         lib.lrn_backward(grad.data_ptr(), x.data_ptr(), s.data_ptr(), dx.data_ptr(), *shape)
         for got, expected in ((y, want.detach()), (dx, xd.grad)):
             bound = 1e-5 * expected.abs().max().item() + 1e-6
-            assert (got.double() - expected).abs().max().item() <= bound
+            assert (got.double() - expected).abs().max().item() <= bound, "wrong results"
 
 
-_LIBRARY = NativeLibrary(SOURCE, _self_test)
+_LIBRARY = NativeLibrary(SOURCE, _self_test, Path(__file__))
 
 
 def library() -> ctypes.CDLL | None:

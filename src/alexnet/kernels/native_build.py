@@ -142,10 +142,14 @@ class NativeLibrary:
     """A C source built into the cache once per machine and loaded (module docstring).
 
     `check(lib)` configures the library's functions (argtypes) and runs its self-test; it
-    raises (any exception) when the library is unusable."""
+    raises AssertionError (wrong results) or AttributeError (a missing symbol) when the
+    library is unusable; any other exception is a mistake in the check, not in the library,
+    and propagates. `wrapper` is the Python file that calls the library: its text is part of
+    the cache key, so code with another check never reads a verdict this code reached (a
+    failure is remembered per key)."""
 
-    def __init__(self, source: Path, check: Callable[[ctypes.CDLL], None]):
-        self.source, self.check = Path(source), check
+    def __init__(self, source: Path, check: Callable[[ctypes.CDLL], None], wrapper: Path):
+        self.source, self.check, self.wrapper = Path(source), check, Path(wrapper)
         self._lock = threading.Lock()
         self._loaded: ctypes.CDLL | None = None
         self._tried = False
@@ -177,8 +181,8 @@ class NativeLibrary:
 
         folder = cache_root() / "kernels"
         key = hashlib.sha256("\0".join([
-            self.source.read_text(), repr(flag_sets()), _identity(argv),
-            processor_description()]).encode()).hexdigest()[:16]
+            self.source.read_text(), self.wrapper.read_text(), repr(flag_sets()),
+            _identity(argv), processor_description()]).encode()).hexdigest()[:16]
         stem = folder / f"{self.source.stem}-{key}"
         failed = stem.with_suffix(".failed")
         if failed.is_file():
@@ -243,7 +247,7 @@ class NativeLibrary:
             return None
         try:
             self.check(lib)
-        except Exception:  # noqa: BLE001 - any failure of the self-test means unusable
+        except (AssertionError, AttributeError):    # wrong results, or no such function
             _unload(lib)
             return None
         return lib
