@@ -180,3 +180,20 @@ def test_a_mistake_in_the_check_is_raised_not_remembered(source, tmp_path):
     with pytest.raises(NameError):
         NativeLibrary(source, broken_check, source).library()
     assert built_files(tmp_path, ".failed") == []
+
+
+@pytest.mark.parametrize("context", ["no_grad", "inference_mode"])
+def test_the_lrn_kernel_builds_when_first_used_in_an_evaluation(tmp_path, context):
+    """The first use may be an evaluation's (no_grad, inference mode, autocast): the
+    self-test takes the reference's gradient all the same."""
+    script = textwrap.dedent(f"""
+        import torch
+        from alexnet.kernels import lrn_native
+        with torch.{context}(), torch.autocast("cpu", dtype=torch.bfloat16):
+            assert lrn_native.library() is not None, lrn_native.build_status()
+        print("ok")
+    """)
+    env = {**os.environ, "ALEXNET_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr

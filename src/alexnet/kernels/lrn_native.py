@@ -50,7 +50,14 @@ def _reference(x: torch.Tensor, size: int, groups: int, k: float, w: float, beta
 def _self_test(lib: ctypes.CDLL) -> None:
     """Configure the library's functions and compare one forward and backward, with and
     without the fused ReLU, against the float64 formula; AssertionError when they differ
-    beyond float32 rounding."""
+    beyond float32 rounding. The first use may come under no_grad, inference mode or
+    autocast (an evaluation): the reference's gradient is taken outside all three."""
+    with torch.inference_mode(False), torch.enable_grad(), \
+            torch.autocast("cpu", enabled=False):
+        _compare_with_reference(lib)
+
+
+def _compare_with_reference(lib: ctypes.CDLL) -> None:
     lib.lrn_forward.argtypes = [ctypes.c_void_p] * 3 + _COMMON
     lib.lrn_backward.argtypes = [ctypes.c_void_p] * 4 + _COMMON
     lib.lrn_forward.restype = lib.lrn_backward.restype = None
