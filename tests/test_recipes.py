@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from alexnet.config import Config
 from alexnet.recipes import describe_recipe, recipe_names, recipe_summary, resolve_config
 
 RECORDED = json.loads((Path(__file__).parent / "recipes_resolved.json").read_text())
@@ -29,3 +30,8 @@ def test_a_recipe_resolves_to_its_recorded_config_and_text(name):
     assert resolved == RECORDED[name]["config"]
     assert describe_recipe(name) == RECORDED[name]["description"]
     assert recipe_summary(name) == RECORDED[name]["summary"]
+
+
+def test_the_config_defaults_are_the_default_recipe():
+    """No implicit seventh recipe: a bare `Config()` is `cifar10`."""
+    assert Config().to_dict() == resolve_config("cifar10").to_dict()

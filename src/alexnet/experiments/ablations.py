@@ -30,6 +30,7 @@ import re
 from pathlib import Path
 
 from alexnet import console
+from alexnet.config import CUDA_CONVNET_DECAY
 from alexnet.experiments.common import (
     command_line,
     experiment_store,
@@ -39,7 +40,6 @@ from alexnet.experiments.common import (
     read_history,
     save_results,
 )
-from alexnet.recipes import CUDA_CONVNET_DECAY
 
 # experiment -> arm -> (model, model options, other settings)
 ARMS = {
