@@ -117,7 +117,7 @@ def run(args) -> int:
                              compile_model=args.compile, device=args.device)
     elif args.target == "prepare":
         from alexnet.bench.prepare import bench_prepare
-        from alexnet.data.store import MAX_SIZE
+        from alexnet.choices import MAX_SIZE
         from alexnet.errors import UserError
 
         if args.size > MAX_SIZE:

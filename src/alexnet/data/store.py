@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from alexnet.choices import MAX_SIZE, NORMALIZATIONS
 from alexnet.errors import UserError
 
 FORMAT = "alexnet-store"
@@ -35,7 +36,6 @@ MANIFEST, IMAGES, LABELS, FILES, STATS = (
 JPEG_IMAGES, JPEG_INDEX = "images.jpg", "jpeg_index.npy"
 ENCODINGS = ("raw", "jpeg")
 PARTIAL_SUFFIX = ".partial"
-MAX_SIZE = 2048         # stored image side: the paper's is 256; 2048 is 12 MB per image
 MAX_CLASSES = 1_000_000
 
 
@@ -189,7 +189,6 @@ class Store:
         torchvision's per-channel ImageNet mean and std."""
         import torch
 
-        from alexnet.choices import NORMALIZATIONS
         from alexnet.data.normalization import Preprocessing, imagenet_preprocessing
         from alexnet.errors import one_of
 

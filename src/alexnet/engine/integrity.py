@@ -91,7 +91,8 @@ def _whole(value, low: int, high: int) -> bool:
 def check_weights_metadata(path: Path, metadata: dict, tensors: dict) -> dict:
     """The decoded metadata of a weights file {model, options, classes, preprocessing, meta},
     every field checked; UserError naming the file and the field otherwise."""
-    from alexnet.data.store import MAX_CLASSES, MAX_SIZE
+    from alexnet.choices import MAX_SIZE
+    from alexnet.data.store import MAX_CLASSES
     from alexnet.models import list_models, model_spec
 
     def bad(what: str) -> UserError:
