@@ -10,7 +10,7 @@ import numpy as np
 
 from alexnet import console
 from alexnet.engine import distributed as dist
-from alexnet.engine.evaluate import error_text, evaluate, views_name
+from alexnet.engine.evaluate import error_text, views_name
 from alexnet.engine.inputs import why_none_held_out
 from alexnet.engine.run import Run
 from alexnet.kernels.pointwise import compile_seconds
@@ -20,7 +20,6 @@ def finish(run: Run) -> dict:
     """The final evaluation, written to final.json and reported; a finished run re-run
     only reports it."""
     from alexnet.engine.run_files import write_json
-    from alexnet.engine.train import validate
 
     path = run.out / "final.json"
     if path.is_file():
@@ -36,7 +35,7 @@ def finish(run: Run) -> dict:
         views = ["center"] + ([run.config.eval_views] if run.config.eval_views != "center"
                               else [])
         if len(run.val_idx):
-            summary["held_out"] = {v: validate(run, v) for v in views}
+            summary["held_out"] = {v: run.validate(v) for v in views}
         if run.folded(run.config.epochs - 1):
             summary["held_out_trained_from_epoch"] = run.config.fold_in_epoch + 1
         test = official_test_errors(run, views)
@@ -78,8 +77,5 @@ def official_test_errors(run: Run, views: list[str]) -> dict:
     if store is None:
         return {}
     check_classes(store, run.store.classes, "the training store")
-    shard = np.arange(len(store))[run.ddp.data_rank::run.ddp.data_world]
-    return {v: evaluate(run.model, store.images, store.labels, run.preprocessing, v,
-                        indices=shard, batch_size=run.config.eval_batch_size,
-                        amp_dtype=run.dtype, reduce=run.ddp.sum_over_data,
-                        show_progress=run.ddp.is_main and v != "center") for v in views}
+    return {v: run.evaluate(store.images, store.labels, np.arange(len(store)), v)
+            for v in views}

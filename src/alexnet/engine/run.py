@@ -24,6 +24,7 @@ from alexnet.console import info, plural
 from alexnet.engine import checkpoint as ckpt
 from alexnet.engine import distributed as dist
 from alexnet.engine import model_parallel as mp
+from alexnet.engine.evaluate import evaluate
 from alexnet.engine.fast_path import amp_dtype, use_channels_last
 from alexnet.engine.optim import build_optimizer, parameter_groups
 from alexnet.engine.schedule import Plateau, Schedule
@@ -106,6 +107,23 @@ class Run:
 
     def loader(self, epoch: int):
         return self.folded_loader if self.folded(epoch) else self.train_loader
+
+    # -- evaluation ----------------------------------------------------------------------
+
+    def evaluate(self, images, labels, indices: np.ndarray, views: str = "center") -> dict:
+        """Top-1/top-5 error of the network on `images[indices]` with `views`: the indices
+        sharded over the data-parallel networks, the counts summed over them."""
+        shard = indices[self.ddp.data_rank::self.ddp.data_world]
+        return evaluate(self.model, images, labels, self.preprocessing, views, indices=shard,
+                        batch_size=self.config.eval_batch_size, amp_dtype=self.dtype,
+                        reduce=self.ddp.sum_over_data,
+                        show_progress=self.ddp.is_main and views != "center")
+
+    def validate(self, views: str = "center") -> dict:
+        """The held-out split's errors on `views` ({} when nothing is held out)."""
+        if len(self.val_idx) == 0:
+            return {}
+        return self.evaluate(self.store.images, self.store.labels, self.val_idx, views)
 
     # -- checkpoints ---------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """Training: `train(config, out_dir)` and the plain functions it is made of.
 
-One epoch is `train_one_epoch`; validation is `evaluate` on the centre view; the run ends
+One epoch is `train_one_epoch`; validation is `Run.validate` (the centre view); the run ends
 with the paper's 10-view evaluation on the held-out split (`final.py`). A run folder holds:
 
     config.json  run.json  metrics.csv  [tensorboard/]  final.json
@@ -30,7 +30,7 @@ from torch import nn
 from alexnet import console
 from alexnet.config import Config
 from alexnet.engine import distributed as dist
-from alexnet.engine.evaluate import evaluate
+from alexnet.engine.final import finish
 from alexnet.engine.optim import set_lr
 from alexnet.engine.run import Run, StopFlag, build_run
 from alexnet.errors import UserError
@@ -176,17 +176,6 @@ def _save_if_due(run: Run, sums: EpochSums, steps: int, check_every: int) -> boo
     return stop
 
 
-def validate(run: Run, views: str = "center") -> dict:
-    """Held-out top-1/top-5 error on `views`, the split sharded over ranks and summed."""
-    if len(run.val_idx) == 0:
-        return {}
-    shard = run.val_idx[run.ddp.data_rank::run.ddp.data_world]
-    return evaluate(run.model, run.store.images, run.store.labels, run.preprocessing, views,
-                    indices=shard, batch_size=run.config.eval_batch_size, amp_dtype=run.dtype,
-                    reduce=run.ddp.sum_over_data,
-                    show_progress=run.ddp.is_main and views != "center")
-
-
 def plateau_target(val: dict, stats: dict) -> float:
     """What the plateau rule watches: the validation top-1 error (the paper), or without
     held-out images the training loss. Training top-1 error would mislead there: with many
@@ -221,7 +210,6 @@ def train(config: Config, out_dir: str | os.PathLike, resume: bool | None = None
 
 def _train(config: Config, out: Path, resume: bool | None,
            on_epoch: EpochCallback | None) -> dict:
-    from alexnet.engine.final import finish
     from alexnet.files import output_lock
     from alexnet.kernels.choice import forget_kernels_ran
 
@@ -322,7 +310,7 @@ def _train_epochs(run: Run, on_epoch: EpochCallback | None = None) -> dict | Non
             stats = train_one_epoch(run)
             if stats is None:
                 return stopped(run)
-            val = validate(run)
+            val = run.validate()
             dropped = run.schedule.end_epoch(plateau_target(val, stats))
             row = {"epoch": p.epoch + 1, **stats, "val_top1_error": val.get("top1_error"),
                    "val_top5_error": val.get("top5_error"), "lr_dropped": int(dropped)}
