@@ -20,6 +20,7 @@ import gc
 import os
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -38,8 +39,9 @@ from alexnet.errors import UserError
 # Called with the run after every training step: a seam for tests, which slow a run down to
 # interrupt it mid-epoch.
 STEP_HOOKS: list[Callable[[Run], None]] = []
-# `train(..., on_epoch=f)`: f(run) at every epoch boundary the run passes (see `train`).
-EpochCallback = Callable[[Run], None]
+# `train(..., on_epoch=f)`: f(run) at every epoch boundary the run passes; True ends the run
+# there (see `train`).
+EpochCallback = Callable[[Run], bool | None]
 
 
 def step_seed(seed: int, rank: int, global_step: int) -> int:
@@ -196,7 +198,10 @@ def train(config: Config, out_dir: str | os.PathLike, resume: bool | None = None
     step of a fresh run (epoch 0, the initial weights) and after every epoch, before that
     epoch's checkpoint is written. A run killed in between trains the epoch again on resume
     and calls again for it, so a callback that records should overwrite by epoch; a resumed
-    run does not repeat the boundaries its saved state had passed.
+    run does not repeat the boundaries its saved state had passed. When it returns True after
+    an epoch, the run ends there as a run of that many epochs would (`epochs` becomes the
+    epochs done; its checkpoint, final evaluation and run files say so); a later `train` with
+    more epochs continues it.
     """
     from alexnet.data.threads import threads_for
 
@@ -300,13 +305,13 @@ def _train_epochs(run: Run, on_epoch: EpochCallback | None = None) -> dict | Non
     from alexnet.engine import run_files
     from alexnet.engine.messages import epoch_line, stopped
 
-    config, p, ddp = run.config, run.progress, run.ddp
+    p, ddp = run.progress, run.ddp
     boundary = on_epoch if on_epoch is not None and ddp.is_main else lambda run: None
     if p.global_step == 0:
-        boundary(run)   # the initial weights
+        boundary(run)   # the initial weights (a run of no epochs is none: its answer is ignored)
     board = run_files.TensorBoard(run.out, ddp.is_main)
     try:
-        while p.epoch < config.epochs:
+        while p.epoch < run.config.epochs:
             stats = train_one_epoch(run)
             if stats is None:
                 return stopped(run)
@@ -321,14 +326,27 @@ def _train_epochs(run: Run, on_epoch: EpochCallback | None = None) -> dict | Non
             best = held_out and (p.best_top1 is None or val["top1_error"] < p.best_top1)
             if best:
                 p.best_top1 = val["top1_error"]
-            boundary(run)
+            # Every rank asks (a collective), since only rank 0 calls back.
+            if dist.any_rank(bool(boundary(run)), ddp.device):
+                end_here(run)
             run.save(best=best or not held_out)
             if ddp.is_main:
                 run_files.write_metrics(run.out, p.history)
                 board.log(row)
-                console.info(epoch_line(row, config.epochs, len(run.store.classes)))
-            if dist.any_rank(run.stop.signum is not None, ddp.device) and p.epoch < config.epochs:
+                console.info(epoch_line(row, run.config.epochs, len(run.store.classes)))
+            if dist.any_rank(run.stop.signum is not None, ddp.device) and \
+                    p.epoch < run.config.epochs:
                 return stopped(run)   # signalled during validation: saved just above
     finally:
         board.close()
     return None
+
+
+def end_here(run: Run) -> None:
+    """End the run at the epochs it has done (an `on_epoch` callback asked): from here on it is
+    a run of that many epochs, in its state, config.json and final evaluation."""
+    from alexnet.engine import run_files
+
+    run.config = replace(run.config, epochs=run.progress.epoch)
+    if run.ddp.is_main:
+        run_files.write_json(run.out / "config.json", run.config.to_dict())

@@ -49,13 +49,14 @@ def make_config(recipe: str, data: str, overrides: list[str], **fields) -> Confi
 
 
 def train_until(config: Config, out: Path, done=lambda history: False) -> list[dict]:
-    """Train one epoch at a time (resuming the run in `out`) until `done(history)` or
-    `config.epochs`; returns the per-epoch history. Re-running continues where it stopped."""
+    """Train the run in `out` (continuing it) until `done(history)` after an epoch, or
+    `config.epochs`; returns the per-epoch history. Re-running continues where it stopped.
+    One `train` call: `done` is its epoch callback, and ends the run where it holds."""
     from alexnet.engine.train import train
 
     history = read_history(out)
-    while len(history) < config.epochs and not done(history):
-        summary = train(replace(config, epochs=len(history) + 1), out)
+    if len(history) < config.epochs and not done(history):
+        summary = train(config, out, on_epoch=lambda run: done(run.progress.history))
         if summary.get("status") == "stopped":
             raise KeyboardInterrupt
         history = read_history(out)
