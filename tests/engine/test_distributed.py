@@ -75,17 +75,17 @@ def initial_weights() -> dict[str, torch.Tensor]:
 def test_cleanup_leaves_a_process_group_the_caller_created(monkeypatch):
     import torch.distributed as torch_dist
 
-    from alexnet.engine import distributed as dist
+    from alexnet.engine import distributed
 
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(name, raising=False)
     torch_dist.init_process_group("gloo", store=torch_dist.HashStore(), rank=0, world_size=1)
     try:
-        info = dist.setup("cpu")              # the caller's group is joined, not created
+        info = distributed.setup("cpu")              # the caller's group is joined, not created
         assert not info.owns_group
-        dist.cleanup(info)
+        distributed.cleanup(info)
         assert torch_dist.is_initialized()
-        dist.cleanup(dist.DistInfo(owns_group=True))   # what setup created, it ends
+        distributed.cleanup(distributed.DistInfo(owns_group=True))   # what setup created, it ends
         assert not torch_dist.is_initialized()
     finally:
         if torch_dist.is_initialized():

@@ -126,9 +126,9 @@ def test_two_pairs_of_towers_match_one_device(store224, one_device, tmp_path):
 
 
 def test_odd_number_of_ranks_is_refused(monkeypatch):
-    from alexnet.engine import distributed as dist
+    from alexnet.engine import distributed
     from alexnet.errors import UserError
 
     monkeypatch.setenv("WORLD_SIZE", "3")
     with pytest.raises(UserError, match="needs a multiple of 2 processes, not 3"):
-        dist.setup("cpu", model_parallel=2)
+        distributed.setup("cpu", model_parallel=2)

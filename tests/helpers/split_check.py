@@ -16,10 +16,10 @@ import sys
 from pathlib import Path
 
 import torch
-import torch.distributed
+import torch.distributed as torch_dist
 import torch.nn.functional as F
 
-from alexnet.engine import distributed as dist
+from alexnet.engine import distributed
 from alexnet.engine import model_parallel as mp
 from alexnet.engine.optim import build_optimizer, parameter_groups
 from alexnet.models import build_model, tower_exchange, towers
@@ -39,7 +39,7 @@ def relative(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def main(out: Path) -> None:
     torch.set_num_threads(1)
-    info = dist.setup("cpu", model_parallel=2)
+    info = distributed.setup("cpu", model_parallel=2)
     torch.manual_seed(0)
     full = build_model("alexnet-paper", num_classes=CLASSES, dropout=0.0).double()
     split = mp.build_split(full, "cpu", info)
@@ -72,7 +72,7 @@ def main(out: Path) -> None:
                    for n, t, p in mine)
     worst = torch.tensor([gradients, weights, velocity, float(same_weights is False)],
                          dtype=torch.float64)
-    torch.distributed.all_reduce(worst, op=torch.distributed.ReduceOp.MAX)
+    torch_dist.all_reduce(worst, op=torch_dist.ReduceOp.MAX)
 
     # The single-device format, gathered on rank 0 (a collective of the pair).
     full_weights = towers.full_state_dict(split)
@@ -101,8 +101,8 @@ def main(out: Path) -> None:
             "bytes_from_shapes": tower_exchange.bytes_per_step(split, 224, BATCH, itemsize=8),
         }
         (out / "result.json").write_text(json.dumps(result))
-    dist.barrier()
-    dist.cleanup(info)
+    distributed.barrier()
+    distributed.cleanup(info)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 from pathlib import Path
 
@@ -111,11 +110,12 @@ def run(args) -> int:
         for name in recipe_names():
             print(f"{name}: {describe_recipe(name)}")
         return 0
+    from alexnet.engine.distributed import launched
     from alexnet.engine.train import train
 
     config, out = resolve(args)
     summary = train(config, out, resume=True if args.resume else None)
-    main = int(os.environ.get("RANK", "0")) == 0
+    main = launched().rank == 0
     if args.json and main:
         from alexnet.files import print_json
 

@@ -9,7 +9,7 @@ import json
 import numpy as np
 
 from alexnet import console
-from alexnet.engine import distributed as dist
+from alexnet.engine import distributed
 from alexnet.engine.evaluate import error_text, views_name
 from alexnet.engine.inputs import why_none_held_out
 from alexnet.engine.run import Run
@@ -72,7 +72,7 @@ def official_test_errors(run: Run, views: list[str]) -> dict:
 
     store = open_test_store(run.config) if run.ddp.is_main else None
     if run.ddp.enabled:   # rank 0 prepares it once, then every rank opens it
-        dist.barrier()
+        distributed.barrier()
         store = open_test_store(run.config) if not run.ddp.is_main else store
     if store is None:
         return {}

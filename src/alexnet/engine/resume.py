@@ -14,6 +14,7 @@ from pathlib import Path
 
 from alexnet.config import Config, apply_overrides
 from alexnet.engine import checkpoint as ckpt
+from alexnet.engine import distributed
 from alexnet.engine.run import STATE_FILE
 from alexnet.errors import UserError
 
@@ -28,7 +29,7 @@ def run_folder(out: str | os.PathLike | None, recipe: str | None, resume: bool) 
         return Path(out)
     if resume:
         raise UserError("--resume needs --out RUN_DIR, the run folder to continue")
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if distributed.launched().world_size > 1:
         raise UserError("distributed runs need --out RUN_DIR (every process writes there)")
     return RUNS / f"{recipe or 'cifar10'}-{time.strftime('%Y%m%d-%H%M%S')}"
 

@@ -22,7 +22,7 @@ from torch import nn
 from alexnet.config import Config
 from alexnet.console import info, plural
 from alexnet.engine import checkpoint as ckpt
-from alexnet.engine import distributed as dist
+from alexnet.engine import distributed
 from alexnet.engine import model_parallel as mp
 from alexnet.engine.evaluate import evaluate
 from alexnet.engine.fast_path import amp_dtype, use_channels_last
@@ -82,7 +82,7 @@ class Run:
 
     config: Config
     out: Path
-    ddp: dist.DistInfo
+    ddp: distributed.DistInfo
     store: object
     preprocessing: object
     train_idx: np.ndarray
@@ -256,7 +256,7 @@ def checkpoint_space(out: Path, weights: int) -> int:
     return max(2 * state + 3 * weights - present, 0)
 
 
-def train_batch_size(config: Config, train_images: int, ddp: dist.DistInfo) -> int:
+def train_batch_size(config: Config, train_images: int, ddp: distributed.DistInfo) -> int:
     """The global batch: `batch_size`, or, when the training split is smaller than that, all
     of it in one batch (a small folder trains rather than stopping with no full batch)."""
     if train_images >= config.batch_size:
@@ -268,7 +268,7 @@ def train_batch_size(config: Config, train_images: int, ddp: dist.DistInfo) -> i
     return batch
 
 
-def build_run(config: Config, out: Path, ddp: dist.DistInfo, stop: StopFlag,
+def build_run(config: Config, out: Path, ddp: distributed.DistInfo, stop: StopFlag,
               fresh: bool = True) -> Run:
     """Open the data, build the model, optimiser, schedule, loader and augmentation. A
     `fresh` run (not one continued from its saved state) starts from `init_weights`."""
@@ -276,7 +276,7 @@ def build_run(config: Config, out: Path, ddp: dist.DistInfo, stop: StopFlag,
     from alexnet.data.loader import StoreLoader
     from alexnet.engine.inputs import open_data, split_validation
 
-    with dist.main_rank_first():     # rank 0 prepares or downloads; the others wait
+    with distributed.main_rank_first():     # rank 0 prepares or downloads; the others wait
         store = open_data(config, refresh=ddp.is_main)
     train_idx, val_idx = split_validation(store.labels, config.val_per_class, config.seed)
     preprocessing = store.preprocessing(config.crop, config.normalize)
@@ -304,7 +304,7 @@ def build_run(config: Config, out: Path, ddp: dist.DistInfo, stop: StopFlag,
     augment = TrainAugment(preprocessing, store.eigvals, store.eigvecs, flip=config.flip,
                            lighting_std=config.lighting_std, channels_last=channels_last,
                            cutout=config.cutout)
-    train_model = dist.wrap_model(model, ddp)
+    train_model = distributed.wrap_model(model, ddp)
     if config.compile:
         train_model = torch.compile(train_model)
     return Run(config, out, ddp, store, preprocessing, train_idx, val_idx, model, train_model,
@@ -313,7 +313,7 @@ def build_run(config: Config, out: Path, ddp: dist.DistInfo, stop: StopFlag,
                amp_dtype(config.amp, device), TrainingProgress(), stop)
 
 
-def _build_model(config: Config, ddp: dist.DistInfo, classes: int,
+def _build_model(config: Config, ddp: distributed.DistInfo, classes: int,
                  fresh: bool) -> tuple[nn.Module, bool]:
     """The network on this process's device(s), and whether it is channels_last."""
     from alexnet.models import build_model

@@ -30,7 +30,7 @@ from torch import nn
 
 from alexnet import console
 from alexnet.config import Config
-from alexnet.engine import distributed as dist
+from alexnet.engine import distributed
 from alexnet.engine.final import finish
 from alexnet.engine.optim import set_lr
 from alexnet.engine.run import Run, StopFlag, build_run
@@ -169,7 +169,7 @@ def _save_if_due(run: Run, sums: EpochSums, steps: int, check_every: int) -> boo
     p = run.progress
     stop = run.stop.signum is not None
     if run.ddp.enabled:   # every rank must stop at the same step; ask all of them
-        stop = p.step % check_every == 0 and dist.any_rank(stop, run.ddp.device)
+        stop = p.step % check_every == 0 and distributed.any_rank(stop, run.ddp.device)
     due = time.monotonic() - run.last_save >= run.config.checkpoint_minutes * 60
     if stop or (due and p.step < steps):
         run.check_finite(sums.bad)  # never save weights that went non-finite
@@ -219,7 +219,7 @@ def _train(config: Config, out: Path, resume: bool | None,
     from alexnet.kernels.choice import forget_kernels_ran
 
     forget_kernels_ran()          # run.json records what this run's steps run
-    ddp = dist.setup(config.device, config.model_parallel)
+    ddp = distributed.setup(config.device, config.model_parallel)
     run = None
     try:
         # The run folder belongs to this run (its rank 0) until it ends.
@@ -239,10 +239,10 @@ def _train(config: Config, out: Path, resume: bool | None,
         # group still exists: freed after it, at exit, they aborted a rank now and then.
         del run
         gc.collect()
-        dist.barrier()  # tearing gloo down while a peer still works aborts that peer
+        distributed.barrier()  # tearing gloo down while a peer still works aborts that peer
         return summary
     except RuntimeError as err:
-        lost = dist.lost_peer(err) if ddp.enabled else None
+        lost = distributed.lost_peer(err) if ddp.enabled else None
         if lost is None:
             raise
         raise UserError(f"rank {ddp.rank} lost touch with another process of this run "
@@ -250,7 +250,7 @@ def _train(config: Config, out: Path, resume: bool | None,
                         f"checkpoints in {str(out)!r} are intact: run the same torchrun "
                         f"command to resume", exit_code=1) from None
     finally:
-        dist.cleanup(ddp)
+        distributed.cleanup(ddp)
 
 
 def _record_status(run: Run | None, status: str) -> None:
@@ -261,7 +261,7 @@ def _record_status(run: Run | None, status: str) -> None:
         run_files.record_status(run.out, status, run.progress.epoch, run.config.epochs)
 
 
-def _start(config: Config, out: Path, ddp: dist.DistInfo, resume: bool | None,
+def _start(config: Config, out: Path, ddp: distributed.DistInfo, resume: bool | None,
            stop: StopFlag) -> Run:
     """The run, built and restored from its saved state when it continues one; its start
     recorded in the run folder and announced."""
@@ -327,14 +327,14 @@ def _train_epochs(run: Run, on_epoch: EpochCallback | None = None) -> dict | Non
             if best:
                 p.best_top1 = val["top1_error"]
             # Every rank asks (a collective), since only rank 0 calls back.
-            if dist.any_rank(bool(boundary(run)), ddp.device):
+            if distributed.any_rank(bool(boundary(run)), ddp.device):
                 end_here(run)
             run.save(best=best or not held_out)
             if ddp.is_main:
                 run_files.write_metrics(run.out, p.history)
                 board.log(row)
                 console.info(epoch_line(row, run.config.epochs, len(run.store.classes)))
-            if dist.any_rank(run.stop.signum is not None, ddp.device) and \
+            if distributed.any_rank(run.stop.signum is not None, ddp.device) and \
                     p.epoch < run.config.epochs:
                 return stopped(run)   # signalled during validation: saved just above
     finally:
