@@ -46,13 +46,14 @@ def register(subparsers) -> None:
 
 def looks_like_model(spec: str) -> bool:
     """A shipped name, a .safetensors file or a folder holding a run's weights."""
-    from alexnet.engine.checkpoint import RUN_DIR_CANDIDATES, shipped_models
+    from alexnet.engine import run_layout as layout
+    from alexnet.engine.checkpoint import shipped_models
 
     path = Path(spec)
     if spec in shipped_models() or path.suffix == ".safetensors":
         return True
     try:
-        return path.is_dir() and any((path / name).is_file() for name in RUN_DIR_CANDIDATES)
+        return path.is_dir() and any((path / name).is_file() for name in layout.WEIGHTS)
     except OSError:         # a folder that cannot be searched: an (unreadable) image folder
         return False
 

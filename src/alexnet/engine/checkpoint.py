@@ -20,12 +20,12 @@ import torch
 from torch import nn
 
 from alexnet.data.normalization import Preprocessing
+from alexnet.engine import run_layout as layout
 from alexnet.errors import UserError
 from alexnet.files import atomic_path
 
 FORMAT = "alexnet-weights/1"
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
-RUN_DIR_CANDIDATES = ("best.safetensors", "last.safetensors")
 
 
 @dataclass
@@ -98,11 +98,11 @@ def resolve_checkpoint(spec: str | os.PathLike) -> Path:
     if path.is_file():
         return path
     if path.is_dir():
-        for candidate in RUN_DIR_CANDIDATES:
+        for candidate in layout.WEIGHTS:
             if (path / candidate).is_file():
                 return path / candidate
         raise UserError(f"run folder {str(path)!r} holds no checkpoint "
-                        f"({' or '.join(RUN_DIR_CANDIDATES)})")
+                        f"({' or '.join(layout.WEIGHTS)})")
     if str(spec) in shipped_models():
         return verified_shipped(str(spec))
     names = ", ".join(shipped_models()) or "none yet"
@@ -180,14 +180,12 @@ def start_from_weights(model: nn.Module, spec: str | os.PathLike) -> list[str]:
 # integrity.py): a damaged file is detected, and a run falls back to the state saved before
 # it (`<name>.previous`, kept by `save_training_state(..., keep_previous=True)`).
 
-STATE_SUFFIX = ".state.pt"
 STATE_FORMAT = "alexnet-train-state/1"
-PREVIOUS_SUFFIX = ".previous"
 
 
 def previous_state_path(path: str | os.PathLike) -> Path:
     path = Path(path)
-    return path.with_name(path.name + PREVIOUS_SUFFIX)
+    return path.with_name(path.name + layout.PREVIOUS_SUFFIX)
 
 
 def save_training_state(path: str | os.PathLike, state: dict,

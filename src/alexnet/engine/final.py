@@ -10,6 +10,7 @@ import numpy as np
 
 from alexnet import console
 from alexnet.engine import distributed
+from alexnet.engine import run_layout as layout
 from alexnet.engine.evaluate import error_text, views_name
 from alexnet.engine.inputs import why_none_held_out
 from alexnet.engine.run import Run
@@ -21,13 +22,13 @@ def finish(run: Run) -> dict:
     only reports it."""
     from alexnet.engine.run_files import write_json
 
-    path = run.out / "final.json"
+    path = run.out / layout.FINAL
     if path.is_file():
         summary = json.loads(path.read_text())
     else:
         summary = {"status": "finished", "epochs": run.config.epochs,
                    "train_images": len(run.train_idx), "held_out_images": len(run.val_idx),
-                   "weights": str(run.out / "last.safetensors"),
+                   "weights": str(run.out / layout.LAST_WEIGHTS),
                    "best_val_top1_error": run.progress.best_top1,
                    "wall_seconds": sum(r["epoch_seconds"] for r in run.progress.history),
                    # paid in this process's first steps, inside the first epoch's time

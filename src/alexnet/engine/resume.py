@@ -15,7 +15,7 @@ from pathlib import Path
 from alexnet.config import Config, apply_overrides
 from alexnet.engine import checkpoint as ckpt
 from alexnet.engine import distributed
-from alexnet.engine.run import STATE_FILE
+from alexnet.engine import run_layout as layout
 from alexnet.errors import UserError
 
 # Settings that may change when a run is resumed (they do not change what is computed).
@@ -50,7 +50,7 @@ def unfinished_runs(recipe: str, root: Path = RUNS) -> list[Path]:
         return []
     for folder in folders:
         status = read_run_json(folder).get("status")
-        finished = status == "finished" or (status is None and (folder / "final.json").exists())
+        finished = status == "finished" or (status is None and (folder / layout.FINAL).exists())
         if not finished and _has_state(folder):
             found.append(folder)
     return sorted(found, key=lambda d: d.name, reverse=True)
@@ -66,11 +66,11 @@ def unfinished_note(recipe: str, root: Path = RUNS) -> str | None:
     if not found:
         return None
     newest = found[0]
-    done = len(read_metrics_rows(newest / "metrics.csv"))
+    done = len(read_metrics_rows(newest / layout.METRICS))
     epochs = read_run_json(newest).get("epochs")
     if not isinstance(epochs, int):
         try:
-            epochs = int(json.loads((newest / "config.json").read_text())["epochs"])
+            epochs = int(json.loads((newest / layout.CONFIG).read_text())["epochs"])
         except (OSError, ValueError, KeyError, TypeError):
             epochs = None
     progress = f"{done} of {epochs} epochs done" if epochs else f"{done} epochs done"
@@ -95,7 +95,7 @@ def run_config(out: Path, recipe: str | None, overrides: list[str]) -> Config:
 
 
 def _has_state(out: Path) -> bool:
-    state = Path(out) / STATE_FILE
+    state = Path(out) / layout.STATE
     return state.is_file() or ckpt.previous_state_path(state).is_file()
 
 
@@ -105,9 +105,9 @@ def saved_config(out: Path) -> Config | None:
     if not _has_state(out):
         return None
     try:
-        values, path = json.loads((Path(out) / "config.json").read_text()), out / "config.json"
+        values, path = json.loads((out / layout.CONFIG).read_text()), out / layout.CONFIG
     except (OSError, ValueError):
-        found = ckpt.load_latest_state(Path(out) / STATE_FILE, warn=False)   # train() warns
+        found = ckpt.load_latest_state(Path(out) / layout.STATE, warn=False)   # train() warns
         if found is None:
             return None
         values, path = found[0]["config"], found[1]
@@ -134,11 +134,11 @@ def load_saved_state(config: Config, out: Path, resume: bool | None,
     when there is one."""
     saved = _has_state(out)
     if saved and resume is not False:
-        state, path = ckpt.load_latest_state(out / STATE_FILE, warn=warn)
+        state, path = ckpt.load_latest_state(out / layout.STATE, warn=warn)
         check_resumable(Config.from_dict(state["config"]), config, out)
         return state, path
     if resume:
-        raise UserError(f"nothing to resume: {str(out)!r} holds no {STATE_FILE}")
+        raise UserError(f"nothing to resume: {str(out)!r} holds no {layout.STATE}")
     if saved:
         raise UserError(f"{str(out)!r} already holds a run; resume it or pass a new --out")
     return None

@@ -24,14 +24,13 @@ from alexnet.console import info, plural
 from alexnet.engine import checkpoint as ckpt
 from alexnet.engine import distributed
 from alexnet.engine import model_parallel as mp
+from alexnet.engine import run_layout as layout
 from alexnet.engine.evaluate import evaluate
 from alexnet.engine.fast_path import amp_dtype, use_channels_last
 from alexnet.engine.optim import build_optimizer, parameter_groups
 from alexnet.engine.schedule import Plateau, Schedule
 from alexnet.errors import UserError
 from alexnet.models import towers
-
-STATE_FILE = "last" + ckpt.STATE_SUFFIX
 
 
 class Diverged(UserError):
@@ -163,16 +162,16 @@ class Run:
         state = self.state()
         if not self.ddp.is_main:
             return
-        target = self.out / STATE_FILE
+        target = self.out / layout.STATE
         try:
             ckpt.save_training_state(target, state, keep_previous=True)
             kwargs = {"classes": list(self.store.classes), "preprocessing": self.preprocessing,
                       "extra": self.weights_extra()}
             model = towers.SavedWeights(self.model, state["model"]) if split else self.model
-            target = self.out / "last.safetensors"
+            target = self.out / layout.LAST_WEIGHTS
             ckpt.save_weights(target, model, **kwargs)
             if best:
-                target = self.out / "best.safetensors"
+                target = self.out / layout.BEST_WEIGHTS
                 ckpt.save_weights(target, model, **kwargs)
         except OSError as err:     # refused by the system: exit 1, as the CLI's OSErrors
             from alexnet.files import write_refused
@@ -187,7 +186,7 @@ class Run:
         where one goes, or too little free space."""
         from alexnet.files import check_free_space
 
-        for name in CHECKPOINT_FILES:
+        for name in layout.CHECKPOINTS:
             if (self.out / name).is_dir():
                 raise UserError(f"{str(self.out / name)!r} is a folder, where the run saves "
                                 f"its checkpoint {name}; move it out of the way")
@@ -214,22 +213,18 @@ class Run:
         except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as err:
             lines = [line.strip() for line in str(err).splitlines() if line.strip()] or \
                 [type(err).__name__]
-            raise UserError(f"the training state {str(path or self.out / STATE_FILE)!r} "
+            raise UserError(f"the training state {str(path or self.out / layout.STATE)!r} "
                             f"does not fit this run ({' '.join(lines[:2])})") from None
 
     def check_finite(self, bad: torch.Tensor) -> None:
         if not bool(bad.item()):
             return
-        last = self.out / "last.safetensors"
+        last = self.out / layout.LAST_WEIGHTS
         kept = f"the last good checkpoint is {str(last)!r}" if last.is_file() \
             else "no checkpoint had been written yet"
         raise Diverged(f"training diverged: the loss became NaN or infinite in epoch "
                        f"{self.progress.epoch + 1} near step {self.progress.step}; {kept}; "
                        f"try a smaller lr (now lr={self.config.lr})")
-
-
-CHECKPOINT_FILES = (STATE_FILE, STATE_FILE + ckpt.PREVIOUS_SUFFIX, "last.safetensors",
-                    "best.safetensors")
 
 
 def checkpoint_space(out: Path, weights: int) -> int:
@@ -239,13 +234,13 @@ def checkpoint_space(out: Path, weights: int) -> int:
     being written; a training state is its existing size, or for a new run the weights and
     one momentum buffer. What the folder already holds of these files is replaced, not
     added to, so it counts as room."""
-    state_path = out / STATE_FILE
+    state_path = out / layout.STATE
     try:
         state = state_path.stat().st_size
     except OSError:
         state = 2 * weights
     present, seen = 0, set()
-    for name in CHECKPOINT_FILES:
+    for name in layout.CHECKPOINTS:
         try:
             st = (out / name).stat()
         except OSError:

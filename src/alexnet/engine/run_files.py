@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from alexnet.engine import run_layout as layout
 from alexnet.files import atomic_write_json, atomic_write_text
 
 METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_top1_error", "val_top1_error",
@@ -125,7 +126,7 @@ def kernels_in_use() -> dict:
 def record_kernels(out: Path, kernels: dict) -> dict | None:
     """Add `kernels` to this start's entry in run.json; returns what the start before it
     ran (None for a first start, or one that recorded nothing)."""
-    path = out / "run.json"
+    path = out / layout.RUN
     try:
         record = json.loads(path.read_text())
         starts = record["starts"]
@@ -152,7 +153,7 @@ def resume_command(out: Path, world_size: int = 1) -> str:
 def read_run_json(out: Path) -> dict:
     """run.json of the run in `out` ({} when it is missing or unreadable)."""
     try:
-        value = json.loads((out / "run.json").read_text())
+        value = json.loads((out / layout.RUN).read_text())
     except (OSError, ValueError):
         return {}
     return value if isinstance(value, dict) else {}
@@ -163,9 +164,9 @@ def record_start(out: Path, config_dict: dict, env: dict, resumed: bool) -> None
     epochs); run.json: the run's status ("running" now; "stopped" or "finished" when this
     start ends, see `record_status`), the command that resumes it, and every start of the
     run (first and resumes)."""
-    write_json(out / "config.json", config_dict)
+    write_json(out / layout.CONFIG, config_dict)
     starts = read_run_json(out).get("starts", []) if resumed else []
-    write_json(out / "run.json", {
+    write_json(out / layout.RUN, {
         "status": "running", "resume": resume_command(out, env.get("world_size", 1)),
         "starts": [*(starts if isinstance(starts, list) else []), {**env, "resumed": resumed}]})
 
@@ -179,7 +180,7 @@ def record_status(out: Path, status: str, epoch: int, epochs: int) -> None:
         value.pop("resume", None)
     # A full disk, say, leaves the status as it was: the saved state is what counts.
     with contextlib.suppress(OSError):
-        write_json(out / "run.json", value)
+        write_json(out / layout.RUN, value)
 
 
 def write_metrics(out: Path, history: list[dict]) -> None:
@@ -190,7 +191,7 @@ def write_metrics(out: Path, history: list[dict]) -> None:
     writer.writeheader()
     for row in history:
         writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in METRIC_COLUMNS})
-    atomic_write_text(out / "metrics.csv", buffer.getvalue())
+    atomic_write_text(out / layout.METRICS, buffer.getvalue())
 
 
 def read_metrics_rows(path: str | os.PathLike) -> list[dict[str, float]]:
@@ -232,7 +233,7 @@ class TensorBoard:
                     info(TENSORBOARD_HINT)
                     _hinted = True
                 return
-            self.writer = SummaryWriter(str(out / "tensorboard"))
+            self.writer = SummaryWriter(str(out / layout.TENSORBOARD))
 
     def log(self, row: dict) -> None:
         if self.writer is None:

@@ -1,12 +1,8 @@
 """Training: `train(config, out_dir)` and the plain functions it is made of.
 
 One epoch is `train_one_epoch`; validation is `Run.validate` (the centre view); the run ends
-with the paper's 10-view evaluation on the held-out split (`final.py`). A run folder holds:
-
-    config.json  run.json  metrics.csv  [tensorboard/]  final.json
-    last.safetensors  last.state.pt      (every epoch, and every `checkpoint_minutes`)
-    last.state.pt.previous                (the state before, if the last one is damaged)
-    best.safetensors                      (best validation top-1 so far)
+with the paper's 10-view evaluation on the held-out split (`final.py`). The files of a run
+folder are named in `run_layout.py`.
 
 `last.state.pt` is all a resume needs; re-running with the same folder continues from it
 exactly (`resume.py`: which settings may change). What a run is made of, and how it is saved
@@ -31,6 +27,7 @@ from torch import nn
 from alexnet import console
 from alexnet.config import Config
 from alexnet.engine import distributed
+from alexnet.engine import run_layout as layout
 from alexnet.engine.final import finish
 from alexnet.engine.optim import set_lr
 from alexnet.engine.run import Run, StopFlag, build_run
@@ -257,7 +254,7 @@ def _record_status(run: Run | None, status: str) -> None:
     """run.json's status at the end of this start (rank 0, once the run folder is written)."""
     from alexnet.engine import run_files
 
-    if run is not None and run.ddp.is_main and (run.out / "run.json").is_file():
+    if run is not None and run.ddp.is_main and (run.out / layout.RUN).is_file():
         run_files.record_status(run.out, status, run.progress.epoch, run.config.epochs)
 
 
@@ -290,8 +287,8 @@ def _start(config: Config, out: Path, ddp: distributed.DistInfo, resume: bool | 
         console.info(f"the run in {out} has finished its {console.plural(p.epoch, 'epoch')} "
                      f"(pass a larger epochs=N to train on, or a new --out)")
         return run
-    if (out / "final.json").is_file():   # trains on past a finished run: stale results
-        (out / "final.json").unlink()
+    if (out / layout.FINAL).is_file():   # trains on past a finished run: stale results
+        (out / layout.FINAL).unlink()
     if saved is not None:
         console.info(f"resuming the run in {out} at epoch {p.epoch + 1}, step {p.step}")
     else:
@@ -349,4 +346,4 @@ def end_here(run: Run) -> None:
 
     run.config = replace(run.config, epochs=run.progress.epoch)
     if run.ddp.is_main:
-        run_files.write_json(run.out / "config.json", run.config.to_dict())
+        run_files.write_json(run.out / layout.CONFIG, run.config.to_dict())

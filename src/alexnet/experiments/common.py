@@ -14,6 +14,7 @@ import numpy as np
 
 from alexnet import console
 from alexnet.config import Config, apply_overrides
+from alexnet.engine import run_layout as layout
 from alexnet.files import atomic_write_json
 from alexnet.recipes import resolve_config
 
@@ -67,11 +68,11 @@ def read_history(out: Path) -> list[dict]:
     """The per-epoch rows of the run's metrics.csv (numbers as floats), [] for a new run."""
     from alexnet.engine.run_files import read_metrics_rows
 
-    return read_metrics_rows(out / "metrics.csv")
+    return read_metrics_rows(out / layout.METRICS)
 
 
 def final_results(out: Path) -> dict:
-    return json.loads((out / "final.json").read_text())
+    return json.loads((out / layout.FINAL).read_text())
 
 
 def mean_and_spread(values: list[float]) -> dict:

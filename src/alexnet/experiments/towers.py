@@ -42,6 +42,7 @@ import numpy as np
 
 from alexnet import console
 from alexnet.analysis import tower_gap
+from alexnet.engine import run_layout as layout
 from alexnet.errors import UserError
 from alexnet.experiments.common import (
     command_line,
@@ -95,12 +96,12 @@ def final_scores(run: Path) -> list[float]:
 
     from alexnet.analysis.filters import colour_specificity
 
-    weight = load_file(run / "last.safetensors")["features.conv1.weight"]
+    weight = load_file(run / layout.LAST_WEIGHTS)["features.conv1.weight"]
     return [round(float(v), 5) for v in colour_specificity(weight)]
 
 
 def finished(run: Path, epochs: int) -> bool:
-    path = run / "final.json"
+    path = run / layout.FINAL
     return path.is_file() and json.loads(path.read_text()).get("epochs") == epochs
 
 

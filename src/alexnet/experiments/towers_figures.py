@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from alexnet.analysis.plots import _pyplot, mosaic, save_figure
+from alexnet.engine import run_layout as layout
 
 COLUMNS = 8
 LABEL_ROWS = 3       # white pixel rows under each tile, for its score
@@ -39,7 +40,7 @@ def plot_kernels(results: dict, path: Path) -> Path:
 
     plt = _pyplot()
     run = typical_run(results["arms"]["split"]["runs"])
-    weight = load_file(Path(run["run"]) / "last.safetensors")["features.conv1.weight"].float()
+    weight = load_file(Path(run["run"]) / layout.LAST_WEIGHTS)["features.conv1.weight"].float()
     fig, axes = plt.subplots(1, 2, figsize=(9, 4.4))
     for ax, name, kernels in zip(axes, "ab", weight.chunk(2), strict=True):
         tiles = kernel_tiles(kernels).numpy()
