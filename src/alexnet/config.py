@@ -97,7 +97,7 @@ class Config:
             raise UserError(f"model_parallel must be 1 or 2 (the network has two towers), "
                             f"got {self.model_parallel}")
         if self.model_parallel == 2:
-            from alexnet.models.towers import check_splittable
+            from alexnet.models.towers import check_splittable  # torch: see _check_model_options
 
             check_splittable(self.model, self.model_options)
         if self.cutout > self.crop:
@@ -160,6 +160,8 @@ def _check_types(config: Config) -> None:
 
 def _check_model_options(config: Config) -> None:
     """Every model option is one the model has, of its default's type."""
+    # Here, not at the top: `alexnet --help` imports the config (the recipes list), and the
+    # models import torch (a second and more); only checking a config needs them.
     from alexnet.models import model_spec
 
     valid_options = model_spec(config.model).options()
@@ -288,7 +290,7 @@ def apply_overrides(config: Config, overrides: list[str]) -> Config:
             raise UserError(f"unknown setting {key!r}{did_you_mean(key, valid)}; valid "
                             f"settings: {', '.join(valid)}, model.<option>")
     if changes.get("model", config.model) != config.model:
-        from alexnet.models import model_spec
+        from alexnet.models import model_spec  # torch: see _check_model_options
 
         # Another network: the recipe's options and crop were for the old one (the options
         # these overrides name are the user's, for the new one, and stay).

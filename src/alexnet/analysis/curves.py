@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from alexnet.engine import run_layout as layout
+from alexnet.engine.run_files import read_metrics_rows
 from alexnet.errors import UserError
 
 
@@ -31,8 +32,6 @@ def metrics_path(run_dir: str | os.PathLike) -> Path:
 
 def read_metrics(path: str | os.PathLike) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """(epochs [R], {column: values [R]}) for the numeric columns of a metrics CSV."""
-    from alexnet.engine.run_files import read_metrics_rows
-
     path = Path(path)
     rows = read_metrics_rows(path)
     if not rows:

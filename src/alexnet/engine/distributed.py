@@ -24,6 +24,8 @@ from typing import NamedTuple
 import torch
 import torch.distributed as torch_dist
 
+from alexnet.errors import UserError
+
 
 class Launch(NamedTuple):
     """Where torchrun placed this process: its rank among all and on this machine."""
@@ -79,8 +81,6 @@ class DistInfo:
 def pick_device(name: str | None = "auto", local_rank: int = 0) -> torch.device:
     """The device `name` (auto or None: this rank's GPU when there is one, else the CPU);
     UserError when it is not a device name or is not present on this machine."""
-    from alexnet.errors import UserError
-
     if name in (None, "auto"):
         return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() \
             else torch.device("cpu")
@@ -111,8 +111,6 @@ def setup(device: str = "auto", model_parallel: int = 1) -> DistInfo:
     rank, world_size, local_rank = launched()
     towers = model_parallel if world_size > 1 else 1
     if world_size % towers:
-        from alexnet.errors import UserError
-
         raise UserError(f"model_parallel={model_parallel} runs one tower per process and "
                         f"needs a multiple of {model_parallel} processes, not {world_size}")
     dev = pick_device(device, local_rank)
@@ -197,8 +195,6 @@ def main_rank_first() -> Iterator[None]:
     done). The wait has its own gloo group with a long timeout: preparing ImageNet takes
     hours, longer than the default group's 30 minutes. When rank 0 fails, the others stop
     with one sentence instead of waiting."""
-    from alexnet.errors import UserError
-
     if not (torch_dist.is_initialized() and torch_dist.get_world_size() > 1):
         yield
         return

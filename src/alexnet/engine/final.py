@@ -12,16 +12,15 @@ from alexnet import console
 from alexnet.engine import distributed
 from alexnet.engine import run_layout as layout
 from alexnet.engine.evaluate import error_text, views_name
-from alexnet.engine.inputs import why_none_held_out
+from alexnet.engine.inputs import check_classes, open_test_store, why_none_held_out
 from alexnet.engine.run import Run
+from alexnet.engine.run_files import write_json
 from alexnet.kernels.pointwise import compile_seconds
 
 
 def finish(run: Run) -> dict:
     """The final evaluation, written to final.json and reported; a finished run re-run
     only reports it."""
-    from alexnet.engine.run_files import write_json
-
     path = run.out / layout.FINAL
     if path.is_file():
         summary = json.loads(path.read_text())
@@ -69,8 +68,6 @@ def report_final(run: Run, summary: dict) -> None:
 def official_test_errors(run: Run, views: list[str]) -> dict:
     """Errors on CIFAR-10's official test split when the run trained from CIFAR-10's
     python folder (reported once, at the end; never used to choose anything)."""
-    from alexnet.engine.inputs import check_classes, open_test_store
-
     store = open_test_store(run.config) if run.ddp.is_main else None
     if run.ddp.enabled:   # rank 0 prepares it once, then every rank opens it
         distributed.barrier()

@@ -16,7 +16,9 @@ from alexnet.config import Config, apply_overrides
 from alexnet.engine import checkpoint as ckpt
 from alexnet.engine import distributed
 from alexnet.engine import run_layout as layout
+from alexnet.engine.run_files import read_metrics_rows, read_run_json, resume_command
 from alexnet.errors import UserError
+from alexnet.recipes import resolve_config
 
 # Settings that may change when a run is resumed (they do not change what is computed).
 RESUMABLE_CHANGES = {"epochs", "checkpoint_minutes", "eval_batch_size", "data", "compile",
@@ -41,8 +43,6 @@ def unfinished_runs(recipe: str, root: Path = RUNS) -> list[Path]:
     """The run folders of `recipe` below `root` (the default place of new runs) that hold a
     training state and did not finish, the newest first: stopped (run.json's status), or
     killed (still "running"; or, for runs from before the status, without final.json)."""
-    from alexnet.engine.run_files import read_run_json
-
     found = []
     try:
         folders = [d for d in root.iterdir() if d.name.startswith(f"{recipe}-") and d.is_dir()]
@@ -60,8 +60,6 @@ def unfinished_note(recipe: str, root: Path = RUNS) -> str | None:
     """What to tell a user starting a new run of `recipe` without --out while an unfinished
     one waits (the same command after a Ctrl-C starts afresh): where it is and how to
     resume it."""
-    from alexnet.engine.run_files import read_metrics_rows, read_run_json, resume_command
-
     found = unfinished_runs(recipe, root)
     if not found:
         return None
@@ -83,8 +81,6 @@ def unfinished_note(recipe: str, root: Path = RUNS) -> str | None:
 def run_config(out: Path, recipe: str | None, overrides: list[str]) -> Config:
     """The settings of the run in `out`: those it was started with when it holds one to
     continue, else the `recipe`'s; `overrides` applied on top, validated."""
-    from alexnet.recipes import resolve_config
-
     saved = saved_config(out)
     if saved is None:
         return resolve_config(recipe, overrides)

@@ -21,16 +21,20 @@ from torch import nn
 
 from alexnet.config import Config
 from alexnet.console import info, plural
+from alexnet.data.augment import TrainAugment
+from alexnet.data.loader import StoreLoader
 from alexnet.engine import checkpoint as ckpt
 from alexnet.engine import distributed
 from alexnet.engine import model_parallel as mp
 from alexnet.engine import run_layout as layout
 from alexnet.engine.evaluate import evaluate
 from alexnet.engine.fast_path import amp_dtype, use_channels_last
+from alexnet.engine.inputs import open_data, split_record, split_validation
 from alexnet.engine.optim import build_optimizer, parameter_groups
 from alexnet.engine.schedule import Plateau, Schedule
 from alexnet.errors import UserError
-from alexnet.models import towers
+from alexnet.files import check_free_space, write_refused
+from alexnet.models import build_model, towers
 
 
 class Diverged(UserError):
@@ -141,8 +145,6 @@ class Run:
                 "rng": ckpt.capture_rng(self.generator)}
 
     def weights_extra(self) -> dict:
-        from alexnet.engine.inputs import split_record
-
         last = self.progress.history[-1] if self.progress.history else {}
         return {"recipe": self.config.recipe, "config": self.config.to_dict(),
                 "store": self.store.fingerprint,
@@ -174,8 +176,6 @@ class Run:
                 target = self.out / layout.BEST_WEIGHTS
                 ckpt.save_weights(target, model, **kwargs)
         except OSError as err:     # refused by the system: exit 1, as the CLI's OSErrors
-            from alexnet.files import write_refused
-
             why, remedy = write_refused(err, target)
             raise UserError(f"saving the checkpoint {str(target)!r} failed ({why}); the "
                             f"checkpoints saved before are intact: {remedy} and run the same "
@@ -184,8 +184,6 @@ class Run:
     def check_space(self) -> None:
         """Refuse to start when the run folder cannot hold the next checkpoints: a folder
         where one goes, or too little free space."""
-        from alexnet.files import check_free_space
-
         for name in layout.CHECKPOINTS:
             if (self.out / name).is_dir():
                 raise UserError(f"{str(self.out / name)!r} is a folder, where the run saves "
@@ -267,10 +265,6 @@ def build_run(config: Config, out: Path, ddp: distributed.DistInfo, stop: StopFl
               fresh: bool = True) -> Run:
     """Open the data, build the model, optimiser, schedule, loader and augmentation. A
     `fresh` run (not one continued from its saved state) starts from `init_weights`."""
-    from alexnet.data.augment import TrainAugment
-    from alexnet.data.loader import StoreLoader
-    from alexnet.engine.inputs import open_data, split_validation
-
     with distributed.main_rank_first():     # rank 0 prepares or downloads; the others wait
         store = open_data(config, refresh=ddp.is_main)
     train_idx, val_idx = split_validation(store.labels, config.val_per_class, config.seed)
@@ -311,8 +305,6 @@ def build_run(config: Config, out: Path, ddp: distributed.DistInfo, stop: StopFl
 def _build_model(config: Config, ddp: distributed.DistInfo, classes: int,
                  fresh: bool) -> tuple[nn.Module, bool]:
     """The network on this process's device(s), and whether it is channels_last."""
-    from alexnet.models import build_model
-
     asked = config.model_options.get("num_classes", classes)
     if asked != classes:     # the data decides; a different number would be ignored silently
         raise UserError(f"model.num_classes={asked!r}, but the training data has "

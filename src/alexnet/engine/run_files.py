@@ -19,8 +19,12 @@ from pathlib import Path
 
 import torch
 
+from alexnet import __version__
+from alexnet.console import info
 from alexnet.engine import run_layout as layout
 from alexnet.files import atomic_write_json, atomic_write_text
+from alexnet.kernels import lrn_native
+from alexnet.kernels.choice import kernel_setting, kernels_ran
 
 METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_top1_error", "val_top1_error",
                   "val_top5_error", "images_per_s", "epoch_seconds", "lr_dropped")
@@ -86,8 +90,6 @@ def environment(world_size: int, device: torch.device) -> dict:
     import numpy
     import torchvision
 
-    from alexnet import __version__
-
     here = machine(device)
     env = {
         "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -115,9 +117,6 @@ def environment(world_size: int, device: torch.device) -> dict:
 def kernels_in_use() -> dict:
     """Which kernel forms this process's layers ran (`kernels.choice`), the settings that
     chose them, and how the CPU LRN kernel was built (or why it was not)."""
-    from alexnet.kernels import lrn_native
-    from alexnet.kernels.choice import kernel_setting, kernels_ran
-
     return {"ran": kernels_ran(),
             "settings": {kind: kernel_setting(kind) for kind in ("lrn", "local")},
             "lrn_native_build": lrn_native.build_status()}
@@ -228,8 +227,6 @@ class TensorBoard:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
                 if not _hinted:
-                    from alexnet.console import info
-
                     info(TENSORBOARD_HINT)
                     _hinted = True
                 return

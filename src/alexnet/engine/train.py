@@ -26,12 +26,18 @@ from torch import nn
 
 from alexnet import console
 from alexnet.config import Config
-from alexnet.engine import distributed
+from alexnet.data.threads import threads_for
+from alexnet.engine import distributed, run_files
 from alexnet.engine import run_layout as layout
 from alexnet.engine.final import finish
+from alexnet.engine.inputs import check_classes
+from alexnet.engine.messages import epoch_line, kernels_changed, start_line, stopped
 from alexnet.engine.optim import set_lr
+from alexnet.engine.resume import load_saved_state
 from alexnet.engine.run import Run, StopFlag, build_run
 from alexnet.errors import UserError
+from alexnet.files import output_lock
+from alexnet.kernels.choice import forget_kernels_ran
 
 # Called with the run after every training step: a seam for tests, which slow a run down to
 # interrupt it mid-epoch.
@@ -148,9 +154,6 @@ def note_kernels(run: Run) -> None:
     """After this process's first step: record in run.json which kernels ran, and say so
     when a resumed run runs other kernels than the start before it (its numbers then differ
     slightly from an uninterrupted run's)."""
-    from alexnet.engine import run_files
-    from alexnet.engine.messages import kernels_changed
-
     run.kernels_noted = True
     if not run.ddp.is_main:
         return
@@ -200,8 +203,6 @@ def train(config: Config, out_dir: str | os.PathLike, resume: bool | None = None
     epochs done; its checkpoint, final evaluation and run files say so); a later `train` with
     more epochs continues it.
     """
-    from alexnet.data.threads import threads_for
-
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise UserError(f"the run folder {str(out)!r} is a file; give a folder (new, or "
@@ -212,9 +213,6 @@ def train(config: Config, out_dir: str | os.PathLike, resume: bool | None = None
 
 def _train(config: Config, out: Path, resume: bool | None,
            on_epoch: EpochCallback | None) -> dict:
-    from alexnet.files import output_lock
-    from alexnet.kernels.choice import forget_kernels_ran
-
     forget_kernels_ran()          # run.json records what this run's steps run
     ddp = distributed.setup(config.device, config.model_parallel)
     run = None
@@ -252,8 +250,6 @@ def _train(config: Config, out: Path, resume: bool | None,
 
 def _record_status(run: Run | None, status: str) -> None:
     """run.json's status at the end of this start (rank 0, once the run folder is written)."""
-    from alexnet.engine import run_files
-
     if run is not None and run.ddp.is_main and (run.out / layout.RUN).is_file():
         run_files.record_status(run.out, status, run.progress.epoch, run.config.epochs)
 
@@ -262,11 +258,6 @@ def _start(config: Config, out: Path, ddp: distributed.DistInfo, resume: bool | 
            stop: StopFlag) -> Run:
     """The run, built and restored from its saved state when it continues one; its start
     recorded in the run folder and announced."""
-    from alexnet.engine import run_files
-    from alexnet.engine.inputs import check_classes
-    from alexnet.engine.messages import start_line
-    from alexnet.engine.resume import load_saved_state
-
     saved = load_saved_state(config, out, resume, warn=ddp.is_main)
     configure_backends(config, ddp.device)
     run = build_run(config, out, ddp, stop, fresh=saved is None)
@@ -299,9 +290,6 @@ def _start(config: Config, out: Path, ddp: distributed.DistInfo, resume: bool | 
 
 def _train_epochs(run: Run, on_epoch: EpochCallback | None = None) -> dict | None:
     """Train until the last epoch (None) or a signal (the "stopped" summary)."""
-    from alexnet.engine import run_files
-    from alexnet.engine.messages import epoch_line, stopped
-
     p, ddp = run.progress, run.ddp
     boundary = on_epoch if on_epoch is not None and ddp.is_main else lambda run: None
     if p.global_step == 0:
@@ -342,8 +330,6 @@ def _train_epochs(run: Run, on_epoch: EpochCallback | None = None) -> dict | Non
 def end_here(run: Run) -> None:
     """End the run at the epochs it has done (an `on_epoch` callback asked): from here on it is
     a run of that many epochs, in its state, config.json and final evaluation."""
-    from alexnet.engine import run_files
-
     run.config = replace(run.config, epochs=run.progress.epoch)
     if run.ddp.is_main:
         run_files.write_json(run.out / layout.CONFIG, run.config.to_dict())

@@ -30,7 +30,9 @@ import re
 from pathlib import Path
 
 from alexnet import console
+from alexnet.analysis.plots import plot_curves
 from alexnet.config import CUDA_CONVNET_DECAY
+from alexnet.engine.train import train
 from alexnet.experiments.common import (
     command_line,
     experiment_store,
@@ -90,8 +92,6 @@ def slug(arm: str) -> str:
 
 def run_arm(name: str, arm: str, recipe: str, data: str, out: Path, seeds: int,
             overrides: list[str]) -> dict:
-    from alexnet.engine.train import train
-
     model, options, settings = ARMS[name][arm]
     errors, runs = {"top1": [], "top5": []}, []
     for seed in range(seeds):
@@ -158,8 +158,6 @@ def plot_arms(results: dict, path: Path) -> None:
     """Per epoch, each arm's mean over its seeds: held-out error (centre view) and the
     training loss (what leaves ln(classes), or not, in the init experiment)."""
     import numpy as np
-
-    from alexnet.analysis.plots import plot_curves
 
     series = {}
     for arm, variant in results["variants"].items():

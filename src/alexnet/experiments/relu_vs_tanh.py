@@ -18,6 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from alexnet import console
+from alexnet.analysis.plots import _pyplot, save_figure
 from alexnet.errors import UserError
 from alexnet.experiments.common import (
     command_line,
@@ -110,8 +111,6 @@ def run_relu_vs_tanh(data: str, out: Path, lrs: list[float], sweep_epochs: int,
 
 def plot(results: dict, path: Path) -> Path:
     """Training error against epochs: ReLU solid, tanh dashed, the 25% line dotted."""
-    from alexnet.analysis.plots import _pyplot, save_figure
-
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 4), dpi=120)
     highest = 0.0

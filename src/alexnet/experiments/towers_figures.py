@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from alexnet.analysis.filters import kernel_tiles
 from alexnet.analysis.plots import _pyplot, mosaic, save_figure
 from alexnet.engine import run_layout as layout
 
@@ -35,8 +36,6 @@ def typical_run(runs: list[dict]) -> dict:
 
 def plot_kernels(results: dict, path: Path) -> Path:
     from safetensors.torch import load_file
-
-    from alexnet.analysis.filters import kernel_tiles
 
     plt = _pyplot()
     run = typical_run(results["arms"]["split"]["runs"])
