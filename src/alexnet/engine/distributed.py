@@ -15,6 +15,7 @@ as `distributed` (`from alexnet.engine import distributed`).
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -217,6 +218,22 @@ def main_rank_first() -> Iterator[None]:
 def barrier() -> None:
     if torch_dist.is_initialized() and torch_dist.get_world_size() > 1:
         torch_dist.barrier()
+
+
+@contextlib.contextmanager
+def joined(device: str = "auto", model_parallel: int = 1) -> Iterator[DistInfo]:
+    """`setup()` for the block, `cleanup()` after it. A block that ends normally has let go
+    of what used the group (a network, its DDP reducer, their pending gloo work): it is
+    collected here while the group still exists (freed after it, at exit, it aborted a rank
+    now and then), and the ranks wait for each other before the group goes (tearing gloo
+    down while a peer still works aborts that peer)."""
+    info = setup(device, model_parallel)
+    try:
+        yield info
+        gc.collect()
+        barrier()
+    finally:
+        cleanup(info)
 
 
 def wrap_model(model: torch.nn.Module, info: DistInfo) -> torch.nn.Module:
