@@ -32,7 +32,7 @@ from pathlib import Path
 from alexnet import console
 from alexnet.analysis.plots import plot_curves
 from alexnet.config import CUDA_CONVNET_DECAY
-from alexnet.engine.train import train
+from alexnet.engine import train as engine_train  # train() looked up per call: tests fake it
 from alexnet.experiments.common import (
     command_line,
     experiment_store,
@@ -99,7 +99,7 @@ def run_arm(name: str, arm: str, recipe: str, data: str, out: Path, seeds: int,
         config = make_config(recipe, data, overrides, model=model, seed=seed,
                              model_options={**base.model_options, **options}, **settings)
         run = out / f"{slug(arm)}-seed{seed}"
-        summary = train(config, run)
+        summary = engine_train.train(config, run)
         if summary.get("status") == "stopped":
             raise KeyboardInterrupt
         held_out = final_results(run)["held_out"][config.eval_views]

@@ -16,8 +16,8 @@ from alexnet import console
 from alexnet.config import Config, apply_overrides
 from alexnet.data import ensure_store, prepare_store
 from alexnet.engine import run_layout as layout
+from alexnet.engine import train as engine_train  # train() looked up per call: tests fake it
 from alexnet.engine.run_files import read_metrics_rows
-from alexnet.engine.train import train
 from alexnet.files import atomic_write_json
 from alexnet.recipes import resolve_config
 
@@ -56,7 +56,7 @@ def train_until(config: Config, out: Path, done=lambda history: False) -> list[d
     One `train` call: `done` is its epoch callback, and ends the run where it holds."""
     history = read_history(out)
     if len(history) < config.epochs and not done(history):
-        summary = train(config, out, on_epoch=lambda run: done(run.progress.history))
+        summary = engine_train.train(config, out, on_epoch=lambda run: done(run.progress.history))
         if summary.get("status") == "stopped":
             raise KeyboardInterrupt
         history = read_history(out)
