@@ -62,9 +62,11 @@ def alexnet_torchvision(pretrained=False, **options):
 def _with_preprocessing(model, classes, preprocessing):
     """`model` with what it predicts and how its input is made: `.classes`,
     `.preprocessing` and `.transform` (image -> input tensor, see the module docstring)."""
+    from alexnet.data.views import ImageTransform
+
     model.classes = list(classes)
     model.preprocessing = preprocessing
-    model.transform = preprocessing.transform()
+    model.transform = ImageTransform(preprocessing)
     return model
 
 

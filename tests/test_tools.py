@@ -17,7 +17,7 @@ from alexnet.data.normalization import Preprocessing
 from alexnet.engine.checkpoint import save_weights
 from alexnet.files import file_sha256
 from alexnet.models import build_model
-from helpers.images import class_folders, save
+from helpers.images import image_folder, save
 from helpers.paths import REPO
 
 
@@ -75,7 +75,7 @@ def test_a_failed_copy_leaves_the_shipped_model_as_it_was(ship_model, tmp_path, 
 
 def test_degraded_copies_keep_every_name_and_change_only_what_they_say(tmp_path):
     degrade = load_tool("degrade_images")
-    src = class_folders(tmp_path / "src", per_class=2)
+    src = image_folder(tmp_path / "src", per_class=2)
     # colour that changes from pixel to pixel, which halving its resolution must blur
     save(src / "ant" / "noise.jpg",
          np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8))

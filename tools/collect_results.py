@@ -13,7 +13,9 @@ import shutil
 import sys
 from pathlib import Path
 
-RUN_FILES = ("config.json", "run.json", "metrics.csv", "final.json")
+from alexnet.engine import run_layout as layout
+
+RUN_FILES = (layout.CONFIG, layout.RUN, layout.METRICS, layout.FINAL)
 
 
 def collect(source: Path, target: Path) -> list[Path]:
@@ -21,7 +23,7 @@ def collect(source: Path, target: Path) -> list[Path]:
     target.mkdir(parents=True, exist_ok=True)
     for path in sorted([*source.glob("*.json"), *source.glob("*.png")]):
         copied.append(Path(shutil.copy2(path, target / path.name)))
-    for run in sorted(p for p in source.iterdir() if (p / "config.json").is_file()):
+    for run in sorted(p for p in source.iterdir() if (p / layout.CONFIG).is_file()):
         (target / run.name).mkdir(exist_ok=True)
         for name in RUN_FILES:
             if (run / name).is_file():

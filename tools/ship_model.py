@@ -16,6 +16,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from alexnet.engine import run_layout as layout
 from alexnet.files import atomic_path, atomic_write_json, file_sha256
 
 PRETRAINED = Path(__file__).resolve().parents[1] / "src" / "alexnet" / "pretrained"
@@ -24,10 +25,10 @@ PRETRAINED = Path(__file__).resolve().parents[1] / "src" / "alexnet" / "pretrain
 def model_card(run: Path, name: str, digest: str) -> dict:
     from alexnet.engine.checkpoint import load_model
 
-    final = json.loads((run / "final.json").read_text())
-    starts = json.loads((run / "run.json").read_text())["starts"]
+    final = json.loads((run / layout.FINAL).read_text())
+    starts = json.loads((run / layout.RUN).read_text())["starts"]
     first = starts[0]
-    loaded = load_model(run / "last.safetensors")
+    loaded = load_model(run / layout.LAST_WEIGHTS)
     return {
         "name": name,
         "model": loaded.name,
@@ -60,7 +61,7 @@ def main(run_dir: str, name: str, note: str | None = None) -> None:
     PRETRAINED.mkdir(exist_ok=True)
     target = PRETRAINED / f"{name}.safetensors"
     with atomic_path(target) as tmp:    # like every file the project writes
-        shutil.copyfile(run / "last.safetensors", tmp)
+        shutil.copyfile(run / layout.LAST_WEIGHTS, tmp)
     card = model_card(run, name, file_sha256(target))
     if note:    # what the card's fields do not say (how the run relates to the recipes)
         card = {"name": card.pop("name"), "note": note, **card}

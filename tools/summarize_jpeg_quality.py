@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from alexnet.engine import run_layout as layout
+
 root = Path("docs/results/jpeg-quality")
 # JPEG quantiser step as a multiple of the standard tables (libjpeg: quality q >= 50 scales
 # them by (200 - 2q) / 100, below 50 by 50 / q)
@@ -19,7 +21,7 @@ arms = {"q75": 0.5, "q50": 1.0, "q25": 2.0, "chroma": 0.5}
 runs, means = {}, {}
 for arm in arms:
     for seed, suffix in ((0, ""), (1, "-seed1")):
-        held = json.loads((root / f"{arm}{suffix}" / "final.json").read_text())["held_out"]
+        held = json.loads((root / f"{arm}{suffix}" / layout.FINAL).read_text())["held_out"]
         runs[f"{arm}{suffix}"] = {"seed": seed, **{v: round(100 * held[v]["top1_error"], 2)
                                                    for v in ("ten", "center")}}
     means[arm] = {v: round(sum(runs[k][v] for k in runs if k.split("-")[0] == arm) / 2, 3)

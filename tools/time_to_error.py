@@ -16,15 +16,17 @@ from pathlib import Path
 
 import numpy as np
 
+from alexnet.engine import run_layout as layout
+
 
 def time_to_error(run: Path, target: float) -> dict:
     from alexnet.analysis.curves import read_metrics
 
-    epochs, series = read_metrics(run / "metrics.csv")
+    epochs, series = read_metrics(run / layout.METRICS)
     minutes = np.cumsum(series["epoch_seconds"]) / 60
     errors = series["val_top1_error"]
     reached = np.flatnonzero(errors <= target)
-    final = json.loads((run / "final.json").read_text())
+    final = json.loads((run / layout.FINAL).read_text())
     return {"run": str(run), "target": target,
             "minutes": [round(float(m), 3) for m in minutes],
             "center_error": [float(e) for e in errors],

@@ -1,30 +1,42 @@
 """A training run's settings: one frozen dataclass, its checks and `key=value` overrides.
 
 Every field can be overridden from the command line (`epochs=2 lr=0.01`), model options with
-`model.<option>=value` (`model.lrn=false`). The named recipes are in `recipes.py`.
+`model.<option>=value` (`model.lrn=false`). The defaults are the default recipe, `cifar10`;
+the other named recipes (`recipes.py`) are their differences from it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import types
 import typing
 from dataclasses import dataclass, field
 
-from alexnet.choices import AMP_MODES, NORMALIZATIONS, OPTIMIZERS, SCHEDULES, VIEWS
+from alexnet.choices import AMP_MODES, MAX_SIZE, NORMALIZATIONS, OPTIMIZERS, SCHEDULES, VIEWS
 from alexnet.errors import UserError, did_you_mean, one_of
+
+# The weight decay (`wc`) of each layer in cuda-convnet's layer-params files for its CIFAR-10
+# nets: none on the convolutions, 0.004 on the locally connected layers, and on fc10 0.01
+# (11% file) or 0.004 (13% file).
+CUDA_CONVNET_DECAY = {
+    "cifar-conv-local": ("features.conv=0", "features.local=0.004", "classifier=0.01"),
+    "cifar-conv-local-13pct": ("features.conv=0", "features.local=0.004",
+                               "classifier=0.004"),
+}
 
 
 @dataclass(frozen=True)
 class Config:
-    """Everything that decides a training run (the data path and output folder included)."""
+    """Everything that decides a training run (the data path and output folder included).
+    The defaults are the `cifar10` recipe (its description is in `recipes.py`)."""
 
     recipe: str = "cifar10"
     # network
     model: str = "cifar-conv-local"
-    model_options: dict = field(default_factory=dict)
+    model_options: dict = field(default_factory=lambda: {"init": "cuda-convnet"})
     init_weights: str | None = None  # weights file, run folder or shipped model to start from
     # data
     data: str | None = None          # prepared store or image folder; None: recipe's default
@@ -35,14 +47,15 @@ class Config:
     epochs: int = 2
     batch_size: int = 128            # global: split evenly across distributed ranks
     optimizer: str = "paper"         # "paper": lr inside the velocity; "sgd": torch.optim.SGD
-    lr: float = 0.01
+    lr: float = 3e-3
     momentum: float = 0.9
-    weight_decay: float = 5e-4
-    bias_lr_mult: float = 1.0
-    bias_weight_decay: float | None = None      # None: same as weight_decay
-    layer_decay: tuple[str, ...] = ()  # "prefix=decay": weights named prefix* get that decay
+    weight_decay: float = 4e-3
+    bias_lr_mult: float = 2.0
+    bias_weight_decay: float | None = 0.0       # None: same as weight_decay
+    # "prefix=decay": weights named prefix* get that decay (`layer_decay_map`)
+    layer_decay: tuple[str, ...] = CUDA_CONVNET_DECAY["cifar-conv-local"]
     schedule: str = "cosine"         # constant | step | multistep | cosine | plateau
-    warmup_epochs: float = 0.0
+    warmup_epochs: float = 0.5
     step_size: int = 30
     milestones: tuple[int, ...] = ()
     gamma: float = 0.1
@@ -54,7 +67,7 @@ class Config:
     lighting_std: float = 0.0        # the paper's PCA colour noise: 0.1
     cutout: int = 0                  # side of a square zeroed in each crop (0: none; not in the paper)
     label_smoothing: float = 0.0     # mass spread evenly over all classes (not in the paper)
-    normalize: str = "mean-image-std"
+    normalize: str = "mean-image"
     eval_views: str = "ten"          # the final evaluation; per-epoch validation is centre-only
     eval_batch_size: int = 500
     # execution
@@ -84,7 +97,7 @@ class Config:
             raise UserError(f"model_parallel must be 1 or 2 (the network has two towers), "
                             f"got {self.model_parallel}")
         if self.model_parallel == 2:
-            from alexnet.models.towers import check_splittable
+            from alexnet.models.towers import check_splittable  # torch: see _check_model_options
 
             check_splittable(self.model, self.model_options)
         if self.cutout > self.crop:
@@ -95,19 +108,15 @@ class Config:
         return self
 
     def layer_decay_map(self) -> dict[str, float]:
-        """`layer_decay` as {parameter-name prefix: weight decay}."""
-        decays = {}
-        for item in self.layer_decay:
-            prefix, _, text = item.partition("=")
-            try:
-                decay = float(text)
-            except ValueError:
-                decay = math.nan
-            if not prefix.strip() or not decay >= 0:   # also refuses nan
-                raise UserError(f"layer_decay entry {item!r} is not of the form "
-                                f"prefix=decay with a decay >= 0 (e.g. classifier=0.01)")
-            decays[prefix.strip()] = decay
-        return decays
+        """`layer_decay` as {parameter-name prefix: weight decay} (a copy: the parsed entries
+        are kept, so `validate` and the optimiser read one parse)."""
+        return dict(self._layer_decays)
+
+    @functools.cached_property
+    def _layer_decays(self) -> dict[str, float]:
+        # Kept in the instance's __dict__, outside the fields: equality, to_dict and
+        # dataclasses.replace (which builds a new instance) never see it.
+        return parse_layer_decay(self.layer_decay)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -122,6 +131,23 @@ class Config:
         return cls(**kept)
 
 
+def parse_layer_decay(entries: tuple[str, ...]) -> dict[str, float]:
+    """`prefix=decay` entries as {prefix: decay}; UserError naming the first that is not of
+    that form with a decay >= 0."""
+    decays = {}
+    for item in entries:
+        prefix, _, text = item.partition("=")
+        try:
+            decay = float(text)
+        except ValueError:
+            decay = math.nan
+        if not prefix.strip() or not decay >= 0:   # also refuses nan
+            raise UserError(f"layer_decay entry {item!r} is not of the form "
+                            f"prefix=decay with a decay >= 0 (e.g. classifier=0.01)")
+        decays[prefix.strip()] = decay
+    return decays
+
+
 def _check_types(config: Config) -> None:
     """Every field holds its declared type (a config read back from a file may not)."""
     hints = typing.get_type_hints(Config)
@@ -134,6 +160,8 @@ def _check_types(config: Config) -> None:
 
 def _check_model_options(config: Config) -> None:
     """Every model option is one the model has, of its default's type."""
+    # Here, not at the top: `alexnet --help` imports the config (the recipes list), and the
+    # models import torch (a second and more); only checking a config needs them.
     from alexnet.models import model_spec
 
     valid_options = model_spec(config.model).options()
@@ -150,8 +178,6 @@ def _check_model_options(config: Config) -> None:
 
 
 def _check_whole_numbers(config: Config) -> None:
-    from alexnet.data.store import MAX_SIZE
-
     for name, low, high in [("epochs", 1, 100_000), ("batch_size", 1, 2 ** 31 - 1),
                             ("eval_batch_size", 1, 2 ** 31 - 1), ("crop", 1, MAX_SIZE),
                             ("cutout", 0, MAX_SIZE),
@@ -264,7 +290,7 @@ def apply_overrides(config: Config, overrides: list[str]) -> Config:
             raise UserError(f"unknown setting {key!r}{did_you_mean(key, valid)}; valid "
                             f"settings: {', '.join(valid)}, model.<option>")
     if changes.get("model", config.model) != config.model:
-        from alexnet.models import model_spec
+        from alexnet.models import model_spec  # torch: see _check_model_options
 
         # Another network: the recipe's options and crop were for the old one (the options
         # these overrides name are the user's, for the new one, and stay).

@@ -25,6 +25,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from alexnet.errors import UserError
+
 
 def cache_root() -> Path:
     """The user cache for downloads, prepared stores, features and compiled kernels:
@@ -152,8 +154,6 @@ def _locked(lock: Path, path: Path, what: str) -> Iterator[None]:
     """output_lock's body: the lock file at `lock`, held while the caller's block runs."""
     import fcntl
 
-    from alexnet.errors import UserError
-
     while True:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -184,8 +184,6 @@ def _locked(lock: Path, path: Path, what: str) -> Iterator[None]:
 def check_free_space(folder: str | os.PathLike, needed: int, what: str) -> None:
     """UserError when the file system of `folder` (or its nearest existing parent) has less
     than `needed` bytes free for `what`."""
-    from alexnet.errors import UserError
-
     folder = Path(folder).absolute()
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
@@ -232,8 +230,6 @@ MAX_NAME_BYTES = 255     # one file or folder name, on every common Linux/macOS 
 def output_path(path: str | os.PathLike, what: str) -> Path:
     """`path` as an output location, or UserError in one sentence naming it: empty, a name
     longer than the file system allows, or a path to something that cannot hold it."""
-    from alexnet.errors import UserError
-
     text = os.fspath(path)
     if not str(text).strip():
         raise UserError(f"{what} is empty; give a file or folder name")
@@ -248,8 +244,6 @@ def output_path(path: str | os.PathLike, what: str) -> Path:
 
 def output_file(path: str | os.PathLike, what: str) -> Path:
     """`output_path` for a file to write: a folder there is refused, not replaced."""
-    from alexnet.errors import UserError
-
     path = output_path(path, what)
     if path.is_dir():
         raise UserError(f"{what} {str(path)!r} is a folder; give the name of the file to write")

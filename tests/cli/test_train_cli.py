@@ -13,13 +13,9 @@ from alexnet.cli import main
 from alexnet.data import open_store
 from alexnet.engine.checkpoint import load_training_state, save_weights
 from alexnet.models import build_model
+from helpers.images import image_folder
+from helpers.messages import one_error_line
 from helpers.runs import alexnet_env, run_alexnet
-
-
-def one_error_line(capsys) -> str:
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("alexnet: error: ") and "\n" not in err and "Traceback" not in err
-    return err
 
 
 def make_checkpoint(path: Path, classes: list[str], store_path: Path, seed: int = 0,
@@ -195,11 +191,9 @@ def test_a_new_run_without_out_names_the_unfinished_one(tiny_store, tmp_path, ca
 def test_eval_refuses_a_folder_of_other_classes_before_preparing_it(tmp_path, capsys,
                                                                    monkeypatch):
     from helpers.attack import checkpoint
-    from helpers.runs import make_image_folder
-
     monkeypatch.setenv("ALEXNET_CACHE", str(tmp_path / "cache"))
     ckpt = checkpoint(tmp_path / "c.safetensors")                 # classes a, b, c
-    folder = make_image_folder(tmp_path / "images", classes=4, per_class=2)
+    folder = image_folder(tmp_path / "images", 2, 4, real=True)
     for args in (["eval", str(ckpt)], ["ensemble", str(ckpt), str(ckpt)]):
         assert main([*args, "--data", str(folder)]) == 2
         err = capsys.readouterr().err

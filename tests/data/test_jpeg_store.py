@@ -14,12 +14,12 @@ from alexnet.data import open_store, prepare_store
 from alexnet.data.jpeg import decode_batch
 from alexnet.data.loader import StoreLoader
 from alexnet.errors import UserError
-from helpers.images import class_folders
+from helpers.images import image_folder
 from helpers.interrupt import interrupt_prepare
 
 
 def _folder(root: Path, per_class: int = 5, bad: bool = False) -> Path:
-    return class_folders(root, per_class, bad=bad)
+    return image_folder(root, per_class, bad=bad)
 
 
 def _pair(tmp_path, quality=95, **kwargs):

@@ -13,12 +13,12 @@ from alexnet.cli import main
 from alexnet.data import ensure_store, open_store, prepare_store
 from alexnet.data.prepare import SourceOptions
 from alexnet.errors import UserError
-from helpers.images import class_folders, gradient, reference, save
+from helpers.images import gradient, image_folder, reference, save
 from helpers.interrupt import interrupt_prepare
 
 
 def _folder(root: Path, per_class: int = 6, bad: bool = False) -> Path:
-    return class_folders(root, per_class, ".jpg", bad=bad, grey=bad)
+    return image_folder(root, per_class, suffix=".jpg", bad=bad, grey=bad)
 
 
 def test_store_holds_the_reference_pixels_labels_and_stats(tmp_path):

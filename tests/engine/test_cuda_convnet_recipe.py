@@ -42,12 +42,12 @@ def test_the_13pct_recipe_decays_fc10_as_its_own_file_says():
 
 
 def test_held_out_images_join_training_from_fold_in_epoch(tiny_store, tmp_path):
-    from alexnet.engine import distributed as dist
+    from alexnet.engine import distributed
     from alexnet.engine.run import StopFlag, build_run
 
     config = resolve_config("cifar10-11pct", ["epochs=2", "fold_in_epoch=1", *TINY,
                                               f"data={tiny_store}"])
-    run = build_run(config, tmp_path / "built", dist.DistInfo(), StopFlag())
+    run = build_run(config, tmp_path / "built", distributed.DistInfo(), StopFlag())
     assert not run.folded(0) and run.folded(1)
     assert np.array_equal(run.loader(0).indices, run.train_idx)
     assert np.array_equal(run.loader(1).indices, np.arange(len(run.store)))

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from helpers.runs import alexnet_env, make_image_folder, run_alexnet
+from helpers.images import image_folder
+from helpers.runs import alexnet_env, run_alexnet, torchrun
 
 pytestmark = pytest.mark.numerics
 
@@ -29,10 +28,8 @@ def test_two_gloo_processes_match_one_process(tiny_store, tmp_path):
     single = run_alexnet(["train", "--data", str(tiny_store), "--out", str(tmp_path / "one"),
                           *SETTINGS], env)
     assert single.returncode == 0, single.stderr
-    double = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "-m", "alexnet", "train", "--data", str(tiny_store), "--out", str(tmp_path / "two"),
-         *SETTINGS], env=env, capture_output=True, text=True, timeout=180)
+    double = torchrun(2, ["-m", "alexnet", "train", "--data", str(tiny_store), "--out",
+                          str(tmp_path / "two"), *SETTINGS], env, timeout=180)
     assert double.returncode == 0, double.stderr
     assert double.stderr.count("epoch 2/2: train loss") == 1          # only rank 0 logs
     one, two = load_file(tmp_path / "one" / "last.safetensors"), \
@@ -50,13 +47,11 @@ def test_two_gloo_processes_match_one_process(tiny_store, tmp_path):
 def test_torchrun_on_an_image_folder_prepares_it_once(tmp_path):
     """The README's `torchrun --nproc_per_node=2 -m alexnet train --data FOLDER` on a fresh
     cache: rank 0 prepares the folder, rank 1 waits for it, then both train."""
-    images = make_image_folder(tmp_path / "images", classes=4, per_class=20)
+    images = image_folder(tmp_path / "images", 20, 4, real=True)
     env = alexnet_env(tmp_path)
-    done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "-m", "alexnet", "train", "--data", str(images), "--out", str(tmp_path / "run"),
-         "model=cifar-4layer", "epochs=1", "batch_size=16", "val_per_class=2",
-         "eval_views=center"], env=env, capture_output=True, text=True, timeout=300)
+    done = torchrun(2, ["-m", "alexnet", "train", "--data", str(images), "--out",
+                        str(tmp_path / "run"), "model=cifar-4layer", "epochs=1", "batch_size=16",
+                        "val_per_class=2", "eval_views=center"], env)
     assert done.returncode == 0, done.stderr
     assert done.stderr.count("preparing") == 1 and "Traceback" not in done.stderr
     stores = sorted(p.name for p in (tmp_path / "cache" / "stores").iterdir())
@@ -75,17 +70,17 @@ def initial_weights() -> dict[str, torch.Tensor]:
 def test_cleanup_leaves_a_process_group_the_caller_created(monkeypatch):
     import torch.distributed as torch_dist
 
-    from alexnet.engine import distributed as dist
+    from alexnet.engine import distributed
 
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(name, raising=False)
     torch_dist.init_process_group("gloo", store=torch_dist.HashStore(), rank=0, world_size=1)
     try:
-        info = dist.setup("cpu")              # the caller's group is joined, not created
+        info = distributed.setup("cpu")              # the caller's group is joined, not created
         assert not info.owns_group
-        dist.cleanup(info)
+        distributed.cleanup(info)
         assert torch_dist.is_initialized()
-        dist.cleanup(dist.DistInfo(owns_group=True))   # what setup created, it ends
+        distributed.cleanup(distributed.DistInfo(owns_group=True))   # what setup created, it ends
         assert not torch_dist.is_initialized()
     finally:
         if torch_dist.is_initialized():
@@ -108,11 +103,10 @@ sys.exit(main(sys.argv[1:]))
 def test_a_peer_killed_mid_run_is_one_sentence_on_rank_0(tiny_store, tmp_path):
     script = tmp_path / "dies.py"
     script.write_text(DIES)
-    done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         str(script), "train", "--data", str(tiny_store), "--out", str(tmp_path / "run"),
-         "model=cifar-4layer", "epochs=1", "batch_size=16", "val_per_class=4",
-         "threads=1"], env=alexnet_env(tmp_path), capture_output=True, text=True, timeout=180)
+    done = torchrun(2, [str(script), "train", "--data", str(tiny_store), "--out",
+                        str(tmp_path / "run"), "model=cifar-4layer", "epochs=1",
+                        "batch_size=16", "val_per_class=4", "threads=1"],
+                    alexnet_env(tmp_path), timeout=180)
     assert done.returncode != 0
     assert "[rank0]: Traceback" not in done.stderr, done.stderr
     ours = [line for line in done.stderr.splitlines() if line.startswith("alexnet: error: ")]

@@ -1,11 +1,15 @@
 """`train(..., on_epoch=f)`: f sees the initial weights and every finished epoch, once each,
-and a resumed run does not repeat the boundaries it had passed."""
+a resumed run does not repeat the boundaries it had passed, and f returning True ends the
+run at that epoch."""
 
 from __future__ import annotations
+
+import json
 
 import torch
 from safetensors.torch import load_file
 
+from alexnet.engine.run_files import read_metrics_rows
 from alexnet.engine.train import train
 from alexnet.recipes import resolve_config
 
@@ -38,3 +42,24 @@ def test_on_epoch_sees_the_initial_weights_and_each_epoch(tiny_store, tmp_path):
     train(resolve_config("cifar10", [*SETTINGS, f"data={tiny_store}", "epochs=3"]), out,
           on_epoch=recorder(again))
     assert again == []
+
+
+def test_on_epoch_returning_true_ends_the_run_there(tiny_store, tmp_path):
+    """An experiment's stopping rule: the run ends as a run of the epochs done (its state,
+    config.json, run.json and final.json say so); a later call with more epochs continues."""
+    out, calls = tmp_path / "run", []
+
+    def stop_after_one(run) -> bool:
+        calls.append(run.progress.epoch)
+        return run.progress.epoch == 1
+
+    summary = train(resolve_config("cifar10", [*SETTINGS, f"data={tiny_store}", "epochs=3"]),
+                    out, on_epoch=stop_after_one)
+    assert calls == [0, 1] and summary["status"] == "finished" and summary["epochs"] == 1
+    for name in ("config.json", "final.json", "run.json"):
+        assert json.loads((out / name).read_text())["epochs"] == 1, name
+    assert len(read_metrics_rows(out / "metrics.csv")) == 1
+    more = []
+    train(resolve_config("cifar10", [*SETTINGS, f"data={tiny_store}", "epochs=2"]), out,
+          on_epoch=recorder(more))
+    assert [(epoch, rows) for epoch, rows, _ in more] == [(2, 2)]

@@ -18,16 +18,8 @@ from alexnet.data.cache import ensure_store
 from alexnet.engine.checkpoint import load_model
 from alexnet.engine.inputs import held_out_count, held_out_indices, split_validation
 from alexnet.errors import UserError
-from helpers.runs import make_image_folder
-
-
-def one_error_line(capsys) -> str:
-    """The error: one line, the last (progress lines of preparing a store may come first)."""
-    err = capsys.readouterr().err.strip()
-    assert "Traceback" not in err
-    last = err.splitlines()[-1]
-    assert last.startswith("alexnet: error: ")
-    return last
+from helpers.images import image_folder
+from helpers.messages import one_error_line
 
 
 def test_the_split_holds_out_at_most_a_tenth_and_never_a_whole_class():
@@ -55,7 +47,7 @@ def small_run(tmp_path_factory):
     os.environ["ALEXNET_CACHE"] = str(root / "cache")
     old_mask = os.umask(0o022)
     try:
-        folder = make_image_folder(root / "images", classes=4, per_class=30)
+        folder = image_folder(root / "images", 30, 4, real=True)
         err = io.StringIO()
         with contextlib.redirect_stderr(err):
             code = main(["train", "--data", str(folder), "--out", str(root / "run"), "epochs=1"])
@@ -124,7 +116,7 @@ def test_eval_held_out_on_another_store_is_refused(small_run, tmp_path, capsys, 
             (subset / folder.name / image.name).symlink_to(image.resolve())
     assert main(["eval", str(small_run["run"]), "--data", str(subset), "--split",
                  "held-out"]) == 2
-    err = one_error_line(capsys)
+    err = one_error_line(capsys, after_progress=True)
     assert "--split held-out refused: the checkpoint was trained on another store " \
            "(120 images" in err and "(80 images" in err and "use --split all" in err
     assert main(["eval", str(small_run["run"]), "--data", str(subset), "--json"]) == 0
@@ -138,9 +130,9 @@ def test_older_checkpoints_are_checked_by_their_mean_image(tmp_path, capsys):
     from alexnet.models import build_model
 
     store_a, store_b = tmp_path / "a", tmp_path / "b"
-    prepare_store(make_image_folder(tmp_path / "ia", 2, 20), store_a, size=32, workers=1,
+    prepare_store(image_folder(tmp_path / "ia", 20, 2, real=True), store_a, size=32, workers=1,
                   progress=False)
-    prepare_store(make_image_folder(tmp_path / "ib", 2, 12), store_b, size=32, workers=1,
+    prepare_store(image_folder(tmp_path / "ib", 12, 2, real=True), store_b, size=32, workers=1,
                   progress=False)   # the first 12 of each class: another mean image
     a = open_store(store_a)
     ckpt = tmp_path / "old.safetensors"
@@ -151,7 +143,7 @@ def test_older_checkpoints_are_checked_by_their_mean_image(tmp_path, capsys):
                  "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["images"] == 2 * 3   # the old rule: 3 of 20
     assert main(["eval", str(ckpt), "--data", str(store_b), "--split", "held-out"]) == 2
-    assert "mean image of the store" in one_error_line(capsys)
+    assert "mean image of the store" in one_error_line(capsys, after_progress=True)
 
 
 def test_eval_held_out_says_when_the_run_trained_on_those_images_too(small_run, capsys,
@@ -254,4 +246,4 @@ def test_ensemble_held_out_needs_images_every_member_held_out(small_run, capsys,
     assert main(["ensemble", str(small_run["run"]), str(other), "--data",
                  str(small_run["folder"]), "--split", "held-out"]) == 2
     assert "was held out by every member (their runs drew different splits" in \
-        one_error_line(capsys)
+        one_error_line(capsys, after_progress=True)

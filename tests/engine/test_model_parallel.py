@@ -4,16 +4,15 @@ with them (2 ranks = one pair, 4 ranks = two pairs) ends where one device ends."
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from helpers.images import image_folder
 from helpers.paths import REPO
-from helpers.runs import alexnet_env, make_image_folder, run_alexnet
+from helpers.runs import alexnet_env, run_alexnet, torchrun
 
 pytestmark = pytest.mark.numerics
 
@@ -31,12 +30,6 @@ SETTINGS = ["--recipe", "imagenet-paper", "data_size=224", "flip=false", "lighti
 # AMX Xeon (the largest share), and other CPUs order their sums differently again.
 MOVEMENT_SHARE = 0.25
 EXACT = 1e-10         # the float64 comparison of split_check.py (why: test_towers.py)
-
-
-def torchrun(ranks: int, args: list[str], env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                           f"--nproc_per_node={ranks}", *args], env=env, capture_output=True,
-                          text=True, timeout=300)
 
 
 def test_split_over_two_gloo_ranks_equals_one_device(tmp_path):
@@ -62,7 +55,7 @@ def store224(tmp_path_factory) -> Path:
     from alexnet.data import prepare_store
 
     root = tmp_path_factory.mktemp("store224")
-    make_image_folder(root / "images", classes=4, per_class=10)   # a tenth held out: 1 each
+    image_folder(root / "images", 10, 4, real=True)   # a tenth held out: 1 each
     prepare_store(root / "images", root / "store", size=224, workers=1, progress=False)
     return root / "store"
 
@@ -126,9 +119,9 @@ def test_two_pairs_of_towers_match_one_device(store224, one_device, tmp_path):
 
 
 def test_odd_number_of_ranks_is_refused(monkeypatch):
-    from alexnet.engine import distributed as dist
+    from alexnet.engine import distributed
     from alexnet.errors import UserError
 
     monkeypatch.setenv("WORLD_SIZE", "3")
     with pytest.raises(UserError, match="needs a multiple of 2 processes, not 3"):
-        dist.setup("cpu", model_parallel=2)
+        distributed.setup("cpu", model_parallel=2)

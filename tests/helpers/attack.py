@@ -15,23 +15,6 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from helpers.images import class_folders
-
-
-def image_folder(root: Path, per_class: int = 3, side: int = 20) -> Path:
-    """root/ant, bee, cow, each with `per_class` small PNGs."""
-    return class_folders(root, per_class, side=(side, side), step=(1, 1))
-
-
-def one_error_line(capsys, after_progress: bool = False) -> str:
-    """The single `alexnet: error: ...` line a refused command prints, and nothing else
-    (after_progress: the last line, after the progress lines of work already done)."""
-    err = capsys.readouterr().err.strip()
-    assert "Traceback" not in err, err
-    last = err.splitlines()[-1] if after_progress else err
-    assert last.startswith("alexnet: error: ") and "\n" not in last, err
-    return last
-
 
 def checkpoint(path: Path, tensors: dict | None = None, **metadata: str) -> Path:
     """A valid cifar-4layer checkpoint (3 classes, 32x32), then its metadata entries replaced

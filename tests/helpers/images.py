@@ -1,13 +1,17 @@
-"""Small generated image files for the data tests (awkward modes, broken files)."""
+"""Small image files and folders for the tests: generated ones (awkward modes, broken files)
+and ImageFolder trees (`image_folder`)."""
 
 from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from helpers.paths import CIFAR10_TRAIN
 
 
 def gradient(w: int, h: int, seed: int = 0) -> np.ndarray:
@@ -66,13 +70,21 @@ def reference(path: Path, size: int) -> np.ndarray:
 CLASSES = ("ant", "bee", "cow")
 
 
-def class_folders(root: Path, per_class: int = 5, suffix: str = ".png", bad: bool = False,
-                  grey: bool = False, side: tuple[int, int] = (40, 30),
-                  step: tuple[int, int] = (7, 5)) -> Path:
-    """An ImageFolder tree root/ant, bee, cow of `per_class` gradients each, image i of class
-    c (side + step * (i, c)) pixels; `bad` adds an empty file and a decompression bomb's
-    header, `grey` a greyscale image."""
-    for c, cls in enumerate(CLASSES):
+def image_folder(root: Path, per_class: int = 5, classes: int | Sequence[str] = CLASSES, *,
+                 real: bool = False, suffix: str = ".png", bad: bool = False,
+                 grey: bool = False, side: tuple[int, int] = (40, 30),
+                 step: tuple[int, int] = (7, 5), seed: int = 0) -> Path:
+    """An ImageFolder tree under `root`: `per_class` images in a folder per class.
+
+    Generated (the default): gradients, image i of class c (side + step * (i, c)) pixels, in
+    one folder per name of `classes`; `bad` adds an empty file and a decompression bomb's
+    header, `grey` a greyscale image. real: images a network can learn from, for tests that
+    train: the first `classes` (a number) of CIFAR-10's own (links, under its class names)
+    when ../shared/data holds them, else 32x32 noise around one colour per class, drawn from
+    `seed`."""
+    if real:
+        return _learnable_folder(root, classes, per_class, seed)
+    for c, cls in enumerate(classes):
         for i in range(per_class):
             save(root / cls / f"{i}{suffix}",
                  gradient(side[0] + step[0] * i, side[1] + step[1] * c, seed=10 * c + i))
@@ -81,4 +93,22 @@ def class_folders(root: Path, per_class: int = 5, suffix: str = ".png", bad: boo
         png_header_only(root / "cow" / "bomb.png", 30000, 30000)
     if grey:
         save(root / "ant" / "grey.png", gradient(20, 20), mode="L")
+    return root
+
+
+def _learnable_folder(root: Path, classes: int, per_class: int, seed: int) -> Path:
+    rng = np.random.default_rng(seed)
+    real = sorted(p for p in CIFAR10_TRAIN.iterdir() if p.is_dir())[:classes] \
+        if CIFAR10_TRAIN.is_dir() else []
+    for c in range(classes):
+        folder = root / (real[c].name if real else f"class{c}")
+        folder.mkdir(parents=True, exist_ok=True)
+        files = sorted(real[c].iterdir())[:per_class] if real else []
+        for i in range(per_class):
+            if files:
+                (folder / files[i].name).symlink_to(files[i])
+            else:
+                base = rng.integers(0, 256, 3) * (c + 1) % 256
+                pixels = np.clip(base + rng.normal(0, 30, (32, 32, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i:04d}.png")
     return root

@@ -16,30 +16,23 @@ import sys
 from pathlib import Path
 
 import torch
-import torch.distributed
+import torch.distributed as torch_dist
 import torch.nn.functional as F
 
-from alexnet.engine import distributed as dist
+from alexnet.engine import distributed
 from alexnet.engine import model_parallel as mp
-from alexnet.engine.optim import build_optimizer, parameter_groups
 from alexnet.models import build_model, tower_exchange, towers
+
+# torchrun runs this file as a script: its folder, not tests/, is on the path.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from helpers.towers import paper_optimizer, relative  # noqa: E402
 
 CLASSES, BATCH = 10, 2
 
 
-def optimizer(named):
-    groups = parameter_groups(named, 0.01, 5e-4, bias_lr_mult=2.0, bias_weight_decay=0.0)
-    return build_optimizer("paper", groups, 0.01, 0.9, 5e-4)
-
-
-def relative(a: torch.Tensor, b: torch.Tensor) -> float:
-    """The largest difference, relative to b's largest value."""
-    return ((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item()
-
-
 def main(out: Path) -> None:
     torch.set_num_threads(1)
-    info = dist.setup("cpu", model_parallel=2)
+    info = distributed.setup("cpu", model_parallel=2)
     torch.manual_seed(0)
     full = build_model("alexnet-paper", num_classes=CLASSES, dropout=0.0).double()
     split = mp.build_split(full, "cpu", info)
@@ -48,14 +41,14 @@ def main(out: Path) -> None:
     x = torch.randn(BATCH, 3, 224, 224, generator=gen, dtype=torch.float64)
     y = torch.randint(0, CLASSES, (BATCH,), generator=gen)
 
-    ref_opt = optimizer(full)
+    ref_opt = paper_optimizer(full)
     ref_logits = full(x)
     ref_loss = F.cross_entropy(ref_logits, y)
     ref_loss.backward()
     ref_opt.step()
     ref_params = dict(full.named_parameters())
 
-    opt = optimizer(mp.SingleDeviceNames(split))
+    opt = paper_optimizer(mp.SingleDeviceNames(split))
     logits = split(x)
     loss = F.cross_entropy(logits, y)
     loss.backward()
@@ -72,7 +65,7 @@ def main(out: Path) -> None:
                    for n, t, p in mine)
     worst = torch.tensor([gradients, weights, velocity, float(same_weights is False)],
                          dtype=torch.float64)
-    torch.distributed.all_reduce(worst, op=torch.distributed.ReduceOp.MAX)
+    torch_dist.all_reduce(worst, op=torch_dist.ReduceOp.MAX)
 
     # The single-device format, gathered on rank 0 (a collective of the pair).
     full_weights = towers.full_state_dict(split)
@@ -80,7 +73,7 @@ def main(out: Path) -> None:
 
     if info.rank == 0:
         ref_state = ref_opt.state_dict()
-        again = optimizer(mp.SingleDeviceNames(split))   # a resume: rank 0 takes its pieces
+        again = paper_optimizer(mp.SingleDeviceNames(split))   # a resume: rank 0 takes its pieces
         mp.load_full_optimizer_state(again, split, state)
         round_trip = all(torch.equal(again.state[p]["velocity"], opt.state[p]["velocity"])
                          for p in split.parameters())
@@ -101,8 +94,8 @@ def main(out: Path) -> None:
             "bytes_from_shapes": tower_exchange.bytes_per_step(split, 224, BATCH, itemsize=8),
         }
         (out / "result.json").write_text(json.dumps(result))
-    dist.barrier()
-    dist.cleanup(info)
+    distributed.barrier()
+    distributed.cleanup(info)
 
 
 if __name__ == "__main__":

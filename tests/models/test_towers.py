@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 
 from alexnet.engine import model_parallel as mp
-from alexnet.engine.optim import build_optimizer, parameter_groups
 from alexnet.errors import UserError
 from alexnet.models import build_model, count_parameters, tower_exchange, towers
+from helpers.towers import paper_optimizer, relative
 
 pytestmark = pytest.mark.numerics
 
@@ -60,14 +60,8 @@ def test_towers_hold_the_single_device_weights_unchanged(full):
 EXACT = 1e-10
 
 
-def relative(a: torch.Tensor, b: torch.Tensor) -> float:
-    return ((a - b).abs().max() / b.abs().max()).item()
-
-
-def paper_optimizer(named):
-    groups = parameter_groups(named, 0.01, 5e-4, bias_lr_mult=2.0, bias_weight_decay=0.0,
-                              layer_decay={"features.conv1": 0.0})
-    return build_optimizer("paper", groups, 0.01, 0.9, 5e-4)
+# One layer with a decay of its own: the split must find it by its single-device name.
+LAYER_DECAY = {"features.conv1": 0.0}
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +73,8 @@ def stepped(full):
     x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(1),
                     dtype=torch.float64)
     y = torch.tensor([3, 7])
-    ref_opt, opt = paper_optimizer(full), paper_optimizer(mp.SingleDeviceNames(split))
+    ref_opt = paper_optimizer(full, LAYER_DECAY)
+    opt = paper_optimizer(mp.SingleDeviceNames(split), LAYER_DECAY)
     outputs = []
     for model in (full, split):
         out = model(x)
@@ -124,7 +119,7 @@ def test_optimiser_state_is_saved_as_one_device_saves_it(stepped):
     assert saved["state"].keys() == ref["state"].keys()
     for i, entry in ref["state"].items():
         assert relative(saved["state"][i]["velocity"], entry["velocity"]) <= EXACT
-    fresh = paper_optimizer(mp.SingleDeviceNames(split))
+    fresh = paper_optimizer(mp.SingleDeviceNames(split), LAYER_DECAY)
     mp.load_full_optimizer_state(fresh, split, ref)   # a single-device state, resumed split
     for name, tower, p in towers.tower_parameters(split):
         if p.requires_grad:

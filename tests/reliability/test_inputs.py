@@ -14,8 +14,9 @@ import torch
 from alexnet.cli import main
 from alexnet.data import open_store, prepare_store
 from alexnet.engine.checkpoint import STATE_FORMAT, save_training_state
-from helpers.attack import checkpoint, image_folder, one_error_line, run_unprivileged, unreadable
-from helpers.images import gradient, save
+from helpers.attack import checkpoint, run_unprivileged, unreadable
+from helpers.images import gradient, image_folder, save
+from helpers.messages import one_error_line
 from helpers.runs import alexnet_env
 
 
@@ -28,7 +29,7 @@ def prepare_json(capsys, src: Path, out: Path, *extra: str) -> tuple[int, dict]:
 # ---- 3. symlink loops -------------------------------------------------------------------
 
 def test_symlink_loops_are_reported_not_followed(tmp_path, capsys):
-    src = image_folder(tmp_path / "src")
+    src = image_folder(tmp_path / "src", 3)
     (src / "bee" / "up").symlink_to("..")                      # back to the source folder
     (src / "cow" / "deep").mkdir()
     (src / "cow" / "deep" / "back").symlink_to("../..")        # a second loop, deeper
@@ -42,7 +43,7 @@ def test_symlink_loops_are_reported_not_followed(tmp_path, capsys):
 
 
 def test_a_linked_folder_is_followed_once(tmp_path, capsys):
-    src = image_folder(tmp_path / "src")
+    src = image_folder(tmp_path / "src", 3)
     extra = tmp_path / "elsewhere"
     save(extra / "x.png", gradient(20, 20))
     (src / "ant" / "more").symlink_to(extra)
@@ -57,7 +58,7 @@ def test_a_linked_folder_is_followed_once(tmp_path, capsys):
 # these tests see what a user sees, not what a patched os.scandir pretends.
 
 def test_unreadable_folders_and_files_are_reported_and_fail_strict(tmp_path, request):
-    src = image_folder(tmp_path / "src")
+    src = image_folder(tmp_path / "src", 3)
     unreadable(src / "bee", request)                            # a whole class
     unreadable(src / "cow" / "1.png", request)                  # one image
     args = ["prepare", str(src), str(tmp_path / "store"), "--size", "16", "--workers", "1"]
@@ -75,7 +76,7 @@ def test_unreadable_folders_and_files_are_reported_and_fail_strict(tmp_path, req
 
 
 def test_train_and_predict_skip_an_unreadable_class_folder(tmp_path, request):
-    src = image_folder(tmp_path / "src")
+    src = image_folder(tmp_path / "src", 3)
     unreadable(src / "bee", request)
     env = alexnet_env(tmp_path)
     done = run_unprivileged(["train", "--data", str(src), "--out", str(tmp_path / "run"),
@@ -164,7 +165,7 @@ def test_model_cards_must_exist_parse_and_hold_a_sha(tmp_path, monkeypatch, caps
 
 @pytest.fixture
 def store(tmp_path) -> Path:
-    prepare_store(image_folder(tmp_path / "src"), tmp_path / "store", size=32, workers=1,
+    prepare_store(image_folder(tmp_path / "src", 3), tmp_path / "store", size=32, workers=1,
                   progress=False)
     return tmp_path / "store"
 
@@ -339,7 +340,7 @@ def test_num_classes_other_than_the_datas_is_refused_before_the_run_is_written(
 
 
 def test_labels_for_a_source_that_does_not_use_them_are_refused(tmp_path, capsys):
-    src = image_folder(tmp_path / "src")
+    src = image_folder(tmp_path / "src", 3)
     (tmp_path / "nonsense.txt").write_text("what\never\n")
     assert main(["prepare", str(src), str(tmp_path / "store"), "--labels",
                  str(tmp_path / "nonsense.txt")]) == 2

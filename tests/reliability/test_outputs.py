@@ -18,8 +18,9 @@ from alexnet.cli import main
 from alexnet.data import open_store
 from alexnet.data.prepare import prepare_store, publish
 from alexnet.engine.checkpoint import load_training_state
-from helpers.attack import checkpoint, image_folder, one_error_line
-from helpers.images import gradient, save
+from helpers.attack import checkpoint
+from helpers.images import gradient, image_folder, save
+from helpers.messages import one_error_line
 from helpers.runs import alexnet_env, run_alexnet, slowed_alexnet
 
 HOLD = """import sys, time
@@ -34,7 +35,7 @@ with output_lock(sys.argv[1]):
 # ---- 1. one process per output folder ----------------------------------------------------
 
 def test_a_second_prepare_into_one_out_is_refused_naming_the_holder(tmp_path, capsys):
-    src, out = image_folder(tmp_path / "src"), tmp_path / "store"
+    src, out = image_folder(tmp_path / "src", 3), tmp_path / "store"
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(out)], stdout=subprocess.PIPE,
                               text=True, env=alexnet_env(tmp_path))
     try:

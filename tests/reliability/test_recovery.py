@@ -19,8 +19,8 @@ from alexnet.data import ensure_store, open_store, prepare_store
 from alexnet.data.prepare import compact
 from alexnet.engine.checkpoint import load_training_state
 from alexnet.errors import UserError
-from helpers.attack import image_folder, one_error_line
-from helpers.images import gradient, save
+from helpers.images import gradient, image_folder, save
+from helpers.messages import one_error_line
 from helpers.runs import alexnet_env
 
 # ---- 7. decoding workers die with prepare ----------------------------------------------------
@@ -76,7 +76,7 @@ def test_workers_exit_when_prepare_is_killed(tmp_path):
 # ---- 8. stores follow their source; compaction resumes --------------------------------------
 
 def test_a_store_is_prepared_again_when_its_source_changed(tmp_path, capsys):
-    src, out = image_folder(tmp_path / "src"), tmp_path / "store"
+    src, out = image_folder(tmp_path / "src", 3), tmp_path / "store"
     args = ["prepare", str(src), str(out), "--size", "16", "--workers", "1", "--json"]
     assert main(args) == 0
     assert json.loads(capsys.readouterr().out)["images"] == 9
@@ -96,7 +96,7 @@ def test_a_store_is_prepared_again_when_its_source_changed(tmp_path, capsys):
 
 
 def test_the_train_data_cache_follows_its_folder(tmp_path):
-    src = image_folder(tmp_path / "src")
+    src = image_folder(tmp_path / "src", 3)
     assert len(ensure_store(src, 16, cache_dir=tmp_path / "cache")) == 9
     (src / "cow" / "2.png").unlink()
     store = ensure_store(src, 16, cache_dir=tmp_path / "cache")
@@ -104,7 +104,7 @@ def test_the_train_data_cache_follows_its_folder(tmp_path):
 
 
 def test_a_jpeg_store_kept_inside_its_source_is_not_a_class(tmp_path, capsys):
-    src = image_folder(tmp_path / "src")
+    src = image_folder(tmp_path / "src", 3)
     args = ["prepare", str(src), str(src / "store"), "--size", "16", "--format", "jpeg",
             "--workers", "1", "--json"]
     assert main(args) == 0

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from alexnet.engine import run_layout as layout
+from alexnet.engine.run_files import read_metrics_rows
 from alexnet.errors import UserError
-
-METRICS_FILE = "metrics.csv"
 
 
 def metrics_path(run_dir: str | os.PathLike) -> Path:
@@ -24,16 +24,14 @@ def metrics_path(run_dir: str | os.PathLike) -> Path:
         return path
     if not path.is_dir():
         raise UserError(f"run folder {str(path)!r} does not exist")
-    if not (path / METRICS_FILE).is_file():
-        raise UserError(f"run folder {str(path)!r} has no {METRICS_FILE} (has it finished an "
+    if not (path / layout.METRICS).is_file():
+        raise UserError(f"run folder {str(path)!r} has no {layout.METRICS} (has it finished an "
                         f"epoch?)")
-    return path / METRICS_FILE
+    return path / layout.METRICS
 
 
 def read_metrics(path: str | os.PathLike) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """(epochs [R], {column: values [R]}) for the numeric columns of a metrics CSV."""
-    from alexnet.engine.run_files import read_metrics_rows
-
     path = Path(path)
     rows = read_metrics_rows(path)
     if not rows:

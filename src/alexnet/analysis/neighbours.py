@@ -18,7 +18,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from alexnet.analysis.predictions import decode_files
+from alexnet.console import info, progress
+from alexnet.data.cache import ensure_store
+from alexnet.data.views import center_view
+from alexnet.engine.evaluate import model_device
 from alexnet.errors import UserError
+from alexnet.files import atomic_path, cache_root, file_sha256, sha256_hex
 
 CHUNK_ROWS = 8192       # store features compared per matrix product (bounded memory)
 RERANK_EXTRA = 8        # float32 candidates re-ranked exactly in float64
@@ -26,8 +32,6 @@ RERANK_EXTRA = 8        # float32 candidates re-ranked exactly in float64
 
 def store_digest(store, length: int = 16) -> str:
     """Identity of a store: its resolved path, manifest and images file size and mtime."""
-    from alexnet.files import sha256_hex
-
     images = Path(store.path) / "images.u8"
     stat = images.stat() if images.exists() else None
     parts = [str(Path(store.path).resolve()), json.dumps(store.manifest, sort_keys=True),
@@ -42,10 +46,6 @@ def extract_features(model: torch.nn.Module, images, preprocessing, batch_size: 
 
     Centre view, normalised as in evaluation; runs on the model's device in eval mode.
     """
-    from alexnet.console import progress
-    from alexnet.data.views import center_view
-    from alexnet.engine.evaluate import model_device
-
     device = model_device(model)
     model.eval()
     out: np.ndarray | None = None
@@ -69,8 +69,6 @@ def store_features(loaded, store, cache_dir: str | os.PathLike | None = None,
 
     info: {"cache": path, "cached": whether it was already there, "seconds", "images", "dim"}.
     """
-    from alexnet.files import atomic_path, cache_root, file_sha256
-
     check_store_fits(loaded, store)
     cache_dir = Path(cache_dir) if cache_dir else cache_root() / "features"
     key = f"{file_sha256(loaded.path)[:16]}-{store_digest(store)}"
@@ -142,10 +140,6 @@ def find_neighbours(loaded, data: str, query_files: list[Path], k: int,
     {"file", "image", "neighbours": [{"index", "file", "label", "distance", "image"}]} per
     query that could be read). A folder of images is prepared once into the store cache.
     Unreadable queries are reported and left out; none readable is a UserError."""
-    from alexnet.analysis.predictions import decode_files
-    from alexnet.console import info
-    from alexnet.data.cache import ensure_store
-
     store = ensure_store(data, loaded.preprocessing.size)
     features, cache = store_features(loaded, store, cache_dir, batch_size=batch_size)
     started = time.perf_counter()

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from alexnet.errors import UserError
+from alexnet.files import atomic_path
 
 
 def _pyplot():
@@ -26,8 +27,6 @@ def _pyplot():
 
 
 def save_figure(fig, path: str | os.PathLike, dpi: int = 100) -> Path:
-    from alexnet.files import atomic_path
-
     path = Path(path)
     plt = _pyplot()
     try:

@@ -14,7 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from alexnet.console import progress
 from alexnet.data.folders import CANNOT_READ_FOLDER, IMAGE_SUFFIXES, walk_images
+from alexnet.data.image_file import BadImage, load_image
+from alexnet.engine.evaluate import check_views, view_probabilities
 from alexnet.errors import UserError
 
 
@@ -65,8 +68,6 @@ def check_top(loaded, top: int) -> None:
 
 def decode_files(files: list[Path], size: int) -> Iterator[tuple[Path, np.ndarray | None, str]]:
     """(file, uint8 [size, size, 3] or None, error reason) for each file, in order."""
-    from alexnet.data.image_file import BadImage, load_image
-
     for path in files:
         if not path.exists():
             yield path, None, "no such file"
@@ -114,9 +115,6 @@ def predict_files(loaded, files: list[Path], top: int | None = None, views: str 
     folders). With `keep_images`, successful entries also carry "image" (the decoded uint8
     [size, size, 3] array) for drawing.
     """
-    from alexnet.console import progress
-    from alexnet.engine.evaluate import check_views, view_probabilities
-
     check_views(views)
     if top is None:  # not asked for: the paper's 5, or every class of a smaller checkpoint
         top = min(5, len(loaded.classes))

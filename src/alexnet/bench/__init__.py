@@ -12,13 +12,13 @@ from collections.abc import Callable
 
 import torch
 
+from alexnet.console import progress
+
 
 def time_steps(step: Callable[[], None], steps: int, warmup: int, device: torch.device,
                label: str = "timing") -> float:
     """Seconds per call of `step`, after `warmup` calls (compilation happens there). Shows
     progress under `label` (a CPU call can take many seconds)."""
-    from alexnet.console import progress
-
     with progress(warmup + steps, label, unit="calls") as bar:
         for _ in range(warmup):
             step()
@@ -47,8 +47,6 @@ def time_interleaved(steps: dict[str, Callable[[], None]], calls: int, warmup: i
     (`calls` calls per step in all, after `warmup` each). Taking turns puts every variant
     under the same conditions when a shared host's speed drifts during the run, which timing
     one variant after the other does not."""
-    from alexnet.console import progress
-
     per_round = max(1, calls // rounds)
     times: dict[str, list[float]] = {name: [] for name in steps}
     with progress(len(steps) * (warmup + per_round * rounds), "timing (interleaved)",

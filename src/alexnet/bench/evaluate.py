@@ -19,7 +19,10 @@ import torch
 
 from alexnet.bench import time_interleaved
 from alexnet.data.normalization import imagenet_preprocessing
+from alexnet.data.views import ten_views
 from alexnet.engine.distributed import pick_device
+from alexnet.engine.evaluate import view_probabilities
+from alexnet.engine.fast_path import prepare_for_inference, use_channels_last
 from alexnet.engine.run_files import machine
 from alexnet.models import build_model, model_spec
 
@@ -28,9 +31,6 @@ def bench_eval(model_name: str = "alexnet-paper", images: int | None = None,
                batch: int | None = None, steps: int = 5, warmup: int = 1,
                device: str | None = None) -> dict:
     from torchvision import transforms
-
-    from alexnet.engine.evaluate import view_probabilities
-    from alexnet.engine.fast_path import prepare_for_inference, use_channels_last
 
     device = pick_device(device)
     cuda = device.type == "cuda"
@@ -61,8 +61,6 @@ def bench_eval(model_name: str = "alexnet-paper", images: int | None = None,
             with torch.autocast(device.type, amp or torch.float32, enabled=amp is not None):
                 probs = model(x.contiguous(memory_format=fmt)).float().softmax(dim=1)
             probs.view(-1, 10, probs.shape[-1]).mean(dim=1)
-
-    from alexnet.data.views import ten_views
 
     views = ten_views(on_device[:batch], pre).flatten(0, 1).contiguous(memory_format=fmt)
 

@@ -29,7 +29,11 @@ from torch import nn
 from alexnet.bench import time_interleaved
 from alexnet.engine.distributed import pick_device
 from alexnet.engine.fast_path import amp_dtype, use_channels_last
+from alexnet.engine.optim import PaperSGD, parameter_groups
 from alexnet.engine.run_files import machine
+from alexnet.engine.train import train_step
+from alexnet.kernels.choice import forget_kernels_ran, kernels_ran
+from alexnet.kernels.pointwise import compile_seconds
 from alexnet.models import build_model, forward_flops, model_spec
 from alexnet.models.layers import LocallyConnected2d, LocalResponseNorm
 
@@ -101,9 +105,6 @@ def training_step(model: nn.Module, device: torch.device, compile_model: bool,
                   fast: bool = True):
     """A function (x, y) -> None doing one step of `model` as training does: the paper's SGD
     (biases 2x lr), and with `fast` the fast path's layout and autocast."""
-    from alexnet.engine.optim import PaperSGD, parameter_groups
-    from alexnet.engine.train import train_step
-
     channels_last = fast and use_channels_last(None, device)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     dtype = amp_dtype("auto", device) if fast else None
@@ -175,9 +176,6 @@ def default_batch(model_name: str, device: torch.device) -> int:
 def bench_model(model_name: str = "alexnet-paper", batch: int | None = None, steps: int = 20,
                 warmup: int = 3, compile_model: bool = False, device: str | None = None) -> dict:
     """`steps` timed steps of each row, in interleaved rounds (`bench.time_interleaved`)."""
-    from alexnet.kernels.choice import forget_kernels_ran, kernels_ran
-    from alexnet.kernels.pointwise import compile_seconds
-
     device = pick_device(device)
     batch = batch or default_batch(model_name, device)
     size = model_spec(model_name).input_size

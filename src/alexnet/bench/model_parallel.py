@@ -18,10 +18,12 @@ import time
 from pathlib import Path
 
 import torch
+import torch.distributed as torch_dist
 import torch.nn.functional as F
 
 from alexnet.bench import time_steps
 from alexnet.bench.model import synthetic_step
+from alexnet.data.threads import use_threads
 from alexnet.engine.distributed import pick_device
 from alexnet.engine.run_files import machine
 from alexnet.errors import UserError
@@ -79,18 +81,16 @@ def _timed_split(model: torch.nn.Module, x, y, steps: int, warmup: int,
 def _tower_process(rank: int, model_name: str, batch: int, steps: int, warmup: int,
                    backend: str, threads: int, folder: str) -> None:
     """One tower of the pair (spawned): time its steps; rank 0 writes the figures."""
-    import torch.distributed as dist
-
-    torch.set_num_threads(threads)
+    use_threads(threads)    # a process of its own: its entry point sets its threads
     device = torch.device(f"cuda:{rank}" if backend == "nccl" else "cpu")
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    dist.init_process_group(backend, init_method=f"file://{folder}/rendezvous", rank=rank,
-                            world_size=towers.TOWERS)
+    torch_dist.init_process_group(backend, init_method=f"file://{folder}/rendezvous",
+                                  rank=rank, world_size=towers.TOWERS)
     try:
-        model = towers.split_model(_network(model_name), group=dist.group.WORLD).to(device)
+        model = towers.split_model(_network(model_name), group=torch_dist.group.WORLD).to(device)
         x, y = _batch(model_name, batch, device)
-        dist.barrier()
+        torch_dist.barrier()
         seconds, cpu, sent = _timed_split(model, x, y, steps, warmup, device)
         Path(folder, f"cpu-{rank}.json").write_text(json.dumps(cpu))
         if rank == 0:
@@ -101,9 +101,9 @@ def _tower_process(rank: int, model_name: str, batch: int, steps: int, warmup: i
                       "shapes": tower_exchange.bytes_per_step(model, size, batch, itemsize),
                       "per_image": tower_exchange.exchanged_values(model, size)}
             Path(folder, "result.json").write_text(json.dumps(result))
-        dist.barrier()
+        torch_dist.barrier()
     finally:
-        dist.destroy_process_group()
+        torch_dist.destroy_process_group()
 
 
 def _two_processes(model_name: str, batch: int, steps: int, warmup: int,

@@ -18,6 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from alexnet.bench.train import image_tree
+from alexnet.data import prepare_store
+from alexnet.data.folders import image_files
 from alexnet.engine.run_files import machine
 
 
@@ -86,10 +89,6 @@ def worker_counts(most: int) -> list[int]:
 
 def bench_prepare(data: str, size: int = 256, workers: int | None = None,
                   images: int | None = None) -> dict:
-    from alexnet.bench.train import image_tree
-    from alexnet.data import prepare_store
-    from alexnet.data.folders import image_files
-
     workers = workers or os.cpu_count() or 1
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -21,6 +21,11 @@ import torch
 
 from alexnet.bench import time_interleaved
 from alexnet.bench.model import default_batch, synthetic_step, training_step
+from alexnet.data import open_store, prepare_store
+from alexnet.data.augment import TrainAugment
+from alexnet.data.folders import image_files
+from alexnet.data.loader import StoreLoader
+from alexnet.data.normalization import IMAGENET_CHANNEL_MEAN, IMAGENET_CHANNEL_STD
 from alexnet.engine.distributed import pick_device
 from alexnet.engine.fast_path import use_channels_last
 from alexnet.engine.run_files import machine
@@ -30,8 +35,6 @@ from alexnet.models import build_model, model_spec
 def image_tree(src: Path, dst: Path, count: int | None = None) -> int:
     """An ImageFolder tree at `dst` of links to the images under `src` (flat files: one
     class), `count` of them evenly spread when given; returns how many it linked."""
-    from alexnet.data.folders import image_files
-
     files = image_files(src)
     if count:
         files = files[::max(1, len(files) // count)][:count]
@@ -51,10 +54,6 @@ def cycle(make_iterator):
 
 
 def ours(store_path: Path, model, batch: int, device: torch.device, compile_model: bool):
-    from alexnet.data import open_store
-    from alexnet.data.augment import TrainAugment
-    from alexnet.data.loader import StoreLoader
-
     store = open_store(store_path)
     crop = model_spec(model.model_name).input_size
     augment = TrainAugment(store.preprocessing(crop), store.eigvals, store.eigvecs,
@@ -75,8 +74,6 @@ def ours(store_path: Path, model, batch: int, device: torch.device, compile_mode
 def torchvision_pipeline(tree: Path, model, batch: int, workers: int, device: torch.device,
                          compile_model: bool):
     from torchvision import datasets, transforms
-
-    from alexnet.data.normalization import IMAGENET_CHANNEL_MEAN, IMAGENET_CHANNEL_STD
 
     crop = model_spec(model.model_name).input_size
     transform = transforms.Compose([
@@ -101,8 +98,6 @@ def torchvision_pipeline(tree: Path, model, batch: int, workers: int, device: to
 def bench_train(data: str, model_name: str = "alexnet-paper", batch: int | None = None,
                 steps: int = 20, warmup: int = 3, workers: int | None = None,
                 compile_model: bool = False, device: str | None = None) -> dict:
-    from alexnet.data import prepare_store
-
     device = pick_device(device)
     batch = batch or default_batch(model_name, device)
     workers = workers if workers is not None else os.cpu_count()

@@ -15,6 +15,7 @@ import pkgutil
 import sys
 
 from alexnet import __version__
+from alexnet.config import Config
 from alexnet.errors import UserError
 
 
@@ -73,6 +74,7 @@ def _configure_process(args: argparse.Namespace) -> None:
     """What the command sets for its whole process, here and nowhere in the library: torch's
     thread count (`--threads`) and glibc's allocator (`keep_freed_memory`: a CPU training
     step 1.3x faster)."""
+    # torch-backed modules: imported once a command runs, never for --help (see above)
     if hasattr(args, "threads"):
         from alexnet.data.threads import use_threads
 
@@ -89,8 +91,6 @@ def setting_as_option(extra: list[str], argv: list[str], args) -> str | None:
         return None
     import dataclasses
     import difflib
-
-    from alexnet.config import Config
 
     fields = [f.name for f in dataclasses.fields(Config)]
     for item in extra:

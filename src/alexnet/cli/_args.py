@@ -9,7 +9,10 @@ from __future__ import annotations
 import argparse
 import math
 
+from alexnet.choices import AMP_MODES, VIEWS
 from alexnet.errors import UserError
+from alexnet.files import output_file as check
+from alexnet.files import output_path
 
 MAX_COUNT = 2 ** 31 - 1
 
@@ -48,15 +51,11 @@ def number(option: str, low: float = 0.0, high: float = math.inf, low_open: bool
 
 def output_file(option: str):
     """An argparse type: a file to write (not empty, names not too long, not a folder)."""
-    from alexnet.files import output_file as check
-
     return lambda text: check(text, option)
 
 
 def output_folder(option: str):
     """An argparse type: a folder to write into (not empty, names not too long)."""
-    from alexnet.files import output_path
-
     return lambda text: output_path(text, option)
 
 
@@ -66,8 +65,6 @@ def _range(low: int, high: int) -> str:
 
 def add_amp_option(parser) -> None:
     """`--amp`, as the training setting `amp=`: how the network computes."""
-    from alexnet.choices import AMP_MODES
-
     parser.add_argument("--amp", default="auto", choices=AMP_MODES,
                         help="bf16 autocast: auto (on CUDA and on CPUs with native bf16), "
                         "bf16, or none (fp32)")
@@ -91,8 +88,6 @@ def add_threads_option(parser) -> None:
 
 def add_views_option(parser, help_text: str) -> None:
     """`--views center|ten`: the centre crop, or the paper's ten patches."""
-    from alexnet.choices import VIEWS
-
     parser.add_argument("--views", default="center", choices=VIEWS, help=help_text)
 
 

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from alexnet.choices import MAX_SIZE
 from alexnet.cli._args import add_device_option, count
+from alexnet.errors import UserError
+from alexnet.files import print_json
+
+# Modules that load torch, numpy or PIL are imported inside the functions that use them:
+# `alexnet --help` imports every command module (cli/__init__.py) and stays fast.
 
 TARGETS = {   # name: (short help, description)
     "model": ("one training step: ours vs plain PyTorch vs no LRN vs the conv ceiling",
@@ -76,8 +82,6 @@ def register(subparsers) -> None:
 def default_images(data: str | None) -> str:
     from pathlib import Path
 
-    from alexnet.errors import UserError
-
     path = Path(data) if data else Path("../shared/data/imagenet-samples")
     if not path.is_dir():
         raise UserError(f"no image folder at {str(path)!r}; pass --data FOLDER")
@@ -86,7 +90,6 @@ def default_images(data: str | None) -> str:
 
 def run(args) -> int:
     from alexnet.bench import format_report
-    from alexnet.files import print_json
 
     if hasattr(args, "model"):
         from alexnet.models import model_spec
@@ -98,7 +101,6 @@ def run(args) -> int:
         pick_device(args.device)  # so does a device that is not here
     if args.target == "model" and args.model_parallel:
         from alexnet.bench.model_parallel import bench_model_parallel
-        from alexnet.errors import UserError
 
         if args.compile:
             raise UserError("--model-parallel measures the towers without --compile")
@@ -117,8 +119,6 @@ def run(args) -> int:
                              compile_model=args.compile, device=args.device)
     elif args.target == "prepare":
         from alexnet.bench.prepare import bench_prepare
-        from alexnet.data.store import MAX_SIZE
-        from alexnet.errors import UserError
 
         if args.size > MAX_SIZE:
             raise UserError(f"--size must be from 1 to {MAX_SIZE:,}, got {args.size}")

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from alexnet.cli._args import add_evaluation_data, add_evaluation_run
+from alexnet.console import info, plural
+from alexnet.errors import UserError
 from alexnet.files import print_json
+
+# Modules that load torch, numpy or PIL are imported inside the functions that use them:
+# `alexnet --help` imports every command module (cli/__init__.py) and stays fast.
 
 
 def register(subparsers) -> None:
@@ -27,7 +32,6 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from alexnet.console import info, plural
     from alexnet.data.cache import ensure_store
     from alexnet.engine.checkpoint import load_model
     from alexnet.engine.distributed import pick_device
@@ -35,7 +39,6 @@ def run(args) -> int:
     from alexnet.engine.evaluate import error_text, views_name
     from alexnet.engine.fast_path import prepare_for_inference
     from alexnet.engine.inputs import check_classes, trained_on_note
-    from alexnet.errors import UserError
 
     device = pick_device(args.device)
     members = [load_model(spec, device) for spec in args.checkpoints]
@@ -81,7 +84,6 @@ def held_out_by_all(store, members, specs):
     import numpy as np
 
     from alexnet.engine.inputs import held_out_indices
-    from alexnet.errors import UserError
 
     common = None
     for m, spec in zip(members, specs, strict=True):

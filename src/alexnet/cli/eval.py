@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 from alexnet.cli._args import add_evaluation_data, add_evaluation_run
+from alexnet.console import info, plural
+from alexnet.files import print_json
+
+# Modules that load torch, numpy or PIL are imported inside the functions that use them:
+# `alexnet --help` imports every command module (cli/__init__.py) and stays fast.
 
 
 def register(subparsers) -> None:
@@ -23,14 +28,12 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from alexnet.console import info, plural
     from alexnet.data.cache import ensure_store
     from alexnet.engine.checkpoint import load_model
     from alexnet.engine.distributed import pick_device
     from alexnet.engine.evaluate import error_text, evaluate, views_name
     from alexnet.engine.fast_path import prepare_for_inference
     from alexnet.engine.inputs import check_classes, held_out_indices, trained_on_note
-    from alexnet.files import print_json
 
     loaded = load_model(args.checkpoint, pick_device(args.device))
     amp_dtype = prepare_for_inference(loaded.model, args.amp)

@@ -11,7 +11,10 @@ from alexnet.experiments.runner import (
     EXPERIMENTS,
     OTHER_SEEDS,
     QUICK_PER_CLASS,
+    Experiment,
+    run_experiment,
 )
+from alexnet.files import print_json
 
 
 def register(subparsers) -> None:
@@ -69,8 +72,6 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from alexnet.experiments.runner import Experiment, run_experiment
-
     overrides = list(args.overrides)
     if args.threads is not None:
         overrides.append(f"threads={args.threads}")
@@ -80,7 +81,5 @@ def run(args) -> int:
         max_epochs=args.max_epochs, per_class=args.per_class, quick=args.quick,
         overrides=tuple(overrides)))
     if args.json:
-        from alexnet.files import print_json
-
         print_json(results, indent=2, default=str)
     return 0

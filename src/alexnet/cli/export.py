@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from alexnet.cli._args import output_file
+from alexnet.console import info
 from alexnet.files import print_json
+
+# Modules that load torch, numpy or PIL are imported inside the functions that use them:
+# `alexnet --help` imports every command module (cli/__init__.py) and stays fast.
 
 FORMAT_HELP = ("onnx (run with onnxruntime), torchscript (torch.jit, C++/mobile), "
                "exported-program (torch.export .pt2), torchvision (a state-dict .pth that "
@@ -35,7 +39,6 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from alexnet.console import info
     from alexnet.engine.checkpoint import PRETRAINED_DIR, load_model, resolve_checkpoint
     from alexnet.interop.export import default_output, export_checkpoint
 

@@ -18,6 +18,12 @@ from alexnet.cli._args import (
     count,
     output_file,
 )
+from alexnet.console import info, plural
+from alexnet.errors import UserError
+from alexnet.files import print_json
+
+# Modules that load torch, numpy or PIL are imported inside the functions that use them:
+# `alexnet --help` imports every command module (cli/__init__.py) and stays fast.
 
 
 def register(subparsers) -> None:
@@ -89,12 +95,8 @@ def free_name(name: str | Path) -> Path:
 
 
 def _finish(args, png: Path, numbers: dict, line: str) -> int:
-    from alexnet.console import info
-
     numbers = {"png": str(png), **numbers}
     if args.json:
-        from alexnet.files import print_json
-
         print_json(numbers, indent=2)
     info(f"wrote {png}: {line}")
     return 0
@@ -141,9 +143,7 @@ def run_curves(args) -> int:
 def run_predictions(args) -> int:
     from alexnet.analysis.plots import plot_predictions
     from alexnet.analysis.predictions import expand_inputs, predict_files
-    from alexnet.console import info, plural
     from alexnet.engine.checkpoint import load_model
-    from alexnet.errors import UserError
 
     loaded = load_model(args.checkpoint)
     files = expand_inputs(args.images)[:args.max_images]

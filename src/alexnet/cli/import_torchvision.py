@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from alexnet.cli._args import output_file
+from alexnet.console import info
+from alexnet.errors import UserError
 from alexnet.files import print_json
+
+# Modules that load torch, numpy or PIL are imported inside the functions that use them:
+# `alexnet --help` imports every command module (cli/__init__.py) and stays fast.
 
 
 def register(subparsers) -> None:
@@ -36,9 +41,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from alexnet.console import info
     from alexnet.data.sources import read_class_list
-    from alexnet.errors import UserError
     from alexnet.interop.torchvision import download_torchvision_weights, import_torchvision
 
     if args.download == bool(args.weights):

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from alexnet.files import print_json
 
+# Modules that load torch, numpy or PIL are imported inside the functions that use them:
+# `alexnet --help` imports every command module (cli/__init__.py) and stays fast.
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("models", help="list the available networks",

@@ -12,7 +12,13 @@ from alexnet.cli._args import (
     add_views_option,
     count,
 )
+from alexnet.console import info
+from alexnet.engine import run_layout as layout
+from alexnet.errors import UserError
 from alexnet.files import print_json
+
+# Modules that load torch, numpy or PIL are imported inside the functions that use them:
+# `alexnet --help` imports every command module (cli/__init__.py) and stays fast.
 
 DEFAULT_MODEL = "cifar10-conv-local"
 
@@ -46,13 +52,13 @@ def register(subparsers) -> None:
 
 def looks_like_model(spec: str) -> bool:
     """A shipped name, a .safetensors file or a folder holding a run's weights."""
-    from alexnet.engine.checkpoint import RUN_DIR_CANDIDATES, shipped_models
+    from alexnet.engine.checkpoint import shipped_models
 
     path = Path(spec)
     if spec in shipped_models() or path.suffix == ".safetensors":
         return True
     try:
-        return path.is_dir() and any((path / name).is_file() for name in RUN_DIR_CANDIDATES)
+        return path.is_dir() and any((path / name).is_file() for name in layout.WEIGHTS)
     except OSError:         # a folder that cannot be searched: an (unreadable) image folder
         return False
 
@@ -61,7 +67,6 @@ def split_model(inputs: list[str], model: str | None) -> tuple[str, list[str]]:
     """(model spec, image arguments) from the positionals and --model."""
     from alexnet.data.folders import IMAGE_SUFFIXES
     from alexnet.engine.checkpoint import shipped_models
-    from alexnet.errors import UserError
 
     if model is None and inputs:
         first = inputs[0]
@@ -115,7 +120,6 @@ def format_result(entry: dict) -> str:
 
 def run(args) -> int:
     from alexnet.analysis.predictions import expand_inputs, predict_files
-    from alexnet.console import info
     from alexnet.engine.checkpoint import load_model
     from alexnet.engine.distributed import pick_device
     from alexnet.engine.fast_path import prepare_for_inference

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from alexnet.cli._args import count
+from alexnet.console import info
 from alexnet.files import print_json
+
+# Modules that load torch, numpy or PIL are imported inside the functions that use them:
+# `alexnet --help` imports every command module (cli/__init__.py) and stays fast.
 
 
 def register(subparsers) -> None:
@@ -61,7 +65,6 @@ def run(args) -> int:
 
 def report(summary: dict, as_json: bool) -> None:
     """The summary as JSON on stdout, or what was skipped in lines on stderr."""
-    from alexnet.console import info
     from alexnet.data.prepare import report_skipped
 
     if as_json:

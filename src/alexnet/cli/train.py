@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import signal
 from pathlib import Path
 
 from alexnet.cli._args import add_threads_option, output_folder
+from alexnet.console import info
+from alexnet.errors import UserError
+from alexnet.files import print_json
+from alexnet.recipes import describe_recipe, recipe_names, recipe_summary
+
+# Modules that load torch, numpy or PIL are imported inside the functions that use them:
+# `alexnet --help` imports every command module (cli/__init__.py) and stays fast.
 
 EPILOG = """\
 recipes (--recipes describes each in full):
@@ -52,8 +58,6 @@ def recipe_lines(width: int = 92) -> str:
     """Every recipe of the registry, one wrapped entry each (the default marked)."""
     import textwrap
 
-    from alexnet.recipes import recipe_names, recipe_summary
-
     lines = []
     for name in recipe_names():
         label = f"{name} (default)" if name == "cifar10" else name
@@ -65,7 +69,6 @@ def recipe_lines(width: int = 92) -> str:
 def resolve(args):
     """(config, out folder): a new run's recipe and overrides, or the saved run's own."""
     from alexnet.engine.resume import run_config, run_folder
-    from alexnet.errors import UserError
 
     overrides = list(args.overrides)
     if args.data is not None and not args.data.strip():
@@ -77,7 +80,6 @@ def resolve(args):
     out = run_folder(args.out, args.recipe, args.resume)
     config = run_config(out, args.recipe, overrides)
     if args.out is None:     # a new run; the same command after a Ctrl-C comes here too
-        from alexnet.console import info
         from alexnet.engine.resume import unfinished_note
 
         note = unfinished_note(config.recipe)
@@ -105,24 +107,19 @@ def next_commands(config, out: Path, summary: dict) -> list[str]:
 
 
 def run(args) -> int:
-    from alexnet.recipes import describe_recipe, recipe_names
-
     if args.recipes:
         for name in recipe_names():
             print(f"{name}: {describe_recipe(name)}")
         return 0
+    from alexnet.engine.distributed import launched
     from alexnet.engine.train import train
 
     config, out = resolve(args)
     summary = train(config, out, resume=True if args.resume else None)
-    main = int(os.environ.get("RANK", "0")) == 0
+    main = launched().rank == 0
     if args.json and main:
-        from alexnet.files import print_json
-
         print_json(summary, indent=2)
     if main and summary.get("status") == "finished":
-        from alexnet.console import info
-
         info("next:\n" + "\n".join(f"  {line}" for line in next_commands(config, out, summary)))
     if summary.get("status") == "stopped":
         return 128 + int(getattr(signal, summary["signal"]))

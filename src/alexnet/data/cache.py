@@ -10,8 +10,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from alexnet.console import info
+from alexnet.data.prepare import SourceOptions, prepare_store, report_skipped
+from alexnet.data.store import MANIFEST, is_store, open_store
 from alexnet.errors import UserError
-from alexnet.files import cache_root
+from alexnet.files import cache_root, sha256_hex
 
 CIFAR10_PAGE = "https://www.cs.toronto.edu/~kriz/cifar.html"
 OFFLINE_HINT = (f"get CIFAR-10's python version from {CIFAR10_PAGE} another way and pass it "
@@ -22,8 +25,6 @@ OFFLINE_HINT = (f"get CIFAR-10's python version from {CIFAR10_PAGE} another way 
 def cached_store_path(source: Path, size: int, name: str | None = None) -> Path:
     """Where the store prepared from the folder `source` at `size` is cached:
     `stores/<name>-<size>-<hash of the folder's path and size>` (name: the folder's)."""
-    from alexnet.files import sha256_hex
-
     resolved = Path(source).expanduser().resolve()
     key = sha256_hex(f"{resolved}|{size}")[:16]
     return cache_root() / "stores" / f"{name or resolved.name}-{size}-{key}"
@@ -37,9 +38,6 @@ def ensure_store(data_path, size: int, cache_dir=None, refresh: bool = True, *,
     folder changed since, unless `refresh` is False (a distributed rank after rank 0 has just
     done so). split: the CIFAR-10 python split; name: the cached store's name; check: called
     with a folder's listed source before it is prepared (see `prepare_store`)."""
-    from alexnet.data.prepare import SourceOptions, prepare_store, report_skipped
-    from alexnet.data.store import MANIFEST, is_store, open_store
-
     if not str(data_path).strip():
         raise UserError("--data is empty; give a prepared store or an image folder")
     path = Path(data_path).expanduser()
@@ -66,8 +64,6 @@ def ensure_store(data_path, size: int, cache_dir=None, refresh: bool = True, *,
         if check is not None:
             check(source)
         if announce:
-            from alexnet.console import info
-
             info(f"preparing {path} once into {out}")
 
     out.parent.mkdir(parents=True, exist_ok=True)

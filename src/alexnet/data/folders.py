@@ -13,6 +13,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from alexnet.data.store import PARTIAL_SUFFIX, is_store
+
 # Each image suffix, with the format Pillow names for the data such a file should hold.
 IMAGE_SUFFIXES = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP",
                   ".bmp": "BMP", ".gif": "GIF", ".tif": "TIFF", ".tiff": "TIFF", ".ppm": "PPM"}
@@ -27,8 +29,6 @@ def is_image_name(name: str) -> bool:
 
 def is_prepared(folder: Path) -> bool:
     """A store made by `alexnet prepare` (or one being made): data, not a class of images."""
-    from alexnet.data.store import PARTIAL_SUFFIX, is_store
-
     if is_store(folder):
         return True
     try:     # a folder without search permission: not a store, reported by its walker

@@ -45,14 +45,6 @@ class Preprocessing:
         return (f"Preprocessing(kind={self.kind!r}, size={self.size}, crop={self.crop}, "
                 f"{mean}, channel_std={tuple(round(v, 3) for v in self.channel_std)})")
 
-    def transform(self):
-        """A callable turning an image (a file, a PIL image or a uint8 [H, W, 3] array)
-        into the float [3, crop, crop] input the network expects: `alexnet predict`'s centre
-        view (`alexnet.data.views.ImageTransform`)."""
-        from alexnet.data.views import ImageTransform
-
-        return ImageTransform(self)
-
     def mean_tensor(self, device=None) -> torch.Tensor:
         """The mean to subtract from [N, 3, size, size] images: [3, size, size] or [3, 1, 1]."""
         if self.mean_image is not None:

@@ -33,6 +33,7 @@ from alexnet.data.ilsvrc import (
     read_class_file,
     search_up,
 )
+from alexnet.data.store import open_store
 from alexnet.errors import UserError
 
 
@@ -151,8 +152,6 @@ def read_class_list(spec: str | os.PathLike, option: str = "--classes"
     (`ilsvrc.read_class_file`); UserError naming `option` when it is neither."""
     path = Path(spec).expanduser()
     if (path / "manifest.json").is_file():
-        from alexnet.data.store import open_store
-
         store = open_store(path)      # its manifest checked
         return list(store.classes), list(store.class_names)
     if not path.is_file():

@@ -26,7 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from alexnet.errors import UserError
+from alexnet.choices import MAX_SIZE, NORMALIZATIONS
+from alexnet.errors import UserError, one_of
+from alexnet.files import sha256_hex
 
 FORMAT = "alexnet-store"
 VERSION = 1
@@ -35,7 +37,6 @@ MANIFEST, IMAGES, LABELS, FILES, STATS = (
 JPEG_IMAGES, JPEG_INDEX = "images.jpg", "jpeg_index.npy"
 ENCODINGS = ("raw", "jpeg")
 PARTIAL_SUFFIX = ".partial"
-MAX_SIZE = 2048         # stored image side: the paper's is 256; 2048 is 12 MB per image
 MAX_CLASSES = 1_000_000
 
 
@@ -80,7 +81,7 @@ class Store:
         that decodes the rows it is indexed with."""
         shape = (self._count, self.size, self.size, 3)
         if self.encoding == "jpeg":
-            from alexnet.data.jpeg import JpegImages
+            from alexnet.data.jpeg import JpegImages  # torch: the store itself stays torch-free
             return JpegImages(self.path / JPEG_IMAGES, self._jpeg_index(), self.size)
         if self._count == 0:
             return np.zeros(shape, np.uint8)  # np.memmap cannot map an empty file
@@ -129,8 +130,6 @@ class Store:
         """What identifies the images (not where they are): their count and one SHA-256 over
         the classes, the labels and the source-relative file names. A checkpoint records it,
         so a held-out split is only ever taken from the store it was drawn from."""
-        from alexnet.files import sha256_hex
-
         digest = sha256_hex(json.dumps(self.classes).encode()
                             + np.ascontiguousarray(self.labels, dtype="<i8").tobytes()
                             + json.dumps(self.files).encode())
@@ -187,11 +186,11 @@ class Store:
         mean-image subtracts its mean image (the paper); mean-image-std also divides each
         channel by its standard deviation over the store's pixels; imagenet uses
         torchvision's per-channel ImageNet mean and std."""
+        # torch here only: `prepare` and its workers read stores without paying for it
+        # (data/__init__.py; tests/test_structure.py checks it).
         import torch
 
-        from alexnet.choices import NORMALIZATIONS
         from alexnet.data.normalization import Preprocessing, imagenet_preprocessing
-        from alexnet.errors import one_of
 
         if normalize not in NORMALIZATIONS:
             raise one_of("normalize", normalize, NORMALIZATIONS)

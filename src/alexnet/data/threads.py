@@ -29,6 +29,8 @@ from contextlib import contextmanager
 
 import torch
 
+from alexnet.errors import UserError
+
 _POOLS: dict[int, ThreadPoolExecutor] = {}
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_POOLS.clear)
@@ -91,8 +93,6 @@ def use_threads(threads: int | None = None) -> int:
             _AUTO = default_threads()
         threads = _AUTO
     if threads < 1:
-        from alexnet.errors import UserError
-
         raise UserError(f"threads must be at least 1, got {threads}")
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)

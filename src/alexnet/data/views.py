@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 
 from alexnet.data.augment import normalize
+from alexnet.data.image_file import _to_rgb, load_image, resize_center_crop
 from alexnet.data.normalization import Preprocessing
 
 
@@ -67,8 +68,6 @@ class ImageTransform:
 
         import numpy as np
         from PIL import Image
-
-        from alexnet.data.image_file import _to_rgb, load_image, resize_center_crop
 
         size = self.preprocessing.size
         if isinstance(image, (str, os.PathLike)):

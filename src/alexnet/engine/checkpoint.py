@@ -19,13 +19,26 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from alexnet.console import info
 from alexnet.data.normalization import Preprocessing
+from alexnet.engine import run_layout as layout
+from alexnet.engine.integrity import (
+    NOT_A_TORCH_FILE,
+    check_model_card,
+    check_training_state,
+    check_weights_metadata,
+    pickles_code,
+    read_checksummed,
+    torch_file_kind,
+    weights_only_reason,
+    write_checksummed,
+)
 from alexnet.errors import UserError
-from alexnet.files import atomic_path
+from alexnet.files import atomic_path, file_sha256
+from alexnet.models import build_model
 
 FORMAT = "alexnet-weights/1"
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
-RUN_DIR_CANDIDATES = ("best.safetensors", "last.safetensors")
 
 
 @dataclass
@@ -74,16 +87,12 @@ def shipped_models() -> list[str]:
 def model_card(name: str) -> dict:
     """The card shipped beside a pretrained model: a JSON object holding at least the
     SHA-256 of the weights; UserError when it is missing or malformed."""
-    from alexnet.engine.integrity import check_model_card
-
     return check_model_card(name, PRETRAINED_DIR / f"{name}.json")
 
 
 def verified_shipped(name: str) -> Path:
     """A shipped model's file, after checking it against the SHA-256 of its card (a model
     without a card or SHA-256 is refused, not trusted)."""
-    from alexnet.files import file_sha256
-
     path = PRETRAINED_DIR / f"{name}.safetensors"
     expected = model_card(name)["sha256"].lower()
     if file_sha256(path) != expected:
@@ -98,11 +107,11 @@ def resolve_checkpoint(spec: str | os.PathLike) -> Path:
     if path.is_file():
         return path
     if path.is_dir():
-        for candidate in RUN_DIR_CANDIDATES:
+        for candidate in layout.WEIGHTS:
             if (path / candidate).is_file():
                 return path / candidate
         raise UserError(f"run folder {str(path)!r} holds no checkpoint "
-                        f"({' or '.join(RUN_DIR_CANDIDATES)})")
+                        f"({' or '.join(layout.WEIGHTS)})")
     if str(spec) in shipped_models():
         return verified_shipped(str(spec))
     names = ", ".join(shipped_models()) or "none yet"
@@ -128,9 +137,6 @@ def read_weights_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
 
 def load_model(spec: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
     """Rebuild the model stored at `spec` (see `resolve_checkpoint`), in eval mode."""
-    from alexnet.engine.integrity import check_weights_metadata
-    from alexnet.models import build_model
-
     path = resolve_checkpoint(spec)
     tensors, metadata = read_weights_file(path)
     # Every field checked before anything is built from it (sizes decide allocations).
@@ -180,14 +186,12 @@ def start_from_weights(model: nn.Module, spec: str | os.PathLike) -> list[str]:
 # integrity.py): a damaged file is detected, and a run falls back to the state saved before
 # it (`<name>.previous`, kept by `save_training_state(..., keep_previous=True)`).
 
-STATE_SUFFIX = ".state.pt"
 STATE_FORMAT = "alexnet-train-state/1"
-PREVIOUS_SUFFIX = ".previous"
 
 
 def previous_state_path(path: str | os.PathLike) -> Path:
     path = Path(path)
-    return path.with_name(path.name + PREVIOUS_SUFFIX)
+    return path.with_name(path.name + layout.PREVIOUS_SUFFIX)
 
 
 def save_training_state(path: str | os.PathLike, state: dict,
@@ -195,8 +199,6 @@ def save_training_state(path: str | os.PathLike, state: dict,
     """Write `state` (tensors, numbers, strings, lists, tuples, dicts) atomically, with its
     checksum. keep_previous: the file it replaces stays as `<path>.previous` (a hard link,
     so `path` itself is never missing; a copy where links are not supported)."""
-    from alexnet.engine.integrity import write_checksummed
-
     path = Path(path)
     if keep_previous and path.is_file():
         previous = previous_state_path(path)
@@ -231,14 +233,6 @@ def load_training_state(path: str | os.PathLike) -> dict:
     A file whose checksum does not match raises integrity.DamagedFile (a UserError)."""
     import pickle
 
-    from alexnet.engine.integrity import (
-        NOT_A_TORCH_FILE,
-        pickles_code,
-        read_checksummed,
-        torch_file_kind,
-        weights_only_reason,
-    )
-
     path = Path(path)
     try:
         body = read_checksummed(path)
@@ -265,9 +259,6 @@ def load_latest_state(path: str | os.PathLike, warn: bool = True) -> tuple[dict,
     checked; when that file is damaged or incomplete, the previous one, with a warning
     (when `warn`). None when neither exists; UserError (the newer file's problem) when
     neither loads."""
-    from alexnet.console import info
-    from alexnet.engine.integrity import check_training_state
-
     path = Path(path)
     candidates = [p for p in (path, previous_state_path(path)) if p.is_file()]
     problems = []

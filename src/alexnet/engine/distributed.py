@@ -1,23 +1,46 @@
 """Distributed data parallel through torchrun's environment (no home-made launcher).
 
 `torchrun --nproc_per_node=N -m alexnet train ...` sets RANK, WORLD_SIZE, LOCAL_RANK and the
-rendezvous address; `setup()` reads them and joins the process group (NCCL on GPUs, gloo on
-CPU). Without them everything runs as a single process with rank 0.
+rendezvous address; `launched()` is the one reader of them, and `setup()` joins the process
+group they name (NCCL on GPUs, gloo on CPU). Without them everything runs as a single
+process with rank 0.
 
 With `model_parallel=2` (the paper's towers, one per rank) ranks 2k and 2k+1 form a pair
 that runs one network; the pairs are data parallel with each other.
+
+Names: `torch.distributed` is imported as `torch_dist` wherever it is used, and this module
+as `distributed` (`from alexnet.engine import distributed`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import NamedTuple
 
 import torch
-import torch.distributed as dist
+import torch.distributed as torch_dist
+
+from alexnet.errors import UserError
+
+
+class Launch(NamedTuple):
+    """Where torchrun placed this process: its rank among all and on this machine."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+
+
+def launched() -> Launch:
+    """This process's place as torchrun set it (RANK, WORLD_SIZE, LOCAL_RANK); rank 0 of 1
+    when it was not started by torchrun."""
+    return Launch(int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")),
+                  int(os.environ.get("LOCAL_RANK", "0")))
 
 
 @dataclass(frozen=True)
@@ -59,8 +82,6 @@ class DistInfo:
 def pick_device(name: str | None = "auto", local_rank: int = 0) -> torch.device:
     """The device `name` (auto or None: this rank's GPU when there is one, else the CPU);
     UserError when it is not a device name or is not present on this machine."""
-    from alexnet.errors import UserError
-
     if name in (None, "auto"):
         return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() \
             else torch.device("cpu")
@@ -88,23 +109,19 @@ def pick_device(name: str | None = "auto", local_rank: int = 0) -> torch.device:
 def setup(device: str = "auto", model_parallel: int = 1) -> DistInfo:
     """Join the torchrun process group if the environment names one; pick this rank's device.
     model_parallel=2 under torchrun: each rank runs one tower, consecutive ranks pair up."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    rank, world_size, local_rank = launched()
     towers = model_parallel if world_size > 1 else 1
     if world_size % towers:
-        from alexnet.errors import UserError
-
         raise UserError(f"model_parallel={model_parallel} runs one tower per process and "
                         f"needs a multiple of {model_parallel} processes, not {world_size}")
     dev = pick_device(device, local_rank)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
-    owns = world_size > 1 and not dist.is_initialized()
+    owns = world_size > 1 and not torch_dist.is_initialized()
     if owns:
         backend = "nccl" if dev.type == "cuda" else "gloo"
-        dist.init_process_group(backend, rank=rank, world_size=world_size,
-                                **({"device_id": dev} if dev.type == "cuda" else {}))
+        torch_dist.init_process_group(backend, rank=rank, world_size=world_size,
+                                      **({"device_id": dev} if dev.type == "cuda" else {}))
     if towers == 1:
         return DistInfo(rank, world_size, local_rank, dev, owns_group=owns)
     tower_group, data_group = pair_groups(rank, world_size, towers)
@@ -116,11 +133,11 @@ def pair_groups(rank: int, world_size: int, towers: int) -> tuple[object, object
     Every rank creates every group, in the same order, as torch.distributed requires."""
     mine = {}
     for first in range(0, world_size, towers):
-        group = dist.new_group(list(range(first, first + towers)))
+        group = torch_dist.new_group(list(range(first, first + towers)))
         if first <= rank < first + towers:
             mine["tower"] = group
     for tower in range(towers):
-        group = dist.new_group(list(range(tower, world_size, towers)))
+        group = torch_dist.new_group(list(range(tower, world_size, towers)))
         if rank % towers == tower:
             mine["data"] = group
     return mine["tower"], mine["data"]
@@ -147,28 +164,28 @@ def lost_peer(err: BaseException) -> str | None:
 def cleanup(info: DistInfo) -> None:
     """End what `setup` created: the default process group when it made it, else only the
     tower pairs' groups (a caller's own process group stays as it was)."""
-    if not dist.is_initialized():
+    if not torch_dist.is_initialized():
         return
     if info.owns_group:
-        dist.destroy_process_group()
+        torch_dist.destroy_process_group()
         return
     for group in {info.tower_group, info.data_group} - {None}:
-        dist.destroy_process_group(group)
+        torch_dist.destroy_process_group(group)
 
 
 def all_reduce_sum(tensor: torch.Tensor, group=None) -> torch.Tensor:
     """Sum over ranks (of `group`, default all; in place, returned); a no-op in one process."""
-    if dist.is_initialized() and dist.get_world_size() > 1:
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM, group=group)
+    if torch_dist.is_initialized() and torch_dist.get_world_size() > 1:
+        torch_dist.all_reduce(tensor, op=torch_dist.ReduceOp.SUM, group=group)
     return tensor
 
 
 def any_rank(flag: bool, device: torch.device) -> bool:
     """True when `flag` is true on any rank (a stop request must stop every rank at once)."""
-    if not (dist.is_initialized() and dist.get_world_size() > 1):
+    if not (torch_dist.is_initialized() and torch_dist.get_world_size() > 1):
         return flag
     t = torch.tensor([1.0 if flag else 0.0], device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    torch_dist.all_reduce(t, op=torch_dist.ReduceOp.MAX)
     return bool(t.item())
 
 
@@ -179,30 +196,44 @@ def main_rank_first() -> Iterator[None]:
     done). The wait has its own gloo group with a long timeout: preparing ImageNet takes
     hours, longer than the default group's 30 minutes. When rank 0 fails, the others stop
     with one sentence instead of waiting."""
-    from alexnet.errors import UserError
-
-    if not (dist.is_initialized() and dist.get_world_size() > 1):
+    if not (torch_dist.is_initialized() and torch_dist.get_world_size() > 1):
         yield
         return
-    group = dist.new_group(backend="gloo", timeout=timedelta(days=7))
+    group = torch_dist.new_group(backend="gloo", timeout=timedelta(days=7))
     flag = torch.zeros(1)
-    if dist.get_rank() == 0:
+    if torch_dist.get_rank() == 0:
         try:
             yield
             flag += 1
         finally:
-            dist.broadcast(flag, src=0, group=group)
+            torch_dist.broadcast(flag, src=0, group=group)
     else:
-        dist.broadcast(flag, src=0, group=group)
+        torch_dist.broadcast(flag, src=0, group=group)
         if not flag.item():
             raise UserError("rank 0 could not open the training data (its message says why)")
         yield
-    dist.destroy_process_group(group)
+    torch_dist.destroy_process_group(group)
 
 
 def barrier() -> None:
-    if dist.is_initialized() and dist.get_world_size() > 1:
-        dist.barrier()
+    if torch_dist.is_initialized() and torch_dist.get_world_size() > 1:
+        torch_dist.barrier()
+
+
+@contextlib.contextmanager
+def joined(device: str = "auto", model_parallel: int = 1) -> Iterator[DistInfo]:
+    """`setup()` for the block, `cleanup()` after it. A block that ends normally has let go
+    of what used the group (a network, its DDP reducer, their pending gloo work): it is
+    collected here while the group still exists (freed after it, at exit, it aborted a rank
+    now and then), and the ranks wait for each other before the group goes (tearing gloo
+    down while a peer still works aborts that peer)."""
+    info = setup(device, model_parallel)
+    try:
+        yield info
+        gc.collect()
+        barrier()
+    finally:
+        cleanup(info)
 
 
 def wrap_model(model: torch.nn.Module, info: DistInfo) -> torch.nn.Module:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import torch
 
+from alexnet.console import progress
 from alexnet.engine.evaluate import (
     check_views,
     error_fraction,
@@ -27,8 +28,6 @@ def ensemble_evaluate(models: Sequence[torch.nn.Module], preprocessings: Sequenc
     but read the same uint8 images [N, H, W, 3]). Returns {"members": [{top1_error,
     top5_error, images}, ...], "ensemble": {...}, "views": views}.
     """
-    from alexnet.console import progress
-
     check_views(views)
     if not models:
         raise ValueError("an ensemble needs at least one model")

@@ -13,6 +13,9 @@ import torch
 from torch import nn
 
 from alexnet.choices import VIEWS
+from alexnet.console import progress
+from alexnet.data.views import center_view, ten_views
+from alexnet.engine.metrics import topk_correct
 from alexnet.errors import UserError, one_of
 
 
@@ -61,8 +64,6 @@ def view_probabilities(model: nn.Module, images_u8_nhwc, preprocessing, views: s
     Returns float32 [B, classes] on the model's device. Runs in eval mode under no_grad and
     restores the model's previous mode.
     """
-    from alexnet.data.views import center_view, ten_views
-
     check_views(views)
     device = model_device(model)
     images = torch.as_tensor(np.asarray(images_u8_nhwc)) \
@@ -126,9 +127,6 @@ def evaluate(model: nn.Module, store_or_images, labels=None, preprocessing=None,
     reduce: optional function summing a tensor over ranks.
     Returns {"top1_error", "top5_error", "images", "views"}.
     """
-    from alexnet.console import progress
-    from alexnet.engine.metrics import topk_correct
-
     images = getattr(store_or_images, "images", store_or_images)
     labels = getattr(store_or_images, "labels", None) if labels is None else labels
     if labels is None or preprocessing is None:

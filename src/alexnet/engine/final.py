@@ -9,26 +9,25 @@ import json
 import numpy as np
 
 from alexnet import console
-from alexnet.engine import distributed as dist
-from alexnet.engine.evaluate import error_text, evaluate, views_name
-from alexnet.engine.inputs import why_none_held_out
+from alexnet.engine import distributed
+from alexnet.engine import run_layout as layout
+from alexnet.engine.evaluate import error_text, views_name
+from alexnet.engine.inputs import check_classes, open_test_store, why_none_held_out
 from alexnet.engine.run import Run
+from alexnet.engine.run_files import write_json
 from alexnet.kernels.pointwise import compile_seconds
 
 
 def finish(run: Run) -> dict:
     """The final evaluation, written to final.json and reported; a finished run re-run
     only reports it."""
-    from alexnet.engine.run_files import write_json
-    from alexnet.engine.train import validate
-
-    path = run.out / "final.json"
+    path = run.out / layout.FINAL
     if path.is_file():
         summary = json.loads(path.read_text())
     else:
         summary = {"status": "finished", "epochs": run.config.epochs,
                    "train_images": len(run.train_idx), "held_out_images": len(run.val_idx),
-                   "weights": str(run.out / "last.safetensors"),
+                   "weights": str(run.out / layout.LAST_WEIGHTS),
                    "best_val_top1_error": run.progress.best_top1,
                    "wall_seconds": sum(r["epoch_seconds"] for r in run.progress.history),
                    # paid in this process's first steps, inside the first epoch's time
@@ -36,7 +35,7 @@ def finish(run: Run) -> dict:
         views = ["center"] + ([run.config.eval_views] if run.config.eval_views != "center"
                               else [])
         if len(run.val_idx):
-            summary["held_out"] = {v: validate(run, v) for v in views}
+            summary["held_out"] = {v: run.validate(v) for v in views}
         if run.folded(run.config.epochs - 1):
             summary["held_out_trained_from_epoch"] = run.config.fold_in_epoch + 1
         test = official_test_errors(run, views)
@@ -69,17 +68,12 @@ def report_final(run: Run, summary: dict) -> None:
 def official_test_errors(run: Run, views: list[str]) -> dict:
     """Errors on CIFAR-10's official test split when the run trained from CIFAR-10's
     python folder (reported once, at the end; never used to choose anything)."""
-    from alexnet.engine.inputs import check_classes, open_test_store
-
     store = open_test_store(run.config) if run.ddp.is_main else None
     if run.ddp.enabled:   # rank 0 prepares it once, then every rank opens it
-        dist.barrier()
+        distributed.barrier()
         store = open_test_store(run.config) if not run.ddp.is_main else store
     if store is None:
         return {}
     check_classes(store, run.store.classes, "the training store")
-    shard = np.arange(len(store))[run.ddp.data_rank::run.ddp.data_world]
-    return {v: evaluate(run.model, store.images, store.labels, run.preprocessing, v,
-                        indices=shard, batch_size=run.config.eval_batch_size,
-                        amp_dtype=run.dtype, reduce=run.ddp.sum_over_data,
-                        show_progress=run.ddp.is_main and v != "center") for v in views}
+    return {v: run.evaluate(store.images, store.labels, np.arange(len(store)), v)
+            for v in views}

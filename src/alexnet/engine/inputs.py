@@ -10,16 +10,17 @@ import numpy as np
 
 from alexnet.config import Config
 from alexnet.console import info
+from alexnet.data.cache import cifar10_download_folder, download_cifar10, ensure_store
+from alexnet.data.cifar import CIFAR_TEST
 from alexnet.data.normalization import Preprocessing
 from alexnet.errors import UserError
+from alexnet.files import sha256_hex
 
 
 def open_data(config: Config, refresh: bool = True):
     """The run's Store: `config.data` prepared at `config.data_size` when needed (again when
     the folder changed, if `refresh`), or for the cifar10 recipe without data, CIFAR-10
     downloaded into the user cache."""
-    from alexnet.data.cache import download_cifar10, ensure_store
-
     if config.data:
         path = config.data
     elif config.recipe == "cifar10":
@@ -35,8 +36,6 @@ def open_data(config: Config, refresh: bool = True):
 
 def cifar_python_folder(config: Config) -> Path | None:
     """The CIFAR-10 python folder the run trains from (downloaded or given), if it is one."""
-    from alexnet.data.cache import cifar10_download_folder
-
     if not config.data:
         return cifar10_download_folder() if config.recipe == "cifar10" else None
     path = Path(config.data).expanduser()
@@ -46,9 +45,6 @@ def cifar_python_folder(config: Config) -> Path | None:
 def open_test_store(config: Config):
     """CIFAR-10's official test split (test_batch) as a store, when the run trains from
     CIFAR-10's python folder; None otherwise. Never used for validation or model choice."""
-    from alexnet.data.cache import ensure_store
-    from alexnet.data.cifar import CIFAR_TEST
-
     folder = cifar_python_folder(config)
     if folder is None or not (folder / CIFAR_TEST).is_file():
         return None
@@ -93,8 +89,6 @@ def split_validation(labels: np.ndarray, per_class: int, seed: int,
 
 def indices_digest(indices: np.ndarray) -> str:
     """A short SHA-256 of a list of image indices (a run's held-out split)."""
-    from alexnet.files import sha256_hex
-
     return sha256_hex(np.asarray(indices, dtype="<i8").tobytes())[:16]
 
 

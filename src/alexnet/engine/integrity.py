@@ -19,8 +19,11 @@ import math
 import os
 from pathlib import Path
 
+from alexnet.choices import MAX_SIZE
+from alexnet.data.store import MAX_CLASSES
 from alexnet.errors import UserError
 from alexnet.files import file_sha256, sha256_hex
+from alexnet.models import list_models, model_spec
 
 FOOTER_TAG = b"\nalexnet-sha256:"
 FOOTER_SIZE = len(FOOTER_TAG) + 64 + 1          # tag, 64 hex digits, newline
@@ -91,9 +94,6 @@ def _whole(value, low: int, high: int) -> bool:
 def check_weights_metadata(path: Path, metadata: dict, tensors: dict) -> dict:
     """The decoded metadata of a weights file {model, options, classes, preprocessing, meta},
     every field checked; UserError naming the file and the field otherwise."""
-    from alexnet.data.store import MAX_CLASSES, MAX_SIZE
-    from alexnet.models import list_models, model_spec
-
     def bad(what: str) -> UserError:
         return UserError(f"{str(path)!r} is a damaged alexnet weights file ({what})")
 

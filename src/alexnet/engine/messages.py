@@ -8,7 +8,9 @@ import numpy as np
 import torch
 
 from alexnet import console
+from alexnet.engine.inputs import held_out_count, why_none_held_out
 from alexnet.engine.run import Run
+from alexnet.engine.run_files import resume_command
 
 
 def towers_note(run: Run) -> str:
@@ -22,8 +24,6 @@ def towers_note(run: Run) -> str:
 
 def start_line(run: Run) -> str:
     """What is trained on what: images, the held-out split, batch, device and threads."""
-    from alexnet.engine.inputs import held_out_count, why_none_held_out
-
     cfg, ddp = run.config, run.ddp
     labels = np.asarray(run.store.labels)
     class_sizes = [int(n) for n in np.bincount(labels) if n]
@@ -51,8 +51,6 @@ def start_line(run: Run) -> str:
 def stopped(run: Run) -> dict:
     name = signal.Signals(run.stop.signum or signal.SIGTERM).name
     if run.ddp.is_main:
-        from alexnet.engine.run_files import resume_command
-
         console.info(f"stopped by {name}; state saved; resume with: "
                      f"{resume_command(run.out, run.ddp.world_size)}")
     return {"status": "stopped", "signal": name, "epoch": run.progress.epoch,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from alexnet.engine import distributed as dist
+from alexnet.engine import distributed
 from alexnet.errors import UserError
 from alexnet.models import towers
 
@@ -35,7 +35,7 @@ def tower_devices(device: str) -> list[torch.device]:
     return [torch.device(f"cuda:{index + i}") for i in range(towers.TOWERS)]
 
 
-def build_split(full: nn.Module, device: str, ddp: dist.DistInfo) -> nn.Module:
+def build_split(full: nn.Module, device: str, ddp: distributed.DistInfo) -> nn.Module:
     """`full` (built with the run's seed, on the CPU) split into towers for this process."""
     if ddp.towers > 1:
         return towers.split_model(full, group=ddp.tower_group).to(ddp.device)

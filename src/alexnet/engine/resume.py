@@ -14,8 +14,11 @@ from pathlib import Path
 
 from alexnet.config import Config, apply_overrides
 from alexnet.engine import checkpoint as ckpt
-from alexnet.engine.run import STATE_FILE
+from alexnet.engine import distributed
+from alexnet.engine import run_layout as layout
+from alexnet.engine.run_files import read_metrics_rows, read_run_json, resume_command
 from alexnet.errors import UserError
+from alexnet.recipes import resolve_config
 
 # Settings that may change when a run is resumed (they do not change what is computed).
 RESUMABLE_CHANGES = {"epochs", "checkpoint_minutes", "eval_batch_size", "data", "compile",
@@ -28,7 +31,7 @@ def run_folder(out: str | os.PathLike | None, recipe: str | None, resume: bool) 
         return Path(out)
     if resume:
         raise UserError("--resume needs --out RUN_DIR, the run folder to continue")
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if distributed.launched().world_size > 1:
         raise UserError("distributed runs need --out RUN_DIR (every process writes there)")
     return RUNS / f"{recipe or 'cifar10'}-{time.strftime('%Y%m%d-%H%M%S')}"
 
@@ -40,8 +43,6 @@ def unfinished_runs(recipe: str, root: Path = RUNS) -> list[Path]:
     """The run folders of `recipe` below `root` (the default place of new runs) that hold a
     training state and did not finish, the newest first: stopped (run.json's status), or
     killed (still "running"; or, for runs from before the status, without final.json)."""
-    from alexnet.engine.run_files import read_run_json
-
     found = []
     try:
         folders = [d for d in root.iterdir() if d.name.startswith(f"{recipe}-") and d.is_dir()]
@@ -49,7 +50,7 @@ def unfinished_runs(recipe: str, root: Path = RUNS) -> list[Path]:
         return []
     for folder in folders:
         status = read_run_json(folder).get("status")
-        finished = status == "finished" or (status is None and (folder / "final.json").exists())
+        finished = status == "finished" or (status is None and (folder / layout.FINAL).exists())
         if not finished and _has_state(folder):
             found.append(folder)
     return sorted(found, key=lambda d: d.name, reverse=True)
@@ -59,17 +60,15 @@ def unfinished_note(recipe: str, root: Path = RUNS) -> str | None:
     """What to tell a user starting a new run of `recipe` without --out while an unfinished
     one waits (the same command after a Ctrl-C starts afresh): where it is and how to
     resume it."""
-    from alexnet.engine.run_files import read_metrics_rows, read_run_json, resume_command
-
     found = unfinished_runs(recipe, root)
     if not found:
         return None
     newest = found[0]
-    done = len(read_metrics_rows(newest / "metrics.csv"))
+    done = len(read_metrics_rows(newest / layout.METRICS))
     epochs = read_run_json(newest).get("epochs")
     if not isinstance(epochs, int):
         try:
-            epochs = int(json.loads((newest / "config.json").read_text())["epochs"])
+            epochs = int(json.loads((newest / layout.CONFIG).read_text())["epochs"])
         except (OSError, ValueError, KeyError, TypeError):
             epochs = None
     progress = f"{done} of {epochs} epochs done" if epochs else f"{done} epochs done"
@@ -82,8 +81,6 @@ def unfinished_note(recipe: str, root: Path = RUNS) -> str | None:
 def run_config(out: Path, recipe: str | None, overrides: list[str]) -> Config:
     """The settings of the run in `out`: those it was started with when it holds one to
     continue, else the `recipe`'s; `overrides` applied on top, validated."""
-    from alexnet.recipes import resolve_config
-
     saved = saved_config(out)
     if saved is None:
         return resolve_config(recipe, overrides)
@@ -94,7 +91,7 @@ def run_config(out: Path, recipe: str | None, overrides: list[str]) -> Config:
 
 
 def _has_state(out: Path) -> bool:
-    state = Path(out) / STATE_FILE
+    state = Path(out) / layout.STATE
     return state.is_file() or ckpt.previous_state_path(state).is_file()
 
 
@@ -104,9 +101,9 @@ def saved_config(out: Path) -> Config | None:
     if not _has_state(out):
         return None
     try:
-        values, path = json.loads((Path(out) / "config.json").read_text()), out / "config.json"
+        values, path = json.loads((out / layout.CONFIG).read_text()), out / layout.CONFIG
     except (OSError, ValueError):
-        found = ckpt.load_latest_state(Path(out) / STATE_FILE, warn=False)   # train() warns
+        found = ckpt.load_latest_state(Path(out) / layout.STATE, warn=False)   # train() warns
         if found is None:
             return None
         values, path = found[0]["config"], found[1]
@@ -133,11 +130,11 @@ def load_saved_state(config: Config, out: Path, resume: bool | None,
     when there is one."""
     saved = _has_state(out)
     if saved and resume is not False:
-        state, path = ckpt.load_latest_state(out / STATE_FILE, warn=warn)
+        state, path = ckpt.load_latest_state(out / layout.STATE, warn=warn)
         check_resumable(Config.from_dict(state["config"]), config, out)
         return state, path
     if resume:
-        raise UserError(f"nothing to resume: {str(out)!r} holds no {STATE_FILE}")
+        raise UserError(f"nothing to resume: {str(out)!r} holds no {layout.STATE}")
     if saved:
         raise UserError(f"{str(out)!r} already holds a run; resume it or pass a new --out")
     return None

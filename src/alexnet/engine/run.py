@@ -21,16 +21,20 @@ from torch import nn
 
 from alexnet.config import Config
 from alexnet.console import info, plural
+from alexnet.data.augment import TrainAugment
+from alexnet.data.loader import StoreLoader
 from alexnet.engine import checkpoint as ckpt
-from alexnet.engine import distributed as dist
+from alexnet.engine import distributed
 from alexnet.engine import model_parallel as mp
+from alexnet.engine import run_layout as layout
+from alexnet.engine.evaluate import evaluate
 from alexnet.engine.fast_path import amp_dtype, use_channels_last
+from alexnet.engine.inputs import open_data, split_record, split_validation
 from alexnet.engine.optim import build_optimizer, parameter_groups
 from alexnet.engine.schedule import Plateau, Schedule
 from alexnet.errors import UserError
-from alexnet.models import towers
-
-STATE_FILE = "last" + ckpt.STATE_SUFFIX
+from alexnet.files import check_free_space, write_refused
+from alexnet.models import build_model, towers
 
 
 class Diverged(UserError):
@@ -81,7 +85,7 @@ class Run:
 
     config: Config
     out: Path
-    ddp: dist.DistInfo
+    ddp: distributed.DistInfo
     store: object
     preprocessing: object
     train_idx: np.ndarray
@@ -107,6 +111,23 @@ class Run:
     def loader(self, epoch: int):
         return self.folded_loader if self.folded(epoch) else self.train_loader
 
+    # -- evaluation ----------------------------------------------------------------------
+
+    def evaluate(self, images, labels, indices: np.ndarray, views: str = "center") -> dict:
+        """Top-1/top-5 error of the network on `images[indices]` with `views`: the indices
+        sharded over the data-parallel networks, the counts summed over them."""
+        shard = indices[self.ddp.data_rank::self.ddp.data_world]
+        return evaluate(self.model, images, labels, self.preprocessing, views, indices=shard,
+                        batch_size=self.config.eval_batch_size, amp_dtype=self.dtype,
+                        reduce=self.ddp.sum_over_data,
+                        show_progress=self.ddp.is_main and views != "center")
+
+    def validate(self, views: str = "center") -> dict:
+        """The held-out split's errors on `views` ({} when nothing is held out)."""
+        if len(self.val_idx) == 0:
+            return {}
+        return self.evaluate(self.store.images, self.store.labels, self.val_idx, views)
+
     # -- checkpoints ---------------------------------------------------------------------
 
     def state(self) -> dict:
@@ -124,8 +145,6 @@ class Run:
                 "rng": ckpt.capture_rng(self.generator)}
 
     def weights_extra(self) -> dict:
-        from alexnet.engine.inputs import split_record
-
         last = self.progress.history[-1] if self.progress.history else {}
         return {"recipe": self.config.recipe, "config": self.config.to_dict(),
                 "store": self.store.fingerprint,
@@ -145,20 +164,18 @@ class Run:
         state = self.state()
         if not self.ddp.is_main:
             return
-        target = self.out / STATE_FILE
+        target = self.out / layout.STATE
         try:
             ckpt.save_training_state(target, state, keep_previous=True)
             kwargs = {"classes": list(self.store.classes), "preprocessing": self.preprocessing,
                       "extra": self.weights_extra()}
             model = towers.SavedWeights(self.model, state["model"]) if split else self.model
-            target = self.out / "last.safetensors"
+            target = self.out / layout.LAST_WEIGHTS
             ckpt.save_weights(target, model, **kwargs)
             if best:
-                target = self.out / "best.safetensors"
+                target = self.out / layout.BEST_WEIGHTS
                 ckpt.save_weights(target, model, **kwargs)
         except OSError as err:     # refused by the system: exit 1, as the CLI's OSErrors
-            from alexnet.files import write_refused
-
             why, remedy = write_refused(err, target)
             raise UserError(f"saving the checkpoint {str(target)!r} failed ({why}); the "
                             f"checkpoints saved before are intact: {remedy} and run the same "
@@ -167,9 +184,7 @@ class Run:
     def check_space(self) -> None:
         """Refuse to start when the run folder cannot hold the next checkpoints: a folder
         where one goes, or too little free space."""
-        from alexnet.files import check_free_space
-
-        for name in CHECKPOINT_FILES:
+        for name in layout.CHECKPOINTS:
             if (self.out / name).is_dir():
                 raise UserError(f"{str(self.out / name)!r} is a folder, where the run saves "
                                 f"its checkpoint {name}; move it out of the way")
@@ -196,22 +211,18 @@ class Run:
         except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as err:
             lines = [line.strip() for line in str(err).splitlines() if line.strip()] or \
                 [type(err).__name__]
-            raise UserError(f"the training state {str(path or self.out / STATE_FILE)!r} "
+            raise UserError(f"the training state {str(path or self.out / layout.STATE)!r} "
                             f"does not fit this run ({' '.join(lines[:2])})") from None
 
     def check_finite(self, bad: torch.Tensor) -> None:
         if not bool(bad.item()):
             return
-        last = self.out / "last.safetensors"
+        last = self.out / layout.LAST_WEIGHTS
         kept = f"the last good checkpoint is {str(last)!r}" if last.is_file() \
             else "no checkpoint had been written yet"
         raise Diverged(f"training diverged: the loss became NaN or infinite in epoch "
                        f"{self.progress.epoch + 1} near step {self.progress.step}; {kept}; "
                        f"try a smaller lr (now lr={self.config.lr})")
-
-
-CHECKPOINT_FILES = (STATE_FILE, STATE_FILE + ckpt.PREVIOUS_SUFFIX, "last.safetensors",
-                    "best.safetensors")
 
 
 def checkpoint_space(out: Path, weights: int) -> int:
@@ -221,13 +232,13 @@ def checkpoint_space(out: Path, weights: int) -> int:
     being written; a training state is its existing size, or for a new run the weights and
     one momentum buffer. What the folder already holds of these files is replaced, not
     added to, so it counts as room."""
-    state_path = out / STATE_FILE
+    state_path = out / layout.STATE
     try:
         state = state_path.stat().st_size
     except OSError:
         state = 2 * weights
     present, seen = 0, set()
-    for name in CHECKPOINT_FILES:
+    for name in layout.CHECKPOINTS:
         try:
             st = (out / name).stat()
         except OSError:
@@ -238,7 +249,7 @@ def checkpoint_space(out: Path, weights: int) -> int:
     return max(2 * state + 3 * weights - present, 0)
 
 
-def train_batch_size(config: Config, train_images: int, ddp: dist.DistInfo) -> int:
+def train_batch_size(config: Config, train_images: int, ddp: distributed.DistInfo) -> int:
     """The global batch: `batch_size`, or, when the training split is smaller than that, all
     of it in one batch (a small folder trains rather than stopping with no full batch)."""
     if train_images >= config.batch_size:
@@ -250,15 +261,11 @@ def train_batch_size(config: Config, train_images: int, ddp: dist.DistInfo) -> i
     return batch
 
 
-def build_run(config: Config, out: Path, ddp: dist.DistInfo, stop: StopFlag,
+def build_run(config: Config, out: Path, ddp: distributed.DistInfo, stop: StopFlag,
               fresh: bool = True) -> Run:
     """Open the data, build the model, optimiser, schedule, loader and augmentation. A
     `fresh` run (not one continued from its saved state) starts from `init_weights`."""
-    from alexnet.data.augment import TrainAugment
-    from alexnet.data.loader import StoreLoader
-    from alexnet.engine.inputs import open_data, split_validation
-
-    with dist.main_rank_first():     # rank 0 prepares or downloads; the others wait
+    with distributed.main_rank_first():     # rank 0 prepares or downloads; the others wait
         store = open_data(config, refresh=ddp.is_main)
     train_idx, val_idx = split_validation(store.labels, config.val_per_class, config.seed)
     preprocessing = store.preprocessing(config.crop, config.normalize)
@@ -286,7 +293,7 @@ def build_run(config: Config, out: Path, ddp: dist.DistInfo, stop: StopFlag,
     augment = TrainAugment(preprocessing, store.eigvals, store.eigvecs, flip=config.flip,
                            lighting_std=config.lighting_std, channels_last=channels_last,
                            cutout=config.cutout)
-    train_model = dist.wrap_model(model, ddp)
+    train_model = distributed.wrap_model(model, ddp)
     if config.compile:
         train_model = torch.compile(train_model)
     return Run(config, out, ddp, store, preprocessing, train_idx, val_idx, model, train_model,
@@ -295,11 +302,9 @@ def build_run(config: Config, out: Path, ddp: dist.DistInfo, stop: StopFlag,
                amp_dtype(config.amp, device), TrainingProgress(), stop)
 
 
-def _build_model(config: Config, ddp: dist.DistInfo, classes: int,
+def _build_model(config: Config, ddp: distributed.DistInfo, classes: int,
                  fresh: bool) -> tuple[nn.Module, bool]:
     """The network on this process's device(s), and whether it is channels_last."""
-    from alexnet.models import build_model
-
     asked = config.model_options.get("num_classes", classes)
     if asked != classes:     # the data decides; a different number would be ignored silently
         raise UserError(f"model.num_classes={asked!r}, but the training data has "

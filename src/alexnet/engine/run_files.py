@@ -19,7 +19,12 @@ from pathlib import Path
 
 import torch
 
+from alexnet import __version__
+from alexnet.console import info
+from alexnet.engine import run_layout as layout
 from alexnet.files import atomic_write_json, atomic_write_text
+from alexnet.kernels import lrn_native
+from alexnet.kernels.choice import kernel_setting, kernels_ran
 
 METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_top1_error", "val_top1_error",
                   "val_top5_error", "images_per_s", "epoch_seconds", "lr_dropped")
@@ -85,8 +90,6 @@ def environment(world_size: int, device: torch.device) -> dict:
     import numpy
     import torchvision
 
-    from alexnet import __version__
-
     here = machine(device)
     env = {
         "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -114,9 +117,6 @@ def environment(world_size: int, device: torch.device) -> dict:
 def kernels_in_use() -> dict:
     """Which kernel forms this process's layers ran (`kernels.choice`), the settings that
     chose them, and how the CPU LRN kernel was built (or why it was not)."""
-    from alexnet.kernels import lrn_native
-    from alexnet.kernels.choice import kernel_setting, kernels_ran
-
     return {"ran": kernels_ran(),
             "settings": {kind: kernel_setting(kind) for kind in ("lrn", "local")},
             "lrn_native_build": lrn_native.build_status()}
@@ -125,7 +125,7 @@ def kernels_in_use() -> dict:
 def record_kernels(out: Path, kernels: dict) -> dict | None:
     """Add `kernels` to this start's entry in run.json; returns what the start before it
     ran (None for a first start, or one that recorded nothing)."""
-    path = out / "run.json"
+    path = out / layout.RUN
     try:
         record = json.loads(path.read_text())
         starts = record["starts"]
@@ -152,7 +152,7 @@ def resume_command(out: Path, world_size: int = 1) -> str:
 def read_run_json(out: Path) -> dict:
     """run.json of the run in `out` ({} when it is missing or unreadable)."""
     try:
-        value = json.loads((out / "run.json").read_text())
+        value = json.loads((out / layout.RUN).read_text())
     except (OSError, ValueError):
         return {}
     return value if isinstance(value, dict) else {}
@@ -163,9 +163,9 @@ def record_start(out: Path, config_dict: dict, env: dict, resumed: bool) -> None
     epochs); run.json: the run's status ("running" now; "stopped" or "finished" when this
     start ends, see `record_status`), the command that resumes it, and every start of the
     run (first and resumes)."""
-    write_json(out / "config.json", config_dict)
+    write_json(out / layout.CONFIG, config_dict)
     starts = read_run_json(out).get("starts", []) if resumed else []
-    write_json(out / "run.json", {
+    write_json(out / layout.RUN, {
         "status": "running", "resume": resume_command(out, env.get("world_size", 1)),
         "starts": [*(starts if isinstance(starts, list) else []), {**env, "resumed": resumed}]})
 
@@ -179,7 +179,7 @@ def record_status(out: Path, status: str, epoch: int, epochs: int) -> None:
         value.pop("resume", None)
     # A full disk, say, leaves the status as it was: the saved state is what counts.
     with contextlib.suppress(OSError):
-        write_json(out / "run.json", value)
+        write_json(out / layout.RUN, value)
 
 
 def write_metrics(out: Path, history: list[dict]) -> None:
@@ -190,7 +190,7 @@ def write_metrics(out: Path, history: list[dict]) -> None:
     writer.writeheader()
     for row in history:
         writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in METRIC_COLUMNS})
-    atomic_write_text(out / "metrics.csv", buffer.getvalue())
+    atomic_write_text(out / layout.METRICS, buffer.getvalue())
 
 
 def read_metrics_rows(path: str | os.PathLike) -> list[dict[str, float]]:
@@ -227,12 +227,10 @@ class TensorBoard:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
                 if not _hinted:
-                    from alexnet.console import info
-
                     info(TENSORBOARD_HINT)
                     _hinted = True
                 return
-            self.writer = SummaryWriter(str(out / "tensorboard"))
+            self.writer = SummaryWriter(str(out / layout.TENSORBOARD))
 
     def log(self, row: dict) -> None:
         if self.writer is None:

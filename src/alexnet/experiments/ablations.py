@@ -30,6 +30,9 @@ import re
 from pathlib import Path
 
 from alexnet import console
+from alexnet.analysis.plots import plot_curves
+from alexnet.config import CUDA_CONVNET_DECAY
+from alexnet.engine import train as engine_train  # train() looked up per call: tests fake it
 from alexnet.experiments.common import (
     command_line,
     experiment_store,
@@ -39,7 +42,6 @@ from alexnet.experiments.common import (
     read_history,
     save_results,
 )
-from alexnet.recipes import CUDA_CONVNET_DECAY
 
 # experiment -> arm -> (model, model options, other settings)
 ARMS = {
@@ -90,8 +92,6 @@ def slug(arm: str) -> str:
 
 def run_arm(name: str, arm: str, recipe: str, data: str, out: Path, seeds: int,
             overrides: list[str]) -> dict:
-    from alexnet.engine.train import train
-
     model, options, settings = ARMS[name][arm]
     errors, runs = {"top1": [], "top5": []}, []
     for seed in range(seeds):
@@ -99,7 +99,7 @@ def run_arm(name: str, arm: str, recipe: str, data: str, out: Path, seeds: int,
         config = make_config(recipe, data, overrides, model=model, seed=seed,
                              model_options={**base.model_options, **options}, **settings)
         run = out / f"{slug(arm)}-seed{seed}"
-        summary = train(config, run)
+        summary = engine_train.train(config, run)
         if summary.get("status") == "stopped":
             raise KeyboardInterrupt
         held_out = final_results(run)["held_out"][config.eval_views]
@@ -158,8 +158,6 @@ def plot_arms(results: dict, path: Path) -> None:
     """Per epoch, each arm's mean over its seeds: held-out error (centre view) and the
     training loss (what leaves ln(classes), or not, in the init experiment)."""
     import numpy as np
-
-    from alexnet.analysis.plots import plot_curves
 
     series = {}
     for arm, variant in results["variants"].items():

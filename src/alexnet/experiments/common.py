@@ -14,6 +14,10 @@ import numpy as np
 
 from alexnet import console
 from alexnet.config import Config, apply_overrides
+from alexnet.data import ensure_store, prepare_store
+from alexnet.engine import run_layout as layout
+from alexnet.engine import train as engine_train  # train() looked up per call: tests fake it
+from alexnet.engine.run_files import read_metrics_rows
 from alexnet.files import atomic_write_json
 from alexnet.recipes import resolve_config
 
@@ -24,8 +28,6 @@ def experiment_store(data: str, out: Path, size: int, per_class: int | None) -> 
     The experiments' images are CIFAR-10's 32x32: the subset is read from the 32x32 store
     and prepared at `size` like any image (upscaled for the ImageNet recipe's 256)."""
     from PIL import Image
-
-    from alexnet.data import ensure_store, prepare_store
 
     if not per_class:
         return data
@@ -49,13 +51,12 @@ def make_config(recipe: str, data: str, overrides: list[str], **fields) -> Confi
 
 
 def train_until(config: Config, out: Path, done=lambda history: False) -> list[dict]:
-    """Train one epoch at a time (resuming the run in `out`) until `done(history)` or
-    `config.epochs`; returns the per-epoch history. Re-running continues where it stopped."""
-    from alexnet.engine.train import train
-
+    """Train the run in `out` (continuing it) until `done(history)` after an epoch, or
+    `config.epochs`; returns the per-epoch history. Re-running continues where it stopped.
+    One `train` call: `done` is its epoch callback, and ends the run where it holds."""
     history = read_history(out)
-    while len(history) < config.epochs and not done(history):
-        summary = train(replace(config, epochs=len(history) + 1), out)
+    if len(history) < config.epochs and not done(history):
+        summary = engine_train.train(config, out, on_epoch=lambda run: done(run.progress.history))
         if summary.get("status") == "stopped":
             raise KeyboardInterrupt
         history = read_history(out)
@@ -64,13 +65,11 @@ def train_until(config: Config, out: Path, done=lambda history: False) -> list[d
 
 def read_history(out: Path) -> list[dict]:
     """The per-epoch rows of the run's metrics.csv (numbers as floats), [] for a new run."""
-    from alexnet.engine.run_files import read_metrics_rows
-
-    return read_metrics_rows(out / "metrics.csv")
+    return read_metrics_rows(out / layout.METRICS)
 
 
 def final_results(out: Path) -> dict:
-    return json.loads((out / "final.json").read_text())
+    return json.loads((out / layout.FINAL).read_text())
 
 
 def mean_and_spread(values: list[float]) -> dict:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from alexnet import console
+from alexnet.analysis import plots  # its functions looked up at each call: tests inspect them
 from alexnet.errors import UserError
 from alexnet.experiments.common import (
     command_line,
@@ -110,9 +111,7 @@ def run_relu_vs_tanh(data: str, out: Path, lrs: list[float], sweep_epochs: int,
 
 def plot(results: dict, path: Path) -> Path:
     """Training error against epochs: ReLU solid, tanh dashed, the 25% line dotted."""
-    from alexnet.analysis.plots import _pyplot, save_figure
-
-    plt = _pyplot()
+    plt = plots._pyplot()
     fig, ax = plt.subplots(figsize=(5, 4), dpi=120)
     highest = 0.0
     for activation, style in (("relu", "-"), ("tanh", "--")):
@@ -129,4 +128,4 @@ def plot(results: dict, path: Path) -> Path:
     ax.set_title("CIFAR-10, four-layer net: ReLU vs tanh")
     ax.legend()
     fig.tight_layout()
-    return save_figure(fig, path, dpi=120)
+    return plots.save_figure(fig, path, dpi=120)

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from alexnet.errors import UserError
+from alexnet.errors import UserError, one_of
 
 EXPERIMENTS = ("relu-vs-tanh", "lrn", "pooling", "precision", "init", "towers")
 # Seeds per arm unless --seeds says: the towers claim is about "every run".
@@ -53,11 +53,11 @@ def parse_lrs(text: str) -> list[float]:
 
 def run_experiment(exp: Experiment) -> dict:
     """Train every run of `exp` (continuing those already there) and return its results."""
+    # Here, not at the top: `alexnet --help` imports this module (the experiment command's
+    # choices), and the experiments import torch.
     from alexnet.experiments import ablations, relu_vs_tanh, towers
 
     if exp.name not in EXPERIMENTS:
-        from alexnet.errors import one_of
-
         raise one_of("experiment", exp.name, EXPERIMENTS)
     lrs = parse_lrs(exp.lrs)
     per_class = QUICK_PER_CLASS if exp.quick else exp.per_class

@@ -42,7 +42,12 @@ import numpy as np
 
 from alexnet import console
 from alexnet.analysis import tower_gap
+from alexnet.analysis.filters import colour_specificity, first_conv
+from alexnet.engine import run_layout as layout
+from alexnet.engine import train as engine_train  # train() looked up per call: tests fake it
+from alexnet.engine.run_files import git_revision
 from alexnet.errors import UserError
+from alexnet.experiments import towers_figures
 from alexnet.experiments.common import (
     command_line,
     experiment_store,
@@ -51,6 +56,7 @@ from alexnet.experiments.common import (
     mean_and_spread,
     save_results,
 )
+from alexnet.files import atomic_write_json
 
 MODEL = "cifar-towers"
 ARMS = {"split": {}, "cross": {"cross_tower": True}, "one-tower": {"towers": 1}}
@@ -73,9 +79,6 @@ class ScoreRecorder:
         self.path = path
 
     def __call__(self, run) -> None:
-        from alexnet.analysis.filters import colour_specificity, first_conv
-        from alexnet.files import atomic_write_json
-
         scores = read_scores(self.path)
         scores[run.progress.epoch] = colour_specificity(first_conv(run.model).weight).tolist()
         atomic_write_json(self.path, {"epochs": {str(e): [round(v, 5) for v in s]
@@ -93,28 +96,24 @@ def final_scores(run: Path) -> list[float]:
     """conv1's per-kernel scores in the run's last weights."""
     from safetensors.torch import load_file
 
-    from alexnet.analysis.filters import colour_specificity
-
-    weight = load_file(run / "last.safetensors")["features.conv1.weight"]
+    weight = load_file(run / layout.LAST_WEIGHTS)["features.conv1.weight"]
     return [round(float(v), 5) for v in colour_specificity(weight)]
 
 
 def finished(run: Path, epochs: int) -> bool:
-    path = run / "final.json"
+    path = run / layout.FINAL
     return path.is_file() and json.loads(path.read_text()).get("epochs") == epochs
 
 
 def train_run(arm: str, seed: int, recipe: str, data: str, out: Path,
               overrides: list[str]) -> dict:
     """Train (or continue, or skip when finished) one seed of one arm; its record."""
-    from alexnet.engine.train import train
-
     base = make_config(recipe, data, [], model=MODEL)
     config = make_config(recipe, data, overrides, model=MODEL, seed=seed, epochs=EPOCHS,
                          model_options={**base.model_options, **ARMS[arm]})
     run = out / f"{arm}-seed{seed}"
     if not finished(run, config.epochs):
-        summary = train(config, run, on_epoch=ScoreRecorder(run / SCORES_FILE))
+        summary = engine_train.train(config, run, on_epoch=ScoreRecorder(run / SCORES_FILE))
         if summary.get("status") == "stopped":
             raise KeyboardInterrupt
     scores = final_scores(run)
@@ -175,9 +174,6 @@ def summarise_arm(arm: dict, limit: float, trained_null: np.ndarray) -> None:
 def run_towers(data: str, out: Path, seeds: int, per_class: int | None = None,
                overrides: list[str] | None = None, recipe: str = "cifar10") -> dict:
     """Train every arm with `seeds` seeds; results.json and the three figures in `out`."""
-    from alexnet.engine.run_files import git_revision
-    from alexnet.experiments import towers_figures
-
     overrides = overrides or []
     out.mkdir(parents=True, exist_ok=True)
     size = make_config(recipe, "unused", overrides).data_size

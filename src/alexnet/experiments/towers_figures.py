@@ -14,7 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from alexnet.analysis.plots import _pyplot, mosaic, save_figure
+from alexnet.analysis import plots  # its functions looked up at each call: tests inspect them
+from alexnet.analysis.filters import kernel_tiles
+from alexnet.engine import run_layout as layout
 
 COLUMNS = 8
 LABEL_ROWS = 3       # white pixel rows under each tile, for its score
@@ -35,18 +37,16 @@ def typical_run(runs: list[dict]) -> dict:
 def plot_kernels(results: dict, path: Path) -> Path:
     from safetensors.torch import load_file
 
-    from alexnet.analysis.filters import kernel_tiles
-
-    plt = _pyplot()
+    plt = plots._pyplot()
     run = typical_run(results["arms"]["split"]["runs"])
-    weight = load_file(Path(run["run"]) / "last.safetensors")["features.conv1.weight"].float()
+    weight = load_file(Path(run["run"]) / layout.LAST_WEIGHTS)["features.conv1.weight"].float()
     fig, axes = plt.subplots(1, 2, figsize=(9, 4.4))
     for ax, name, kernels in zip(axes, "ab", weight.chunk(2), strict=True):
         tiles = kernel_tiles(kernels).numpy()
         k, h, w, _ = tiles.shape
         padded = np.ones((k, h + LABEL_ROWS, w, 3), dtype=np.float32)   # white label strip
         padded[:, :h] = tiles
-        ax.imshow(mosaic(padded, COLUMNS), interpolation="nearest")
+        ax.imshow(plots.mosaic(padded, COLUMNS), interpolation="nearest")
         scores = run["per_kernel"][:k] if name == "a" else run["per_kernel"][k:]
         for i, score in enumerate(scores):
             row, col = divmod(i, COLUMNS)
@@ -61,13 +61,13 @@ def plot_kernels(results: dict, path: Path) -> Path:
                  f"({run['gap']:.2f}) of {len(results['arms']['split']['runs'])} runs",
                  fontsize=10)
     fig.tight_layout()
-    return save_figure(fig, path, dpi=150)
+    return plots.save_figure(fig, path, dpi=150)
 
 
 def plot_gaps(results: dict, samples: dict[str, np.ndarray], path: Path) -> Path:
     """Each run's |gap| by arm (circle: tower a more coloured, triangle: b), the nulls as
     box plots, the threshold as a dashed line."""
-    plt = _pyplot()
+    plt = plots._pyplot()
     arms = results["arms"]
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for x, arm in enumerate(arms.values()):
@@ -94,13 +94,13 @@ def plot_gaps(results: dict, samples: dict[str, np.ndarray], path: Path) -> Path
     ax.legend(fontsize=8, loc="upper left")
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
-    return save_figure(fig, path, dpi=120)
+    return plots.save_figure(fig, path, dpi=120)
 
 
 def plot_timeline(results: dict, path: Path) -> Path:
     """Left: |gap| after each epoch for every run. Right: the split runs' towers' means,
     the tower that ends more coloured solid, the other dashed."""
-    plt = _pyplot()
+    plt = plots._pyplot()
     from matplotlib.ticker import MaxNLocator
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
@@ -132,4 +132,4 @@ def plot_timeline(results: dict, path: Path) -> Path:
     if len(results["arms"]["split"]["runs"]) <= 10:
         left.legend(fontsize=7)
     fig.tight_layout()
-    return save_figure(fig, path, dpi=120)
+    return plots.save_figure(fig, path, dpi=120)

@@ -23,7 +23,11 @@ import torch
 from torch import nn
 
 from alexnet.data.normalization import Preprocessing
+from alexnet.data.views import view_offsets
 from alexnet.errors import UserError, one_of
+from alexnet.files import atomic_path
+from alexnet.interop.torchvision import export_torchvision
+from alexnet.kernels.choice import use_kernels
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt", "exported-program": ".pt2",
            "torchvision": ".pth"}
@@ -41,8 +45,6 @@ class Preprocessed(nn.Module):
         crop, size = preprocessing.crop, preprocessing.size
         mean = preprocessing.mean_tensor()
         if mean.shape[-1] != 1:  # a mean image: the part under the centre crop, as in eval
-            from alexnet.data.views import view_offsets
-
             top, left = view_offsets(size, crop)[4]
             mean = mean[:, top:top + crop, left:left + crop]
         self.register_buffer("mean", mean.unsqueeze(0).contiguous())
@@ -161,10 +163,6 @@ def export_checkpoint(loaded, fmt: str, out: str | os.PathLike, *,
     also proves the batch dimension is dynamic) and compares with the eager model; a
     difference above 1e-4 is an error. Returns a summary with `max_abs_diff`.
     """
-    from alexnet.files import atomic_path
-    from alexnet.interop.torchvision import export_torchvision
-    from alexnet.kernels.choice import use_kernels
-
     if fmt not in FORMATS:
         raise one_of("format", fmt, FORMATS)
     out = Path(out)

@@ -18,7 +18,16 @@ from pathlib import Path
 import torch
 
 from alexnet.data.normalization import imagenet_preprocessing
+from alexnet.engine.checkpoint import save_weights, torch_save
+from alexnet.engine.integrity import (
+    NOT_A_TORCH_FILE,
+    pickles_code,
+    torch_file_kind,
+    weights_only_reason,
+)
 from alexnet.errors import UserError
+from alexnet.files import atomic_path, file_sha256
+from alexnet.models import build_model
 
 MODEL_NAME = "alexnet-torchvision"
 # Wrappers that training scripts commonly put around a state dict, and key prefixes added
@@ -87,8 +96,6 @@ def refused_pickle(path: Path, message: str) -> str:
     """The sentence for a file torch.load(weights_only=True) refused: usually a whole pickled
     model (torch.save(model)), whose class torch names as an unsupported global. Never
     PyTorch's advice to retry with weights_only=False: that would run the file's code."""
-    from alexnet.engine.integrity import pickles_code
-
     found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", message)
     if found is None and not pickles_code(message):   # bytes that are no pickle of tensors
         return (f"{str(path)!r} is damaged or not a PyTorch file (its pickle does not "
@@ -99,8 +106,6 @@ def refused_pickle(path: Path, message: str) -> str:
 
 
 def weights_only_message(message: str) -> str:
-    from alexnet.engine.integrity import weights_only_reason
-
     return weights_only_reason(ValueError(message))
 
 
@@ -109,8 +114,6 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"torchvision weights file {str(path)!r} does not exist")
-
-    from alexnet.engine.integrity import NOT_A_TORCH_FILE, torch_file_kind
 
     with open(path, "rb") as f:
         if torch_file_kind(f.read(4)) is None:
@@ -143,8 +146,6 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 def model_from_state_dict(state: dict[str, torch.Tensor], source: str = "state dict"):
     """An `alexnet-torchvision` model holding `state` (its class count read from fc8)."""
-    from alexnet.models import build_model
-
     if "classifier.6.weight" not in state:
         raise UserError(f"{source} is not a torchvision AlexNet state dict (no "
                         f"'classifier.6.weight'; keys start {sorted(state)[:3]})")
@@ -169,9 +170,6 @@ def import_torchvision(weights: str | os.PathLike, out: str | os.PathLike,
     (human-readable, recorded like training does) default to the classes. To evaluate on an
     ImageNet store, whose classes are wnids, take the classes from that store.
     """
-    from alexnet.engine.checkpoint import save_weights
-    from alexnet.files import file_sha256
-
     weights = Path(weights)
     model = model_from_state_dict(read_state_dict(weights), repr(str(weights)))
     num_classes = model.classifier[6].out_features
@@ -204,9 +202,6 @@ def torchvision_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def export_torchvision(model: torch.nn.Module, out: str | os.PathLike) -> None:
     """Save `model`'s weights as a torchvision state-dict file (torch.save), atomically."""
-    from alexnet.engine.checkpoint import torch_save
-    from alexnet.files import atomic_path
-
     state = torchvision_state_dict(model)
     with atomic_path(out) as tmp:
         torch_save(state, tmp, out)   # a refused write: an OSError naming `out`

@@ -28,6 +28,8 @@ from contextlib import contextmanager
 
 import torch
 
+from alexnet.kernels.pointwise import forget_forms_ran, forms_ran
+
 CHOICES = {"lrn": ("auto", "native", "band", "triton", "reference"),
            "local": ("auto", "gemm", "unfold")}
 _setting = {"lrn": "auto", "local": "auto"}
@@ -75,16 +77,12 @@ def record(kind: str, form: str) -> None:
 def kernels_ran() -> dict[str, list[str]]:
     """The forms each kind of layer ran in this process so far, and the forms of the fused
     pointwise loops that the band LRN uses ("compiled", "eager")."""
-    from alexnet.kernels.pointwise import forms_ran
-
     return {"lrn": sorted(_ran["lrn"]), "local": sorted(_ran["local"]),
             "fused_loops": forms_ran()}
 
 
 def forget_kernels_ran() -> None:
     """Start the record afresh (a process that trains one run after another)."""
-    from alexnet.kernels.pointwise import forget_forms_ran
-
     for forms in _ran.values():
         forms.clear()
     forget_forms_ran()

@@ -47,6 +47,8 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
+from alexnet.files import atomic_write_text, cache_root, file_sha256
+
 BUILD_SECONDS = 60.0
 
 
@@ -177,8 +179,6 @@ class NativeLibrary:
         argv = compiler_command()
         if argv is None:
             return self._give_up("no C compiler ($CC, cc, gcc or clang) on the PATH")
-        from alexnet.files import cache_root
-
         folder = cache_root() / "kernels"
         key = hashlib.sha256("\0".join([
             self.source.read_text(), self.wrapper.read_text(), repr(flag_sets()),
@@ -231,8 +231,6 @@ class NativeLibrary:
                 target.unlink(missing_ok=True)
                 errors.append(f"the library built with {' '.join(flags)} failed its self-test")
                 continue
-            from alexnet.files import atomic_write_text, file_sha256
-
             atomic_write_text(stamp, f"{file_sha256(target)}\n{' '.join(flags)}\n")
             self.status = {"built": True, "path": str(target), "flags": flags,
                            "openmp": "-fopenmp" in flags}
@@ -261,8 +259,6 @@ class NativeLibrary:
 
 
 def _stamp_matches(target: Path, stamp: Path) -> bool:
-    from alexnet.files import file_sha256
-
     try:
         recorded = stamp.read_text().split()
         return bool(recorded) and target.is_file() and file_sha256(target) == recorded[0]

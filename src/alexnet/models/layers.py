@@ -16,7 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from alexnet.kernels import choice
+from alexnet.kernels import choice, lrn_native, triton_available
+from alexnet.kernels.local_gemm import locally_connected
+from alexnet.kernels.lrn_band import lrn_band
 
 
 def channel_window_matrix(channels: int, size: int, groups: int = 1,
@@ -82,8 +84,6 @@ class LocalResponseNorm(nn.Module):
         if wanted == "auto":
             if choice.tracing():
                 return "reference"
-            from alexnet.kernels import triton_available
-
             if x.is_cuda and self.size % 2 == 1 and triton_available():
                 return "triton"
             wanted = "native"
@@ -91,8 +91,6 @@ class LocalResponseNorm(nn.Module):
             if choice.tracing():   # a ctypes call is invisible to a tracer
                 raise RuntimeError("the native LRN kernel cannot be traced; trace with "
                                    "alexnet.kernels.choice.use_kernels(lrn='reference')")
-            from alexnet.kernels import lrn_native
-
             return "native" if lrn_native.supports(x) else "band"
         return wanted
 
@@ -101,19 +99,15 @@ class LocalResponseNorm(nn.Module):
         choice.record("lrn", form)
         w, relu = self.term_weight, self.relu_first
         if form == "native":
-            from alexnet.kernels.lrn_native import lrn_native
-
-            return lrn_native(x, self.size, self.groups, self.k, w, self.beta, relu)
+            return lrn_native.lrn_native(x, self.size, self.groups, self.k, w, self.beta, relu)
         if form == "band":
-            from alexnet.kernels.lrn_band import lrn_band
-
             return lrn_band(x, self.band, self.k, w, self.beta, relu)
         if relu:
             x = F.relu(x)
         if form == "triton":
             if self.size % 2 == 0:
                 raise ValueError("the Triton LRN needs an odd window size (symmetric windows)")
-            from alexnet.kernels.lrn_triton import lrn
+            from alexnet.kernels.lrn_triton import lrn  # Triton is optional: only when it runs
 
             return lrn(x, self.size, self.groups, self.k, w, self.beta)
         # The reference. [N, C, H, W] -> [N, H, W, C] is free for channels_last tensors;
@@ -212,8 +206,6 @@ class LocallyConnected2d(nn.Module):
             form = "unfold" if choice.tracing() else "gemm"
         choice.record("local", form)
         if form == "gemm":
-            from alexnet.kernels.local_gemm import locally_connected
-
             return locally_connected(x, weight, bias, self.kernel_size, self.stride,
                                      self.padding)
         # The plain formulation (the reference): patches [N, C*k*k, L] in F.unfold's

@@ -9,7 +9,7 @@ are written out (`_GatherOverRanks`, `_SumOverRanks`). Both count the bytes they
 from __future__ import annotations
 
 import torch
-import torch.distributed as dist
+import torch.distributed as torch_dist
 from torch import nn
 
 TOWERS = 2
@@ -77,17 +77,17 @@ class _GatherOverRanks(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor, group) -> torch.Tensor:
         ctx.group = group
         parts = [torch.empty_like(x, memory_format=torch.contiguous_format)
-                 for _ in range(dist.get_world_size(group))]
-        dist.all_gather(parts, x.contiguous(), group=group)
+                 for _ in range(torch_dist.get_world_size(group))]
+        torch_dist.all_gather(parts, x.contiguous(), group=group)
         return torch.cat(parts, dim=1)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        n = dist.get_world_size(ctx.group)
+        n = torch_dist.get_world_size(ctx.group)
         # [n, *part]: part j goes to rank j (gloo sends contiguous buffers only)
         send = torch.stack(grad.chunk(n, dim=1)).contiguous()
         received = torch.empty_like(send, memory_format=torch.contiguous_format)
-        dist.all_to_all_single(received, send, group=ctx.group)
+        torch_dist.all_to_all_single(received, send, group=ctx.group)
         return received.sum(dim=0), None
 
 
@@ -99,7 +99,7 @@ class _SumOverRanks(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, group) -> torch.Tensor:
         x = x.clone(memory_format=torch.contiguous_format)
-        dist.all_reduce(x, op=dist.ReduceOp.SUM, group=group)
+        torch_dist.all_reduce(x, op=torch_dist.ReduceOp.SUM, group=group)
         return x
 
     @staticmethod

@@ -36,7 +36,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 
 import torch
-import torch.distributed as dist
+import torch.distributed as torch_dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -190,7 +190,7 @@ class TowerOnRank(Tower):
     tower's index). Parameters have the single-device names and half the shapes."""
 
     def __init__(self, full: AlexNetPaper, group):
-        super().__init__(full, dist.get_rank(group))
+        super().__init__(full, torch_dist.get_rank(group))
         self.exchange = RankExchange(group)
         self.model_name = getattr(full, "model_name", "alexnet-paper")
         self.model_options = dict(getattr(full, "model_options", {}))
@@ -211,8 +211,8 @@ class TowerOnRank(Tower):
                 out.append([piece])
                 continue
             parts = [torch.empty_like(piece) for _ in range(TOWERS)] if first else None
-            dist.gather(piece.contiguous(), parts, dst=dist.get_global_rank(group, 0),
-                        group=group)
+            torch_dist.gather(piece.contiguous(), parts,
+                              dst=torch_dist.get_global_rank(group, 0), group=group)
             out.append(parts)
         return out if first else None
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from alexnet.choices import MAX_SIZE
 from alexnet.data.prepare.worker import DEFAULT_QUALITY
 from alexnet.data.sources import Source, find_source, read_class_list, remap_classes
-from alexnet.data.store import ENCODINGS, MAX_SIZE
+from alexnet.data.store import ENCODINGS
 from alexnet.errors import UserError
 
 

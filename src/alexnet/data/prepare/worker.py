@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from alexnet.data.cifar import cifar_row, read_cifar_batch
-from alexnet.data.image_file import BadImage, decode_image
+from alexnet.data.image_file import BadImage, decode_image, resize_center_crop
 from alexnet.data.stats import RGBStats
 
 PENDING, DONE, SKIPPED = 0, 1, 2        # an image's status byte
@@ -90,7 +90,6 @@ def _read_one(ref: str) -> tuple[np.ndarray, list[str]]:
         return np.ascontiguousarray(image), []
     from PIL import Image
 
-    from alexnet.data.image_file import resize_center_crop
     return resize_center_crop(Image.fromarray(image), size), [f"32x32 resized to {size}"]
 
 
