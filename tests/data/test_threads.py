@@ -113,3 +113,16 @@ def test_library_thread_settings_stay_with_the_threads_that_made_them():
     counts = list(thread_pool(2).map(lambda _: torch.get_num_threads(), range(4)))
     assert torch.get_num_threads() == before
     assert counts == [1] * 4 or not per_thread
+
+
+def test_a_command_gives_the_callers_thread_count_back(tmp_path):
+    """`main` sets torch's threads for the command only: a caller in a longer-lived process
+    (a notebook, these tests) keeps its own count, whether the command succeeds or fails."""
+    before = torch.get_num_threads()
+    other = 1 if before != 1 else 2
+    missing = tmp_path / "missing.png"
+    try:
+        assert main(["predict", str(missing), "--threads", str(other)]) != 0
+        assert torch.get_num_threads() == before
+    finally:
+        torch.set_num_threads(before)
