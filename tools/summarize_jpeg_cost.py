@@ -17,25 +17,27 @@ import statistics
 import sys
 from pathlib import Path
 
+from alexnet.engine import run_layout as layout
+
 VIEWS = ("ten", "center")
 
 
 def held_out_errors(run: Path) -> dict:
-    final = json.loads((run / "final.json").read_text())
+    final = json.loads((run / layout.FINAL).read_text())
     return {v: round(100 * final["held_out"][v]["top1_error"], 2) for v in VIEWS}
 
 
 def summarize(root: Path) -> dict:
     seeds = sorted(int(p.name.removeprefix("orig-s")) for p in root.glob("orig-s*")
-                   if (p / "final.json").is_file()
-                   and (root / f"jpeg-s{p.name.removeprefix('orig-s')}" / "final.json").is_file())
+                   if (p / layout.FINAL).is_file()
+                   and (root / f"jpeg-s{p.name.removeprefix('orig-s')}" / layout.FINAL).is_file())
     runs, cost = {}, {v: [] for v in VIEWS}
     for seed in seeds:
         pair = {copy: held_out_errors(root / f"{copy}-s{seed}") for copy in ("orig", "jpeg")}
         runs[f"seed {seed}"] = pair
         for view in VIEWS:
             cost[view].append(round(pair["jpeg"][view] - pair["orig"][view], 2))
-    config = json.loads((root / f"orig-s{seeds[0]}" / "config.json").read_text()) if seeds else {}
+    config = json.loads((root / f"orig-s{seeds[0]}" / layout.CONFIG).read_text()) if seeds else {}
     return {
         "what": "held-out top-1 error (%) of the shipped model's recipe on CIFAR-10's original "
                 "training pixels and on the shared JPEG copy (quality 75, 4:2:0), same seeds and "
