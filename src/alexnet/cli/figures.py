@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from alexnet.cli._args import (
+    add_amp_option,
     add_device_option,
     add_threads_option,
     add_views_option,
@@ -63,6 +64,7 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=count("--batch-size"), default=256,
                    help="feature extraction batch")
     add_device_option(p)
+    add_amp_option(p)
     add_threads_option(p)
     p.set_defaults(run=run_neighbours)
 
@@ -173,7 +175,7 @@ def run_neighbours(args) -> int:
 
     loaded = load_model(args.checkpoint, device=pick_device(args.device))
     store, cache, found = find_neighbours(loaded, args.data, expand_inputs(args.query),
-                                          args.k, args.cache, args.batch_size)
+                                          args.k, args.cache, args.batch_size, args.amp)
     rows = [{"image": q["image"], "title": f"query\n{Path(q['file']).name}", "neighbours": [
         {"image": n["image"], "title": f"{n['label']}\n{n['distance']:.3g}"}
         for n in q["neighbours"]]} for q in found]
