@@ -112,3 +112,49 @@ def test_the_jpeg_cost_is_paired_by_seed(tmp_path):
     assert result["jpeg_cost_points"]["ten"] == {"per_seed": [1.5, 1.0], "mean": 1.25}
     assert result["jpeg_cost_points"]["center"]["per_seed"] == [2.0, 1.5]
     assert result["mean_error"]["orig"]["ten"] == 12.5
+
+
+def _imagenette_run(root, name, held, curve, wall=3600.0):
+    """A finished run folder: held {view: (top1, top5)} on 500 held-out images; curve
+    [(train_loss, train_top1, val_top1)] per epoch."""
+    run = root / name
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"recipe": "imagenet-paper", "epochs": len(curve),
+                                                 "model": "alexnet-paper", "lr": 0.001}))
+    (run / "final.json").write_text(json.dumps({
+        "epochs": len(curve), "wall_seconds": wall, "held_out_images": 500,
+        "held_out": {v: {"top1_error": t1, "top5_error": t5} for v, (t1, t5) in held.items()}}))
+    rows = ["epoch,lr,train_loss,train_top1_error,val_top1_error"] + [
+        f"{i},0.001,{loss},{train},{val}" for i, (loss, train, val) in enumerate(curve, 1)]
+    (run / "metrics.csv").write_text("\n".join(rows) + "\n")
+    return run
+
+
+def test_the_imagenette_summary_pairs_views_seeds_and_the_ensemble(tmp_path):
+    tool = load_tool("summarize_imagenette")
+    curve = [(2.0, 0.8, 0.7), (1.5, 0.5, 0.45), (1.0, 0.3, 0.35)]
+    for seed, (ten, center) in enumerate([(0.30, 0.32), (0.28, 0.31)]):
+        _imagenette_run(tmp_path, f"paper-lr0.001-s{seed}",
+                        {"ten": (ten, 0.04), "center": (center, 0.05)}, curve)
+    (tmp_path / "paper-lr0.001-s2").mkdir()         # unfinished: left out
+    for view, members, together in (("ten", (0.33, 0.31), 0.29), ("center", (0.34, 0.33), 0.30)):
+        (tmp_path / f"ensemble-{view}.json").write_text(json.dumps({
+            "members": [{"checkpoint": f"/runs/paper-lr0.001-s{s}/best.safetensors",
+                         "top1_error": e, "top5_error": 0.05} for s, e in enumerate(members)],
+            "ensemble": {"top1_error": together, "top5_error": 0.04}}))
+    # 9,500 images in the store, 500 held out at 32% (centre): 2,000 wrong of the 9,000 others.
+    (tmp_path / "paper-lr0.001-s0" / "train-store-center-last.json").write_text(json.dumps(
+        {"top1_error": (2000 + 160) / 9500, "top5_error": 0.0, "images": 9500}))
+    result = tool.summarize(tmp_path)
+    assert result["seeds"] == [0, 1] and result["lr"] == 0.001
+    seed0 = result["runs"]["seed 0"]
+    assert seed0["val_split"]["ten"] == {"top1": 33.0, "top5": 5.0}
+    assert seed0["trained_on_center_top1"] == pytest.approx(22.22)
+    assert seed0["first_epoch_held_out_center_top1"] == {"<= 60%": 2, "<= 50%": 2, "<= 40%": 3}
+    assert result["baseline"]["val_split"]["ten"]["top1"]["mean"] == 32.0
+    gain = result["ten_patches_vs_centre"]
+    assert gain["val_split_top1_points"]["per_seed"] == [1.0, 2.0]
+    assert gain["held_out_500_top1_points"]["per_seed"] == [2.0, 3.0]
+    assert result["ensemble"]["ten"]["ensemble"]["top1"] == 29.0
+    assert result["ensemble"]["ten"]["gain_over_mean_member_top1_points"] == 3.0
+    assert result["dropout"] is None and result["stalled_at_the_papers_lr"] is None
