@@ -121,3 +121,20 @@ def test_image_folder_as_data_is_prepared_once(ckpt, store, tmp_path, monkeypatc
     assert numbers["queries"][0]["neighbours"][0]["file"].endswith("airplane/0002.jpg")
     assert numbers["features"]["cache"].startswith(str(tmp_path / "cache" / "features"))
     assert any((tmp_path / "cache" / "stores").iterdir())
+
+
+def test_each_precision_has_its_own_feature_cache(ckpt, store, tmp_path, capsys):
+    """bf16 features are not fp32 features: a cache filled in one precision is never read
+    for the other, and both find a training image as its own nearest neighbour."""
+    store_path, src = store
+    query = src / "ship" / "0004.jpg"
+    for amp in ("none", "bf16"):
+        code = main(["figures", "neighbours", str(ckpt), "--data", str(store_path), "--query",
+                     str(query), "-k", "2", "--cache", str(tmp_path / "cache"), "--out",
+                     str(tmp_path / f"{amp}.png"), "--json", "--device", "cpu", "--amp", amp])
+        assert code == 0
+        numbers = json.loads(capsys.readouterr().out)
+        assert numbers["features"]["cached"] is False
+        assert numbers["queries"][0]["neighbours"][0]["file"].endswith("ship/0004.jpg")
+    names = sorted(p.name for p in (tmp_path / "cache").glob("*.npy"))
+    assert len(names) == 2 and sum(n.endswith("-bfloat16.npy") for n in names) == 1
