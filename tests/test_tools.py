@@ -157,4 +157,5 @@ def test_the_imagenette_summary_pairs_views_seeds_and_the_ensemble(tmp_path):
     assert gain["held_out_500_top1_points"]["per_seed"] == [2.0, 3.0]
     assert result["ensemble"]["ten"]["ensemble"]["top1"] == 29.0
     assert result["ensemble"]["ten"]["gain_over_mean_member_top1_points"] == 3.0
-    assert result["dropout"] is None and result["stalled_at_the_papers_lr"] is None
+    assert result["dropout"] is None and result["lrn"] is None
+    assert result["stalled_at_the_papers_lr"] is None

@@ -8,8 +8,9 @@ What it reads (every number comes from a committed file; errors are percent, top
 - `ensemble-ten.json`, `ensemble-center.json`: `alexnet ensemble` of the baseline runs on
   Imagenette's val split (3,925 photos, never tuned on); its members' rows are the per-seed
   val-split errors (each run's best.safetensors, chosen on its held-out photos).
-- `paper-lr0.001-nodropout-s0/`: the dropout-off arm, with `val-split-ten.json` and
-  `val-split-center.json` (`alexnet eval RUN --json`).
+- `paper-lr0.001-nodropout-s0/`, `paper-lr0.001-nolrn-s0/`: the dropout-off and LRN-off arms
+  (seed 0, paired with the baseline's seed 0), with `val-split-ten.json` and
+  `val-split-center.json` (`alexnet eval RUN --json`) where they were evaluated.
 - `<run>/train-store-center-last.json`: `alexnet eval RUN/last.safetensors` on the whole
   training store (centre): with final.json's held-out error of the same weights it gives the
   error on the images the run trained on, in eval mode (dropout off), the overfitting measure.
@@ -27,7 +28,8 @@ from pathlib import Path
 from alexnet.engine import run_layout as layout
 
 VIEWS = ("ten", "center")
-BASELINE, NO_DROPOUT, STALLED = "paper-lr0.001-s", "paper-lr0.001-nodropout-s0", "paper-lr-s0"
+BASELINE, STALLED = "paper-lr0.001-s", "paper-lr-s0"
+ARMS = {"dropout": "paper-lr0.001-nodropout-s0", "lrn": "paper-lr0.001-nolrn-s0"}  # each off
 REACH = (60.0, 50.0, 40.0)          # held-out centre top-1 (%) whose first epoch is reported
 
 
@@ -85,6 +87,17 @@ def by_run(ensemble: dict) -> dict:
     return {Path(m["checkpoint"]).parent.name: errors(m) for m in ensemble["members"]}
 
 
+def ablation(off: Path, baseline: dict | None) -> dict | None:
+    """A layer switched off (seed 0) beside the baseline's seed 0; None until it finished."""
+    if not (off / layout.FINAL).is_file():
+        return None
+    without = run_facts(off)
+    without["val_split"] = {v: errors(read_json(off / f"val-split-{v}.json")) for v in VIEWS
+                            if (off / f"val-split-{v}.json").is_file()}
+    without["trained_on_center_top1"] = trained_on_error(off, without)
+    return {"with (seed 0)": baseline, "without (seed 0)": without}
+
+
 def summarize(root: Path) -> dict:
     seeds = sorted(int(p.name.removeprefix(BASELINE)) for p in root.glob(f"{BASELINE}*")
                    if p.name.removeprefix(BASELINE).isdigit() and (p / layout.FINAL).is_file())
@@ -122,14 +135,8 @@ def summarize(root: Path) -> dict:
                           "best_member_top1": min(single),
                           "gain_over_mean_member_top1_points": round(
                               statistics.mean(single) - pct(result["ensemble"]["top1_error"]), 2)}
-    dropout = None
-    if (root / NO_DROPOUT / layout.FINAL).is_file():
-        off = root / NO_DROPOUT
-        without = run_facts(off)
-        without["val_split"] = {v: errors(read_json(off / f"val-split-{v}.json")) for v in VIEWS
-                                if (off / f"val-split-{v}.json").is_file()}
-        without["trained_on_center_top1"] = trained_on_error(off, without)
-        dropout = {"with (seed 0)": runs.get("seed 0"), "without (seed 0)": without}
+    ablations = {name: ablation(root / folder, runs.get("seed 0"))
+                 for name, folder in ARMS.items()}
     stalled = None
     if (root / STALLED / layout.METRICS).is_file():
         rows = curve(root / STALLED)
@@ -146,7 +153,7 @@ def summarize(root: Path) -> dict:
         "lr": config.get("lr"), "epochs": config.get("epochs"), "seeds": seeds,
         "baseline": baseline, "runs": runs,
         "ten_patches_vs_centre": ten_gain, "ensemble": ensemble,
-        "dropout": dropout, "stalled_at_the_papers_lr": stalled,
+        **ablations, "stalled_at_the_papers_lr": stalled,
     }
 
 
