@@ -19,13 +19,13 @@ What it reads (every number comes from a committed file; errors are percent, top
 
 from __future__ import annotations
 
-import csv
 import json
 import statistics
 import sys
 from pathlib import Path
 
 from alexnet.engine import run_layout as layout
+from alexnet.engine.run_files import read_metrics_rows
 
 VIEWS = ("ten", "center")
 BASELINE, STALLED = "paper-lr0.001-s", "paper-lr-s0"
@@ -50,27 +50,22 @@ def read_json(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def curve(run: Path) -> list[dict]:
-    with open(run / layout.METRICS, newline="") as f:
-        return list(csv.DictReader(f))
-
-
 def run_facts(run: Path) -> dict:
     """Held-out errors, length, wall time and convergence of one run, from its files."""
-    final, rows = read_json(run / layout.FINAL), curve(run)
+    final, rows = read_json(run / layout.FINAL), read_metrics_rows(run / layout.METRICS)
     held = {v: errors(final["held_out"][v]) for v in VIEWS}
-    val = [100 * float(r["val_top1_error"]) for r in rows]
+    val = [100 * r["val_top1_error"] for r in rows]
     first = {f"<= {limit:g}%": next((int(r["epoch"]) for r, e in zip(rows, val, strict=True)
                                      if e <= limit), None) for limit in REACH}
     return {"held_out_500": held, "epochs": final["epochs"],
             "wall_minutes": round(final["wall_seconds"] / 60, 1),
             "best_held_out_center_top1": round(min(val), 2),
             "first_epoch_held_out_center_top1": first,
-            "last_train_loss": round(float(rows[-1]["train_loss"]), 3),
-            "last_train_top1_training_mode": pct(float(rows[-1]["train_top1_error"]))}
+            "last_train_loss": round(rows[-1]["train_loss"], 3),
+            "last_train_top1_training_mode": pct(rows[-1]["train_top1_error"])}
 
 
-def trained_on_error(run: Path, facts: dict) -> float | None:
+def trained_on_error(run: Path) -> float | None:
     """Centre top-1 on the images the run trained on, eval mode: the whole store's error less
     the held-out images' (same last weights). None when the file is missing."""
     path = run / "train-store-center-last.json"
@@ -94,7 +89,7 @@ def ablation(off: Path, baseline: dict | None) -> dict | None:
     without = run_facts(off)
     without["val_split"] = {v: errors(read_json(off / f"val-split-{v}.json")) for v in VIEWS
                             if (off / f"val-split-{v}.json").is_file()}
-    without["trained_on_center_top1"] = trained_on_error(off, without)
+    without["trained_on_center_top1"] = trained_on_error(off)
     return {"with (seed 0)": baseline, "without (seed 0)": without}
 
 
@@ -109,7 +104,7 @@ def summarize(root: Path) -> dict:
         name = f"{BASELINE}{seed}"
         facts = run_facts(root / name)
         facts["val_split"] = {v: members[v][name] for v in VIEWS if name in members.get(v, {})}
-        facts["trained_on_center_top1"] = trained_on_error(root / name, facts)
+        facts["trained_on_center_top1"] = trained_on_error(root / name)
         runs[f"seed {seed}"] = facts
     val_seeds = [s for s in runs if len(runs[s]["val_split"]) == len(VIEWS)]
     baseline = {
@@ -128,22 +123,23 @@ def summarize(root: Path) -> dict:
     }
     ensemble = {}
     for view, result in ensembles.items():
-        single = [r["top1"] for r in members[view].values()]
-        ensemble[view] = {"members": sorted(members[view]), "ensemble": errors(result["ensemble"]),
-                          "mean_member": {k: round(statistics.mean(
-                              r[k] for r in members[view].values()), 2) for k in ("top1", "top5")},
-                          "best_member_top1": min(single),
+        rows = members[view].values()
+        mean = {k: statistics.mean(r[k] for r in rows) for k in ("top1", "top5")}
+        together = errors(result["ensemble"])
+        ensemble[view] = {"members": sorted(members[view]), "ensemble": together,
+                          "mean_member": {k: round(v, 2) for k, v in mean.items()},
+                          "best_member_top1": min(r["top1"] for r in rows),
                           "gain_over_mean_member_top1_points": round(
-                              statistics.mean(single) - pct(result["ensemble"]["top1_error"]), 2)}
+                              mean["top1"] - together["top1"], 2)}
     ablations = {name: ablation(root / folder, runs.get("seed 0"))
                  for name, folder in ARMS.items()}
     stalled = None
     if (root / STALLED / layout.METRICS).is_file():
-        rows = curve(root / STALLED)
+        rows = read_metrics_rows(root / STALLED / layout.METRICS)
         stalled = {"epochs_run": len(rows),
-                   "train_loss": [round(float(r["train_loss"]), 3) for r in rows],
-                   "held_out_center_top1": [pct(float(r["val_top1_error"])) for r in rows],
-                   "lr": [float(r["lr"]) for r in rows]}
+                   "train_loss": [round(r["train_loss"], 3) for r in rows],
+                   "held_out_center_top1": [pct(r["val_top1_error"]) for r in rows],
+                   "lr": [r["lr"] for r in rows]}
     config = read_json(root / f"{BASELINE}{seeds[0]}" / layout.CONFIG) if seeds else {}
     return {
         "what": "alexnet-paper with the imagenet-paper recipe on Imagenette (10 ILSVRC-2012 "
