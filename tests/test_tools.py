@@ -35,12 +35,12 @@ def ship_model(tmp_path, monkeypatch):
     return module
 
 
-def a_run(folder):
+def a_run(folder, data=None):
     folder.mkdir()
     torch.manual_seed(0)
     save_weights(folder / "last.safetensors", build_model("cifar-4layer", num_classes=2),
                  classes=["a", "b"], preprocessing=Preprocessing(32, 32),
-                 extra={"recipe": "cifar10", "config": {"epochs": 1}})
+                 extra={"recipe": "cifar10", "config": {"epochs": 1, "data": data}})
     (folder / "final.json").write_text(json.dumps({"held_out": {"center": {"images": 2}}}))
     (folder / "run.json").write_text(json.dumps({"starts": [{"argv": ["alexnet", "train"]}]}))
     return folder
@@ -55,6 +55,23 @@ def test_a_shipped_model_and_its_card_carry_its_sha256(ship_model, tmp_path, cap
     assert card["command"] == "alexnet train" and card["classes"] == ["a", "b"]
     assert sorted(p.name for p in (tmp_path / "pretrained").iterdir()) == ["tiny.json",
                                                                          "tiny.safetensors"]
+
+
+def test_the_card_says_which_images_the_model_trained_on(ship_model, tmp_path):
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "manifest.json").write_text(json.dumps({
+        "format": "alexnet-store", "count": 4, "encoding": "raw",
+        "source": "data/cifar-10-batches-py", "source_kind": "cifar10-python"}))
+    ship_model.main(str(a_run(tmp_path / "run", data=str(store))), "tiny")
+    card = json.loads((tmp_path / "pretrained" / "tiny.json").read_text())
+    assert card["data"] == {"store": str(store), "images": 4, "encoding": "raw",
+                            "source": "data/cifar-10-batches-py",
+                            "source_kind": "cifar10-python"}
+    # a store deleted since: the card says nothing rather than guessing
+    shutil.rmtree(store)
+    ship_model.main(str(tmp_path / "run"), "tiny")
+    assert json.loads((tmp_path / "pretrained" / "tiny.json").read_text())["data"] is None
 
 
 def test_a_failed_copy_leaves_the_shipped_model_as_it_was(ship_model, tmp_path, monkeypatch):

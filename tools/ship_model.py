@@ -4,8 +4,9 @@
 
 Copies RUN_DIR/last.safetensors (the weights `final.json` evaluated) to
 src/alexnet/pretrained/NAME.safetensors and writes NAME.json beside it: the model card with
-the exact `alexnet train` command, the recipe, the held-out errors, the hardware and wall
-time of the run, and the file's SHA-256 (checked whenever the shipped model is loaded).
+the exact `alexnet train` command, the data it trained on (what `prepare` read into the
+store), the recipe, the held-out errors, the hardware and wall time of the run, and the
+file's SHA-256 (checked whenever the shipped model is loaded).
 """
 
 from __future__ import annotations
@@ -16,10 +17,23 @@ import shutil
 import sys
 from pathlib import Path
 
+from alexnet.data.store import MANIFEST
 from alexnet.engine import run_layout as layout
 from alexnet.files import atomic_path, atomic_write_json, file_sha256
 
 PRETRAINED = Path(__file__).resolve().parents[1] / "src" / "alexnet" / "pretrained"
+
+
+def training_data(config: dict | None) -> dict | None:
+    """Which images the run trained on: the source its store was prepared from, as the
+    store's manifest records it; None when the store is no longer there to ask."""
+    store = Path((config or {}).get("data") or "")
+    try:
+        manifest = json.loads((store / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    return {"store": str(store), "images": manifest.get("count"),
+            **{k: manifest.get(k) for k in ("source", "source_kind", "encoding")}}
 
 
 def model_card(run: Path, name: str, digest: str) -> dict:
@@ -38,6 +52,7 @@ def model_card(run: Path, name: str, digest: str) -> dict:
         "preprocessing": loaded.preprocessing.to_checkpoint()[0],
         "recipe": loaded.meta.get("recipe"),
         "config": loaded.meta.get("config"),
+        "data": training_data(loaded.meta.get("config")),
         "command": shlex.join(["alexnet", *first["argv"][1:]]),
         # A run that was stopped and resumed (possibly with a new epochs=) lists each start.
         "starts": [shlex.join(["alexnet", *start["argv"][1:]])
