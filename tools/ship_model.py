@@ -58,8 +58,8 @@ def model_card(run: Path, name: str, digest: str) -> dict:
         "starts": [shlex.join(["alexnet", *start["argv"][1:]])
                    for start in starts],
         "git": first.get("git"),
-        "trained_on": {k: first.get(k) for k in ("device", "gpu", "cpu_count", "torch",
-                                                 "platform", "time_utc")},
+        "trained_on": {k: first.get(k) for k in ("device", "gpu", "cpu_count", "cpu_details",
+                                                 "torch", "platform", "time_utc")},
         "train_images": final.get("train_images"),
         "held_out_images": final.get("held_out_images"),
         "held_out": final.get("held_out"),
