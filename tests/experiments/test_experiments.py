@@ -92,6 +92,30 @@ def test_the_13pct_arm_keeps_its_own_files_layer_params(recipe):
     assert make_config(recipe, "data", []).layer_decay_map()["classifier"] == 0.01
 
 
+def test_experiments_keep_the_held_out_images_out_for_the_whole_run(capsys, monkeypatch):
+    """cifar10-11pct trains on its held-out images from epoch 351 (cuda-convnet's fold-in);
+    an experiment comparing their errors keeps them out, says so, and refuses a fold-in."""
+    from alexnet.errors import UserError
+    from alexnet.experiments import ablations
+    from alexnet.experiments.common import make_config
+    from alexnet.experiments.runner import Experiment, run_experiment
+    from alexnet.recipes import resolve_config
+
+    assert resolve_config("cifar10-11pct", []).fold_in_epoch == 350
+    config = make_config("cifar10-11pct", "data", [])
+    assert config.fold_in_epoch == 0 and config.epochs == 520 and config.val_per_class > 0
+    with pytest.raises(UserError, match="fold_in_epoch=350 would train on the held-out"):
+        make_config("cifar10-11pct", "data", ["fold_in_epoch=350"])
+    # no images held out, nothing to protect: the fold-in is the user's to set
+    assert make_config("cifar10", "data", ["fold_in_epoch=3", "val_per_class=0"]).fold_in_epoch == 3
+
+    monkeypatch.setattr(ablations, "run_ablation", lambda *a, **k: None)
+    run_experiment(Experiment("lrn", "data", "out", recipe="cifar10-11pct"))
+    assert "keeps them out for every epoch" in capsys.readouterr().err
+    run_experiment(Experiment("lrn", "data", "out"))
+    assert "fold_in_epoch" not in capsys.readouterr().err
+
+
 def test_epochs_to_target_and_spread():
     history = [{"epoch": 1, "train_top1_error": 0.6}, {"epoch": 2, "train_top1_error": 0.25},
                {"epoch": 3, "train_top1_error": 0.2}]

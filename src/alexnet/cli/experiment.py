@@ -49,7 +49,8 @@ def register(subparsers) -> None:
                         help="lrn, pooling, precision, init, towers: the recipe every arm "
                         "trains with "
                         "(default %(default)s; e.g. cuda-convnet's cifar10-11pct, or "
-                        "imagenet-paper for init)")
+                        "imagenet-paper for init); the held-out images stay out for every "
+                        "epoch, even where the recipe would train on them late (fold_in_epoch)")
     parser.add_argument("--lrs", default=DEFAULT_LRS,
                         help="learning rates swept for each activation (relu-vs-tanh; "
                         "default %(default)s)")

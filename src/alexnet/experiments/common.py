@@ -18,6 +18,7 @@ from alexnet.data import ensure_store, prepare_store
 from alexnet.engine import run_layout as layout
 from alexnet.engine import train as engine_train  # train() looked up per call: tests fake it
 from alexnet.engine.run_files import read_metrics_rows
+from alexnet.errors import UserError
 from alexnet.files import atomic_write_json
 from alexnet.recipes import resolve_config
 
@@ -45,9 +46,26 @@ def experiment_store(data: str, out: Path, size: int, per_class: int | None) -> 
 
 
 def make_config(recipe: str, data: str, overrides: list[str], **fields) -> Config:
-    """The recipe with the experiment's fields, then the user's overrides on top."""
-    config = replace(resolve_config(recipe, []), data=data, **fields)
-    return apply_overrides(config, overrides).validate()
+    """The recipe with the experiment's fields, then the user's overrides on top. The held-out
+    images stay out for the whole run, whatever the recipe's fold_in_epoch: the experiments
+    compare their errors, which training on them would make training errors."""
+    config = replace(resolve_config(recipe, []), data=data, fold_in_epoch=0, **fields)
+    config = apply_overrides(config, overrides).validate()
+    if config.fold_in_epoch and config.val_per_class:
+        raise UserError(f"fold_in_epoch={config.fold_in_epoch} would train on the held-out "
+                        f"images whose errors an experiment compares; leave it out (the "
+                        f"experiments keep them out for the whole run)")
+    return config
+
+
+def held_out_kept_note(recipe: str) -> str | None:
+    """What an experiment says when its recipe would train on the held-out images late."""
+    fold_in = resolve_config(recipe, []).fold_in_epoch
+    if not fold_in:
+        return None
+    return (f"note: recipe {recipe} trains on its held-out images from epoch {fold_in + 1} "
+            f"(fold_in_epoch={fold_in}); this experiment keeps them out for every epoch, "
+            f"since it compares their errors")
 
 
 def train_until(config: Config, out: Path, done=lambda history: False) -> list[dict]:

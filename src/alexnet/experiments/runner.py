@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from alexnet import console
 from alexnet.errors import UserError, one_of
 
 EXPERIMENTS = ("relu-vs-tanh", "lrn", "pooling", "precision", "init", "towers")
@@ -55,7 +56,7 @@ def run_experiment(exp: Experiment) -> dict:
     """Train every run of `exp` (continuing those already there) and return its results."""
     # Here, not at the top: `alexnet --help` imports this module (the experiment command's
     # choices), and the experiments import torch.
-    from alexnet.experiments import ablations, relu_vs_tanh, towers
+    from alexnet.experiments import ablations, common, relu_vs_tanh, towers
 
     if exp.name not in EXPERIMENTS:
         raise one_of("experiment", exp.name, EXPERIMENTS)
@@ -70,6 +71,9 @@ def run_experiment(exp: Experiment) -> dict:
             exp.data, exp.out, lrs[:2] if exp.quick else lrs,
             1 if exp.quick else exp.sweep_epochs, 2 if exp.quick else exp.max_epochs,
             per_class, kept)
+    note = common.held_out_kept_note(exp.recipe)
+    if note:
+        console.info(note)
     if exp.name == "towers":
         quick_seeds, quick_epochs = QUICK_TOWERS
         if exp.quick:
