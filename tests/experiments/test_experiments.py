@@ -145,9 +145,49 @@ def test_quick_settings_are_the_librarys(tmp_path, monkeypatch):
     run_experiment(Experiment("lrn", "data", tmp_path, seeds=5, quick=True,
                               overrides=("lr=0.1",)))
     (name, data, out, seeds, per_class, overrides), options = calls["ablation"]
-    assert (seeds, per_class, options) == (1, QUICK_PER_CLASS, {"recipe": "cifar10"})
+    assert (seeds, per_class, options) == (1, QUICK_PER_CLASS,
+                                           {"recipe": "cifar10", "arms": None})
     assert overrides == ["epochs=1", "val_per_class=10", "batch_size=50", "lr=0.1"]
     run_experiment(Experiment("relu-vs-tanh", "data", tmp_path, lrs="0.1,0.2,0.3", quick=True))
     _, _, lrs, sweep_epochs, max_epochs, per_class, overrides = calls["relu"]
     assert (lrs, sweep_epochs, max_epochs, per_class) == ([0.1, 0.2], 1, 2, QUICK_PER_CLASS)
     assert overrides == ["batch_size=50"]        # the sweep sets epochs and holds none out
+
+
+def test_arms_train_apart_and_the_run_with_every_arm_compares(tmp_path, monkeypatch, capsys):
+    """`--arm` trains only the arms named (by name or run-folder name), writes no partial
+    results; the run with every arm (reading finished runs) writes the comparisons."""
+    from alexnet.errors import UserError
+    from alexnet.experiments import ablations
+
+    assert ablations.pick_arms("lrn", None) == list(ablations.ARMS["lrn"])
+    assert ablations.pick_arms("lrn", ["13% net", "11pct-net-without-its-norms"]) == \
+        ["11% net without its norms", "13% net"]       # the experiment's order
+    with pytest.raises(UserError, match="unknown lrn arm '11pct-no-norms'.*11pct-net-without"):
+        ablations.pick_arms("lrn", ["11pct-no-norms"])
+
+    trained = []
+
+    def fake_arm(name, arm, recipe, data, out, seeds, overrides):
+        trained.append(arm)
+        error = {"11% net": 0.11, "11% net without its norms": 0.12, "13% net": 0.13}[arm]
+        return {"runs": [{"top1_error": error, "center_curve": []}],
+                "top1_error": mean_and_spread([error])}
+
+    monkeypatch.setattr(ablations, "run_arm", fake_arm)
+    out = tmp_path / "lrn"
+    partial = ablations.run_ablation("lrn", "data", out, 1, arms=["13pct-net"])
+    assert trained == ["13% net"] and list(partial["variants"]) == ["13% net"]
+    assert partial["comparisons"] == {}
+    assert not (out / "results.json").exists()
+    assert "without --arm for the comparisons" in capsys.readouterr().err
+    results = ablations.run_ablation("lrn", "data", out, 1)
+    assert trained[1:] == list(ablations.ARMS["lrn"])
+    paper = results["comparisons"]["paper: 13% file -> 11% file"]
+    assert paper["difference_top1"] == pytest.approx(0.02)
+    assert json.loads((out / "results.json").read_text())["comparisons"]
+
+
+def test_arm_is_refused_where_an_experiment_has_no_arms(tmp_path, capsys):
+    assert main(["experiment", "relu-vs-tanh", "--data", str(tmp_path), "--arm", "relu"]) == 2
+    assert "--arm is for the experiments with arms" in capsys.readouterr().err

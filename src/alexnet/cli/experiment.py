@@ -67,6 +67,12 @@ def register(subparsers) -> None:
     parser.add_argument("--per-class", type=count("--per-class"),
                         help="train on the first N images of each class (a subset store, made "
                         "once in the results folder; default: all)")
+    parser.add_argument("--arm", action="append", default=[], metavar="ARM",
+                        help="lrn, pooling, precision, init: train only this arm (its name or "
+                        "run-folder name, e.g. 11pct-net-without-its-norms; repeatable), to "
+                        "train arms side by side in separate processes or machines with the "
+                        "same --out; the comparisons come from a run without --arm once every "
+                        "arm has finished")
     add_threads_option(parser)
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.set_defaults(run=run)
@@ -80,7 +86,7 @@ def run(args) -> int:
         args.name, args.data, Path(args.out or f"runs/experiment-{args.name}"),
         seeds=args.seeds, recipe=args.recipe, lrs=args.lrs, sweep_epochs=args.sweep_epochs,
         max_epochs=args.max_epochs, per_class=args.per_class, quick=args.quick,
-        overrides=tuple(overrides)))
+        overrides=tuple(overrides), arms=tuple(args.arm)))
     if args.json:
         print_json(results, indent=2, default=str)
     return 0

@@ -22,6 +22,10 @@ layer-params (fc10 decay 0.004 instead of the 11% file's 0.01). The test error i
 10-view error on images held out of the 50,000 training images (`val_per_class` per class);
 nothing is tuned on them. Each comparison reports the difference of the arms' means and the
 per-seed (paired) differences.
+
+Arms can train in separate processes or on separate machines sharing the results folder
+(`arms=`, the command line's `--arm`): each trains only its arms; a run with every arm reads
+the finished runs instead of training them again and writes the comparisons.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from pathlib import Path
 from alexnet import console
 from alexnet.analysis.plots import plot_curves
 from alexnet.config import CUDA_CONVNET_DECAY
+from alexnet.errors import one_of
 from alexnet.engine import train as engine_train  # train() looked up per call: tests fake it
 from alexnet.experiments.common import (
     command_line,
@@ -90,6 +95,18 @@ def slug(arm: str) -> str:
     return "-".join(words)
 
 
+def pick_arms(name: str, requested: list[str] | None) -> list[str]:
+    """The arms of experiment `name` to train, in the experiment's order: every arm, or those
+    `requested` by name ("11% net without its norms") or run-folder name ("11pct-net-...")."""
+    if not requested:
+        return list(ARMS[name])
+    by_slug = {slug(arm): arm for arm in ARMS[name]}
+    for wanted in requested:
+        if wanted not in ARMS[name] and wanted not in by_slug:
+            raise one_of(f"{name} arm", wanted, list(by_slug))
+    return [arm for arm in ARMS[name] if arm in requested or slug(arm) in requested]
+
+
 def run_arm(name: str, arm: str, recipe: str, data: str, out: Path, seeds: int,
             overrides: list[str]) -> dict:
     model, options, settings = ARMS[name][arm]
@@ -128,21 +145,29 @@ def compare(arms: dict, baseline: str, better: str) -> dict:
 
 def run_ablation(name: str, data: str, out: Path, seeds: int,
                  per_class: int | None = None, overrides: list[str] | None = None,
-                 recipe: str = "cifar10") -> dict:
-    """Train every arm of experiment `name` with `recipe` and `seeds` seeds on `data` (or
-    the first `per_class` images of each of its classes); results.json and a figure."""
+                 recipe: str = "cifar10", arms: list[str] | None = None) -> dict:
+    """Train every arm of experiment `name` (or only `arms`) with `recipe` and `seeds` seeds
+    on `data` (or the first `per_class` images of each of its classes); with every arm,
+    results.json and a figure."""
     overrides = overrides or []
+    chosen = pick_arms(name, arms)
     out.mkdir(parents=True, exist_ok=True)
     size = make_config(recipe, "unused", overrides).data_size
     data = experiment_store(data, out, size, per_class)
     results = {"experiment": name, "paper": PAPER[name], "data": data, "recipe": recipe,
                "seeds": seeds, "variants": {}, "comparisons": {}}
-    for arm in ARMS[name]:
+    for arm in chosen:
         results["variants"][arm] = run_arm(name, arm, recipe, data, out, seeds, overrides)
         top1 = results["variants"][arm]["top1_error"]
         spread = f"std {100 * top1['std']:.2f}, {seeds} seeds" if seeds > 1 else "1 seed"
         console.info(f"{name}: {arm}: held-out top-1 error {100 * top1['mean']:.2f}% "
                      f"({spread})")
+    if len(chosen) < len(ARMS[name]):
+        # Some arms may still be training elsewhere: nothing to compare or save yet.
+        console.info(f"{name}: trained {', '.join(slug(arm) for arm in chosen)} only; once "
+                     f"every arm has finished, run the experiment again without --arm for "
+                     f"the comparisons (finished runs are read, not trained again)")
+        return results
     for comparison, baseline, better in COMPARISONS[name]:
         result = compare(results["variants"], baseline, better)
         results["comparisons"][comparison] = result

@@ -38,6 +38,7 @@ class Experiment:
     per_class: int | None = None
     quick: bool = False
     overrides: tuple[str, ...] = ()
+    arms: tuple[str, ...] = ()     # lrn, pooling, precision, init: only these arms; () all
 
 
 def parse_lrs(text: str) -> list[float]:
@@ -64,6 +65,9 @@ def run_experiment(exp: Experiment) -> dict:
     per_class = QUICK_PER_CLASS if exp.quick else exp.per_class
     overrides = [*QUICK_OVERRIDES, *exp.overrides] if exp.quick else list(exp.overrides)
     seeds = exp.seeds or DEFAULT_SEEDS.get(exp.name, OTHER_SEEDS)
+    if exp.arms and exp.name not in ablations.ARMS:
+        raise UserError(f"--arm is for the experiments with arms ({', '.join(ablations.ARMS)}), "
+                        f"not {exp.name}")
     if exp.name == "relu-vs-tanh":
         # Its sweep sets epochs itself and it holds nothing out (it watches training error).
         kept = [o for o in overrides if not o.startswith(("epochs=", "val_per_class="))]
@@ -81,4 +85,5 @@ def run_experiment(exp: Experiment) -> dict:
         return towers.run_towers(exp.data, exp.out, quick_seeds if exp.quick else seeds,
                                  per_class, overrides, recipe=exp.recipe)
     return ablations.run_ablation(exp.name, exp.data, exp.out, 1 if exp.quick else seeds,
-                                  per_class, overrides, recipe=exp.recipe)
+                                  per_class, overrides, recipe=exp.recipe,
+                                  arms=list(exp.arms) or None)
