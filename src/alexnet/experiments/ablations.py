@@ -36,8 +36,8 @@ from pathlib import Path
 from alexnet import console
 from alexnet.analysis.plots import plot_curves
 from alexnet.config import CUDA_CONVNET_DECAY
-from alexnet.errors import one_of
 from alexnet.engine import train as engine_train  # train() looked up per call: tests fake it
+from alexnet.errors import one_of
 from alexnet.experiments.common import (
     command_line,
     experiment_store,
