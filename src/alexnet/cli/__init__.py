@@ -77,7 +77,7 @@ def _configured_process(args: argparse.Namespace) -> Iterator[None]:
     """What the command sets for its process, here and nowhere in the library: torch's thread
     count (`--threads`, or what the idle cores allow), glibc's allocator (`keep_freed_memory`:
     a CPU training step 1.3x faster) and subnormal floats flushed to zero (`flush_denormals`:
-    a saturated tanh net 2x faster; before the thread count, whose pool inherits it). The
+    a saturated tanh net 1.6-1.9x faster; before the thread count, whose pool inherits it). The
     thread count is given back when the command returns, for callers of `main` inside a
     longer-lived process (tests, notebooks)."""
     # torch-backed modules: imported once a command runs, never for --help (see above)

@@ -14,8 +14,8 @@
   `keep_freed_memory()` itself.
 - On the CPU, subnormal floats count as zero (`flush_denormals`): arithmetic on them takes a
   microcode assist many times slower than a normal operation, and a saturated tanh net
-  produces them in bulk (its exp() underflows); the Fig. 1 tanh net in saturation trained
-  about 2x faster with them flushed (benchmarks/bench_denormals.py). Also the entry point's
+  produces them in bulk (its exp() underflows); a step of the Fig. 1 tanh net in saturation
+  ran 1.6-1.9x faster with them flushed, other nets alike (benchmarks/bench_denormals.py). Also the entry point's
   alone: it sets the calling thread's floating-point mode, which threads started later
   inherit, so it has to come before the first parallel operation starts torch's thread pool.
 """
