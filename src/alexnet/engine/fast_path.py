@@ -15,9 +15,9 @@
 - On the CPU, subnormal floats count as zero (`flush_denormals`): arithmetic on them takes a
   microcode assist many times slower than a normal operation, and a saturated tanh net
   produces them in bulk (its exp() underflows); a step of the Fig. 1 tanh net in saturation
-  ran 1.6-1.9x faster with them flushed, other nets alike (benchmarks/bench_denormals.py). Also the entry point's
-  alone: it sets the calling thread's floating-point mode, which threads started later
-  inherit, so it has to come before the first parallel operation starts torch's thread pool.
+  ran 1.6-1.9x faster with them flushed, other nets alike (benchmarks/bench_denormals.py).
+  Also the entry point's alone: it sets the calling thread's floating-point mode, which
+  threads started later inherit, so it comes before torch's thread pool starts.
 """
 
 from __future__ import annotations
