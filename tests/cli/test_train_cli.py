@@ -139,7 +139,7 @@ def test_overrides_may_follow_the_options(tmp_path, capsys, monkeypatch):
 
     seen = {}
     monkeypatch.setattr(ablations, "run_ablation",
-                        lambda name, data, out, seeds, per_class, overrides, recipe:
+                        lambda name, data, out, seeds, per_class, overrides, recipe, arms:
                         seen.update(seeds=seeds, overrides=overrides) or {})
     assert main(["experiment", "lrn", "--seeds", "2", "epochs=3", "--data", str(tmp_path),
                  "lr=0.1"]) == 0

@@ -61,9 +61,9 @@ def test_the_command_flushes_subnormals_to_zero(tmp_path):
     and they are many times slower to compute with); normal numbers are untouched."""
     from alexnet.cli import main
 
-    subnormal = torch.tensor([1e-40])
     try:
         torch.set_flush_denormal(False)
+        subnormal = torch.tensor([1e-40])              # made unflushed (with FTZ it is 0)
         assert (subnormal * 1.0).item() > 0            # kept: PyTorch's default
         main(["models"])
         if (subnormal * 1.0).item() != 0:
