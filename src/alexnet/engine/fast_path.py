@@ -15,7 +15,7 @@
 - On the CPU, subnormal floats count as zero (`flush_denormals`): arithmetic on them takes a
   microcode assist many times slower than a normal operation, and a saturated tanh net
   produces them in bulk (its exp() underflows); a step of the Fig. 1 tanh net in saturation
-  ran 1.6-1.9x faster with them flushed, other nets alike (benchmarks/bench_denormals.py).
+  ran 1.6-1.9x faster with them flushed, other nets unchanged (benchmarks/bench_denormals.py).
   Also the entry point's alone: it sets the calling thread's floating-point mode, which
   threads started later inherit, so it comes before torch's thread pool starts.
 """
@@ -69,7 +69,7 @@ def keep_freed_memory() -> bool:
 
 def flush_denormals() -> bool:
     """Treat subnormal floats (below 1.2e-38 in fp32) as zero in this thread and those it
-    starts later (x86 FTZ/DAZ; Arm's flush-to-zero). Whether the CPU supports it. Numbers that
+    starts later (x86's FTZ/DAZ modes). Whether torch can set it on this CPU. Numbers that
     small are far below anything a training step can resolve, so results do not move."""
     return torch.set_flush_denormal(True)
 
