@@ -92,6 +92,9 @@ def test_train_threads_option_reaches_torch_and_may_change_on_resume(tiny_store,
         assert main([*args, "--threads", "2", "epochs=2"]) == 0     # resumed, not refused
         starts = json.loads((out / "run.json").read_text())["starts"]
         assert [s["torch_threads"] for s in starts] == [1, 2]
+        assert main([*args, "--threads", "1", "epochs=2"]) == 0     # finished: read, not a start
+        assert json.loads((out / "run.json").read_text())["starts"] == starts
+        assert json.loads((out / "config.json").read_text())["threads"] == 2
     finally:
         torch.set_num_threads(before)
 

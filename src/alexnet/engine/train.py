@@ -125,13 +125,15 @@ def _start(config: Config, out: Path, ddp: distributed.DistInfo, resume: bool | 
     p = run.progress
     if not ddp.is_main:
         return run
-    out.mkdir(parents=True, exist_ok=True)
-    run_files.record_start(out, config.to_dict(),
-                           run_files.environment(ddp.world_size, ddp.device), saved is not None)
     if p.epoch >= config.epochs:
+        # Read again, not trained: its config.json and its list of starts stay those of the
+        # starts that trained it (an experiment re-run with other threads changes neither).
         console.info(f"the run in {out} has finished its {console.plural(p.epoch, 'epoch')} "
                      f"(pass a larger epochs=N to train on, or a new --out)")
         return run
+    out.mkdir(parents=True, exist_ok=True)
+    run_files.record_start(out, config.to_dict(),
+                           run_files.environment(ddp.world_size, ddp.device), saved is not None)
     if (out / layout.FINAL).is_file():   # trains on past a finished run: stale results
         (out / layout.FINAL).unlink()
     if saved is not None:
