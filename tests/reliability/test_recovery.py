@@ -37,6 +37,18 @@ def _children(pid: int) -> set[int]:
     return found
 
 
+def _workers(pid: int) -> set[int]:
+    """`pid`'s forked children now alive: those running its own command line (a helper that an
+    import runs and ends at once, such as `ldconfig -p`, is not a worker)."""
+    def cmdline(p: int) -> bytes | None:
+        try:
+            return Path(f"/proc/{p}/cmdline").read_bytes()
+        except OSError:
+            return None
+    own = cmdline(pid)
+    return {child for child in _children(pid) if cmdline(child) == own}
+
+
 def _alive(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
@@ -58,7 +70,7 @@ def test_workers_exit_when_prepare_is_killed(tmp_path):
     deadline = time.monotonic() + 60
     workers: set[int] = set()
     while len(workers) < 2 and proc.poll() is None and time.monotonic() < deadline:
-        workers |= _children(proc.pid)
+        workers = _workers(proc.pid)
         time.sleep(0.005)
     time.sleep(0.2)                        # decoding, with work still queued
     assert len(workers) == 2 and proc.poll() is None, "prepare ended before it was killed"
